@@ -1,0 +1,249 @@
+"""Validated run configuration: one YAML file = one trial.
+
+``load_config(path, overrides)`` reads YAML, applies ``--set a.b=c`` overrides, and validates every section with
+pydantic before anything runs. Every failure is one :class:`ConfigError` naming the key, the value and what is allowed.
+Registry-backed names (dataset, model, loss) and their options are checked by :func:`check_components`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigError
+from .registry import did_you_mean
+
+
+class Section(BaseModel):
+    """A config section that rejects unknown keys."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Component(BaseModel):
+    """A named registry component whose other keys are its options (``{name: kd, temperature: 4}``)."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **self.options}
+
+
+class DataConfig(Section):
+    name: str = "fashion_mnist"
+    data_dir: str | None = None
+    val_size: Union[int, float] = Field(5000, ge=0)
+    train_subset: int | None = Field(None, ge=1)
+    seed: int = 0
+    crop_padding: int = Field(0, ge=0, le=16)
+    hflip: bool = False
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class TeacherConfig(Section):
+    """Where the teacher comes from: a kdlab run directory, or a model spec plus a safetensors file."""
+
+    run: str | None = None
+    model: Component | None = None
+    weights: str | None = None
+    cache: bool = True
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "TeacherConfig":
+        if self.run is None and (self.model is None or self.weights is None):
+            raise ValueError("give either 'run' (a kdlab run directory) or both 'model' and 'weights'")
+        if self.run is not None and (self.model is not None or self.weights is not None):
+            raise ValueError("give either 'run' or 'model' + 'weights', not both")
+        return self
+
+
+class OptimConfig(Section):
+    name: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = Field(0.05, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = True
+    weight_decay: float = Field(5e-4, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+class ScheduleConfig(Section):
+    name: Literal["constant", "step", "cosine"] = "cosine"
+    warmup_epochs: float = Field(0, ge=0)
+    milestones: list[int] = Field(default_factory=list)
+    gamma: float = Field(0.1, gt=0, le=1)
+    min_lr: float = Field(0.0, ge=0)
+
+
+class TrainConfig(Section):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(128, ge=1)
+    eval_batch_size: int = Field(1024, ge=1)
+    seed: int = 0
+    deterministic: bool = False
+    num_threads: int | None = Field(None, ge=1)
+    progress: bool | None = None
+    keep_epochs: list[int] = Field(default_factory=list)
+
+
+class RunConfig(Section):
+    """A training (no teacher) or distillation (with teacher) run."""
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: Component
+    teacher: TeacherConfig | None = None
+    loss: Component = Field(default_factory=lambda: Component(name="ce"))
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=False)
+
+    def digest(self) -> str:
+        """SHA-256 of the canonical JSON of the config: the identity of a run."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file '{path}' is not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file '{path}' must hold a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides; values are parsed as YAML (``0.5`` -> float, ``[1,2]`` -> list)."""
+    out = json.loads(json.dumps(raw))  # deep copy of plain data
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set '{item}' must look like key.subkey=value")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set '{item}': '{part}' is a value, not a section")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def _fields_at(model_cls: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None:
+    """The allowed keys of the section at ``loc`` (to suggest a spelling for an unknown key)."""
+    cls: Any = model_cls
+    for part in loc:
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)) or part not in cls.model_fields:
+            return None
+        ann = cls.model_fields[part].annotation
+        args = [a for a in getattr(ann, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel)]
+        cls = args[0] if args else ann
+    if isinstance(cls, type) and issubclass(cls, BaseModel):
+        return list(cls.model_fields)
+    return None
+
+
+def format_validation_error(exc: ValidationError, model_cls: type[BaseModel]) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not isinstance(p, int) or True)
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        value = err.get("input")
+        if err["type"] == "extra_forbidden":
+            allowed = _fields_at(model_cls, loc[:-1]) or []
+            lines.append(
+                f"unknown key '{key}'.{did_you_mean(str(loc[-1]), allowed)} Allowed keys here: {', '.join(allowed)}"
+            )
+        elif err["type"] == "missing":
+            lines.append(f"missing key '{key}'")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{key}={value!r} is not allowed: {msg}")
+    return "; ".join(lines)
+
+
+def parse_config(raw: dict[str, Any], model_cls: type[BaseModel] = RunConfig) -> Any:
+    try:
+        return model_cls.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, model_cls)) from None
+
+
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = (),
+                model_cls: type[BaseModel] = RunConfig, base: dict[str, Any] | None = None) -> Any:
+    """Read (optionally) a YAML file over ``base``, apply overrides and validate."""
+    raw = dict(base or {})
+    if path is not None:
+        raw = deep_merge(raw, read_yaml(path))
+    return parse_config(apply_overrides(raw, overrides), model_cls)
+
+
+def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def check_components(cfg: RunConfig) -> None:
+    """Check registry names and options (dataset, models, loss) without loading data or training."""
+    from .data import DATASETS
+    from .losses import build as build_loss
+    from .models import MODELS
+
+    for key, registry, name in (("data.name", DATASETS, cfg.data.name), ("model.name", MODELS, cfg.model.name)):
+        if name not in registry:
+            raise ConfigError(f"{key}='{name}' is not allowed.{did_you_mean(name, registry.names())} "
+                              f"Allowed: {', '.join(registry.names())}")
+    _check_options("data.options", DATASETS, cfg.data.name, cfg.data.options)
+    _check_options("model", MODELS, cfg.model.name, cfg.model.options)
+    if cfg.teacher is not None and cfg.teacher.model is not None:
+        if cfg.teacher.model.name not in MODELS:
+            name = cfg.teacher.model.name
+            raise ConfigError(f"teacher.model.name='{name}' is not allowed.{did_you_mean(name, MODELS.names())} "
+                              f"Allowed: {', '.join(MODELS.names())}")
+        _check_options("teacher.model", MODELS, cfg.teacher.model.name, cfg.teacher.model.options)
+    try:
+        loss = build_loss(cfg.loss.name, **cfg.loss.options)
+    except ConfigError as exc:
+        raise ConfigError(f"loss: {exc}") from None
+    if getattr(loss, "requires_teacher", True) and cfg.teacher is None:
+        raise ConfigError(f"loss.name='{cfg.loss.name}' needs a teacher: add a 'teacher' section "
+                          "(teacher.run: <run dir>, or teacher.model + teacher.weights)")
+
+
+def _check_options(key: str, registry: Any, name: str, options: dict[str, Any]) -> None:
+    try:
+        registry.check_kwargs(name, options, skip=("num_classes", "in_shape"))
+    except ConfigError as exc:
+        raise ConfigError(f"{key}: {exc}") from None

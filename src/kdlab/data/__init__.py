@@ -1,0 +1,31 @@
+"""Datasets as in-memory tensors: sources, seeded stratified splits, augmentations and a fast loader."""
+
+from .base import DATASETS, ArrayDataset, DataSplits, RawDataset
+from .fashion_mnist import fetch_fashion_mnist, locate_fashion_mnist
+from .idx import read_idx, write_idx
+from .load import load_dataset
+from .loader import Batch, TensorLoader
+from .paths import default_data_dir
+from .synthetic import GaussianMixture
+from .transforms import Compose, HorizontalFlip, RandomCropPad, build_augment, normalize
+
+__all__ = [
+    "ArrayDataset",
+    "Batch",
+    "Compose",
+    "DATASETS",
+    "DataSplits",
+    "GaussianMixture",
+    "HorizontalFlip",
+    "RandomCropPad",
+    "RawDataset",
+    "TensorLoader",
+    "build_augment",
+    "default_data_dir",
+    "fetch_fashion_mnist",
+    "load_dataset",
+    "locate_fashion_mnist",
+    "normalize",
+    "read_idx",
+    "write_idx",
+]

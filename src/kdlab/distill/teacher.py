@@ -1,0 +1,49 @@
+"""Loading a teacher: from a kdlab run directory, or from a model spec plus a safetensors file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from torch import nn
+
+from ..config import TeacherConfig
+from ..errors import ConfigError
+from ..train.checkpoint import CHECKPOINTS, load_model_weights
+from .distiller import freeze
+
+
+def teacher_weights_path(run_dir: str | Path) -> Path:
+    """The weights a finished kdlab run exports as a teacher (its best-validation checkpoint)."""
+    return Path(run_dir) / CHECKPOINTS / "best.safetensors"
+
+
+def load_teacher(cfg: TeacherConfig, num_classes: int, in_shape: Sequence[int]) -> nn.Module:
+    """Build and load the teacher, check it has ``num_classes`` outputs, and freeze it."""
+    if cfg.run is not None:
+        path = teacher_weights_path(cfg.run)
+        if not path.is_file():
+            raise ConfigError(f"teacher.run='{cfg.run}' has no trained weights ({path} is missing); "
+                              "train the teacher first with `kdlab train`")
+        model = load_model_weights(path)
+        key = "teacher.run"
+    else:
+        from ..models import create_model
+
+        assert cfg.model is not None and cfg.weights is not None
+        if not Path(cfg.weights).is_file():
+            raise ConfigError(f"teacher.weights='{cfg.weights}' does not exist")
+        opts = cfg.model.options
+        model = create_model(cfg.model.name, num_classes=opts.pop("num_classes", num_classes),
+                             in_shape=opts.pop("in_shape", in_shape), **opts)
+        try:
+            load_model_weights(cfg.weights, model)
+        except RuntimeError as exc:
+            raise ConfigError(f"teacher.weights='{cfg.weights}' does not fit teacher.model: {exc}") from None
+        key = "teacher.model"
+    spec = getattr(model, "spec", {})
+    teacher_classes = spec.get("num_classes")
+    if teacher_classes is not None and int(teacher_classes) != int(num_classes):
+        raise ConfigError(f"{key}: the teacher has {teacher_classes} classes but the student and dataset have "
+                          f"{num_classes}; teacher and student must predict the same classes")
+    return freeze(model)

@@ -1,0 +1,33 @@
+"""Response-based distillation losses: ``build(name, **hyperparams)`` returns a ``ResponseLoss`` module.
+
+>>> from kdlab.losses import build, loss_names
+>>> loss = build("kd", temperature=4.0, alpha=0.9)
+>>> objective = loss(student_logits, teacher_logits, targets)    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import ats, ce, isats, kd  # noqa: F401  (importing registers the losses)
+from .base import LOSSES, ResponseLoss
+from .isats import select_tau_other
+from .standardize import standardize_logits
+
+__all__ = ["LOSSES", "ResponseLoss", "build", "loss_names", "select_tau_other", "standardize_logits"]
+
+
+def build(name: str, **hyperparams: Any) -> ResponseLoss:
+    """The loss registered as ``name`` with ``hyperparams`` (the others at their defaults).
+
+    Raises ConfigError for an unknown name (with a did-you-mean), an option the loss does not have, or a value
+    it does not allow; each message names the key, the value and what is allowed.
+    """
+    factory = LOSSES.get(name)
+    LOSSES.check_kwargs(name, hyperparams)
+    return factory(**hyperparams)
+
+
+def loss_names() -> list[str]:
+    """The registered loss names, sorted."""
+    return LOSSES.names()

@@ -1,0 +1,90 @@
+"""The loss registry and ``ResponseLoss``, the base class every response-based loss follows."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from ..registry import Registry
+from .standardize import standardize_logits
+
+LOSSES: Registry = Registry("loss")
+
+
+class ResponseLoss(nn.Module):
+    """A training objective computed from the student's logits, the teacher's logits and the labels.
+
+    ``forward(student_logits [N, K], teacher_logits [N, K] or None, targets [N] class indices) -> scalar``: the
+    whole objective *including* its cross-entropy term, as the method defines it.
+
+    Attributes:
+        name: the registry name ("kd", ...), used in messages.
+        requires_teacher: False for losses that never read ``teacher_logits`` (which may then be None).
+        hyperparams: the resolved hyperparameters as JSON-able values, for logging and run keys.
+        last_parts: the named, unweighted components of the last call as plain floats, e.g. {"ce": .., "kd": ..}.
+
+    The teacher's logits are detached: the teacher is a fixed target, never trained through the loss.
+    Half-precision logits are promoted to float32 before any softmax, so the loss is float32 (or float64).
+    """
+
+    name: ClassVar[str] = ""
+    requires_teacher: ClassVar[bool] = True
+
+    def __init__(self, **hyperparams: Any) -> None:
+        super().__init__()
+        self.hyperparams: dict[str, Any] = dict(hyperparams)
+        self.last_parts: dict[str, float] = {}
+
+    def forward(self, student_logits: Tensor, teacher_logits: Tensor | None, targets: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called once at the start of every epoch; a no-op unless the method depends on training progress."""
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{key}={value!r}" for key, value in self.hyperparams.items())
+
+    # -- helpers for subclasses -------------------------------------------------------------------------------
+
+    def _inputs(
+        self, student_logits: Tensor, teacher_logits: Tensor | None, targets: Tensor
+    ) -> tuple[Tensor, Tensor | None, Tensor]:
+        """Check shapes, promote half precision to float32 and detach the teacher."""
+        student = _as_float(student_logits)
+        if student.dim() != 2:
+            raise ValueError(f"loss '{self.name}': student_logits must have shape (N, K), got {tuple(student.shape)}")
+        if targets.dim() != 1 or targets.shape[0] != student.shape[0]:
+            raise ValueError(
+                f"loss '{self.name}': targets must have shape ({student.shape[0]},) to match student_logits "
+                f"{tuple(student.shape)}, got {tuple(targets.shape)}"
+            )
+        if targets.is_floating_point():
+            raise ValueError(f"loss '{self.name}': targets must be integer class indices, got dtype {targets.dtype}")
+        teacher = None
+        if teacher_logits is not None:
+            teacher = _as_float(teacher_logits.detach())
+            if teacher.shape != student.shape:
+                raise ValueError(
+                    f"loss '{self.name}': teacher_logits {tuple(teacher.shape)} and student_logits "
+                    f"{tuple(student.shape)} must have the same shape"
+                )
+        elif self.requires_teacher:
+            raise ValueError(f"loss '{self.name}' needs teacher_logits, got None")
+        return student, teacher, targets.long()
+
+    def _standardized(self, student: Tensor, teacher: Tensor) -> tuple[Tensor, Tensor]:
+        """Both logit tensors z-scored per sample when the loss has ``standardize`` on, else unchanged."""
+        if self.hyperparams.get("standardize", False):
+            return standardize_logits(student), standardize_logits(teacher)
+        return student, teacher
+
+    def _record(self, **parts: Tensor) -> None:
+        self.last_parts = {key: float(value.detach()) for key, value in parts.items()}
+
+
+def _as_float(logits: Tensor) -> Tensor:
+    if logits.dtype in (torch.float32, torch.float64):
+        return logits
+    return logits.float()

@@ -1,0 +1,124 @@
+"""The train/distill recipe: config -> data + models -> Distiller -> fit -> test -> summary.json.
+
+Reads top to bottom like the experiment it runs. ``run(cfg, out_dir)`` is idempotent: a finished run directory
+returns its summary, an unfinished one resumes from its last checkpoint, and a directory holding a *different* run
+is refused rather than overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import yaml
+from torch import nn
+
+from .config import RunConfig, check_components
+from .errors import ConfigError
+from .io import atomic_write_json, atomic_write_text
+
+log = logging.getLogger("kdlab")
+
+SUMMARY = "summary.json"
+CONFIG = "config.yaml"
+
+
+def run(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None = None,
+        teacher_cache_dir: str | Path | None = None,
+        on_epoch_end: Callable[[dict[str, Any], nn.Module], None] | None = None) -> dict[str, Any]:
+    """Train (no teacher) or distil (with a teacher) as ``cfg`` says, in ``out_dir``; return the summary.
+
+    ``on_epoch_end(record, distiller)`` is called after every epoch's checkpoint (for callbacks and tests).
+    """
+    from .data import TensorLoader, build_augment, load_dataset
+    from .distill import Distiller, cached_teacher_logits, load_teacher
+    from .losses import build as build_loss
+    from .models import count_macs, count_params, create_model
+    from .train import evaluate, fit, load_model_weights, seed_everything
+
+    check_components(cfg)
+    out_dir = Path(out_dir)
+    finished = _claim_run_dir(out_dir, cfg)
+    if finished is not None:
+        log.info("%s is already finished; reusing it", out_dir)
+        return finished
+    if cfg.train.num_threads:
+        torch.set_num_threads(cfg.train.num_threads)
+    seed_everything(cfg.train.seed, cfg.train.deterministic)
+    started = time.perf_counter()
+
+    # data
+    d = cfg.data
+    data = load_dataset(d.name, data_dir=d.data_dir, val_size=d.val_size, seed=d.seed,
+                        train_subset=d.train_subset, **d.options)
+    augment = build_augment(crop_padding=d.crop_padding, hflip=d.hflip)
+
+    # teacher (frozen) and, when inputs are deterministic, its cached outputs
+    teacher, teacher_logits = None, None
+    loss = build_loss(cfg.loss.name, **cfg.loss.options)
+    if cfg.teacher is not None and getattr(loss, "requires_teacher", True):
+        teacher = load_teacher(cfg.teacher, data.num_classes, data.in_shape)
+        if cfg.teacher.cache and augment is None:
+            teacher_logits = cached_teacher_logits(teacher, data.train.x, data.train.fingerprint(),
+                                                   cache_dir=teacher_cache_dir,
+                                                   batch_size=cfg.train.eval_batch_size)
+
+    # student: initialised right after seeding so every method with this seed starts from the same weights
+    torch.manual_seed(cfg.train.seed)
+    student = create_model(cfg.model.name, data.num_classes, data.in_shape, **cfg.model.options)
+    distiller = Distiller(student, loss, teacher=teacher, teacher_logits=teacher_logits)
+
+    train_loader = TensorLoader(data.train, cfg.train.batch_size, shuffle=True, seed=cfg.train.seed,
+                                augment=augment)
+    val_loader = TensorLoader(data.val, cfg.train.eval_batch_size)
+    test_loader = TensorLoader(data.test, cfg.train.eval_batch_size)
+
+    meta = {"dataset": data.name, "config_digest": cfg.digest()}
+    callback = (lambda record: on_epoch_end(record, distiller)) if on_epoch_end else None
+    result = fit(distiller, train_loader, val_loader, cfg, out_dir, metadata=meta, progress=progress,
+                 on_epoch_end=callback)
+
+    # test the best-validation student
+    load_model_weights(out_dir / "checkpoints" / "best.safetensors", student)
+    test = evaluate(student, test_loader)
+    summary = {
+        "config_digest": cfg.digest(),
+        "dataset": data.name,
+        "model": cfg.model.as_dict(),
+        "loss": cfg.loss.as_dict(),
+        "teacher": cfg.teacher.model_dump(mode="json") if cfg.teacher else None,
+        "seed": cfg.train.seed,
+        "params": count_params(student),
+        "macs": count_macs(student, data.in_shape),
+        "epochs": cfg.train.epochs,
+        "best_epoch": result["best_epoch"],
+        "best_val_accuracy": result["best_val_accuracy"],
+        "test_accuracy": test["accuracy"],
+        "test_loss": test["loss"],
+        "num_train": len(data.train),
+        "seconds": time.perf_counter() - started,
+        "weights": str(out_dir / "checkpoints" / "best.safetensors"),
+    }
+    atomic_write_json(out_dir / SUMMARY, summary)
+    return summary
+
+
+def _claim_run_dir(out_dir: Path, cfg: RunConfig) -> dict[str, Any] | None:
+    """Write the config into ``out_dir``; return the summary if this exact run already finished there."""
+    config_path = out_dir / CONFIG
+    if config_path.is_file():
+        existing = yaml.safe_load(config_path.read_text()) or {}
+        if RunConfig.model_validate(existing).digest() != cfg.digest():
+            raise ConfigError(f"--out '{out_dir}' already holds a run with a different config; "
+                              "choose another --out (or delete that directory to start over)")
+        summary = out_dir / SUMMARY
+        if summary.is_file():
+            return json.loads(summary.read_text())
+        return None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(config_path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    return None

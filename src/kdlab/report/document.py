@@ -1,0 +1,118 @@
+"""A report built once and written twice: ``report.md`` and a self-contained ``report.html`` (PNGs inlined)."""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..io import atomic_write_text
+
+_CSS = """body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%}
+pre{background:#f6f6f6;padding:8px;overflow-x:auto}.holds{color:#137333}.fails{color:#b3261e}.na{color:#666}"""
+
+
+@dataclass
+class Report:
+    """Append blocks, then ``write(out_dir)``; images are paths relative to ``out_dir``."""
+
+    title: str
+    blocks: list[tuple[str, Any]] = field(default_factory=list)
+
+    def heading(self, text: str, level: int = 2) -> "Report":
+        self.blocks.append(("heading", (level, text)))
+        return self
+
+    def paragraph(self, text: str) -> "Report":
+        self.blocks.append(("paragraph", text))
+        return self
+
+    def bullets(self, items: Sequence[str]) -> "Report":
+        self.blocks.append(("bullets", list(items)))
+        return self
+
+    def table(self, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> "Report":
+        self.blocks.append(("table", (list(headers), [[str(c) for c in r] for r in rows])))
+        return self
+
+    def image(self, path: str, caption: str = "") -> "Report":
+        self.blocks.append(("image", (path, caption)))
+        return self
+
+    def code(self, text: str) -> "Report":
+        self.blocks.append(("code", text))
+        return self
+
+    def claims(self, claims: Sequence[dict[str, Any]]) -> "Report":
+        self.blocks.append(("claims", list(claims)))
+        return self
+
+    def to_markdown(self) -> str:
+        out = [f"# {self.title}", ""]
+        for kind, value in self.blocks:
+            if kind == "heading":
+                out += ["#" * value[0] + " " + value[1], ""]
+            elif kind == "paragraph":
+                out += [value, ""]
+            elif kind == "bullets":
+                out += [f"- {item}" for item in value] + [""]
+            elif kind == "table":
+                headers, rows = value
+                out.append("| " + " | ".join(headers) + " |")
+                out.append("|" + "|".join("---" for _ in headers) + "|")
+                out += ["| " + " | ".join(r) + " |" for r in rows]
+                out.append("")
+            elif kind == "image":
+                out += [f"![{value[1]}]({value[0]})", ""]
+            elif kind == "code":
+                out += ["```", value, "```", ""]
+            elif kind == "claims":
+                out += [f"- **{_verdict(c['holds'])}** — {c['claim']}. {c['evidence']}" for c in value] + [""]
+        return "\n".join(out)
+
+    def to_html(self, base_dir: Path) -> str:
+        e = html.escape
+        out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(self.title)}</title>",
+               f"<style>{_CSS}</style></head><body><h1>{e(self.title)}</h1>"]
+        for kind, value in self.blocks:
+            if kind == "heading":
+                out.append(f"<h{value[0]}>{e(value[1])}</h{value[0]}>")
+            elif kind == "paragraph":
+                out.append(f"<p>{e(value)}</p>")
+            elif kind == "bullets":
+                out.append("<ul>" + "".join(f"<li>{e(i)}</li>" for i in value) + "</ul>")
+            elif kind == "table":
+                headers, rows = value
+                out.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in headers) + "</tr>"
+                           + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows)
+                           + "</table>")
+            elif kind == "image":
+                data = base64.b64encode((base_dir / value[0]).read_bytes()).decode()
+                out.append(f"<figure><img alt='{e(value[1])}' src='data:image/png;base64,{data}'>"
+                           f"<figcaption>{e(value[1])}</figcaption></figure>")
+            elif kind == "code":
+                out.append(f"<pre>{e(value)}</pre>")
+            elif kind == "claims":
+                out.append("<ul>" + "".join(
+                    f"<li><b class='{_css_class(c['holds'])}'>{_verdict(c['holds'])}</b> — {e(c['claim'])}. "
+                    f"{e(c['evidence'])}</li>" for c in value) + "</ul>")
+        out.append("</body></html>")
+        return "\n".join(out)
+
+    def write(self, out_dir: str | Path) -> tuple[Path, Path]:
+        out_dir = Path(out_dir)
+        md = atomic_write_text(out_dir / "report.md", self.to_markdown())
+        page = atomic_write_text(out_dir / "report.html", self.to_html(out_dir))
+        return md, page
+
+
+def _verdict(holds: bool | None) -> str:
+    return {True: "holds", False: "does not hold", None: "undecided"}[holds]
+
+
+def _css_class(holds: bool | None) -> str:
+    return {True: "holds", False: "fails", None: "na"}[holds]

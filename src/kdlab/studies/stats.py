@@ -1,0 +1,51 @@
+"""Statistics for reports: mean +- std over seeds, paired differences with t confidence intervals, rank correlation."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+
+def mean_std(values: Sequence[float]) -> dict[str, float]:
+    """Mean and sample standard deviation (ddof=1; 0 for a single value) of ``values``."""
+    arr = np.asarray(values, dtype=float)
+    if arr.size == 0:
+        return {"mean": float("nan"), "std": float("nan"), "n": 0}
+    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if arr.size > 1 else 0.0, "n": int(arr.size)}
+
+
+def t_quantile(p: float, dof: int) -> float:
+    """Quantile of Student's t distribution (scipy.stats.t.ppf)."""
+    from scipy.stats import t
+
+    return float(t.ppf(p, dof))
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> dict[str, float]:
+    """Mean of a_i - b_i over paired seeds with a two-sided t interval.
+
+    d_i = a_i - b_i; mean d, s = std(d, ddof=1); interval = mean +- t_{(1+c)/2, n-1} * s / sqrt(n).
+    With one pair the interval is unbounded (NaN). ``significant`` is True when the interval excludes 0.
+    """
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    if d.size == 0:
+        raise ValueError("paired_difference needs at least one pair")
+    mean = float(d.mean())
+    if d.size < 2:
+        return {"mean": mean, "low": float("nan"), "high": float("nan"), "n": 1, "significant": False}
+    half = t_quantile((1 + confidence) / 2, d.size - 1) * float(d.std(ddof=1)) / math.sqrt(d.size)
+    low, high = mean - half, mean + half
+    return {"mean": mean, "low": low, "high": high, "n": int(d.size), "significant": bool(low > 0 or high < 0)}
+
+
+def format_pm(stats: dict[str, float], scale: float = 100.0, digits: int = 2) -> str:
+    """'mean ± std' (scaled, e.g. accuracy in percent)."""
+    return f"{stats['mean'] * scale:.{digits}f} ± {stats['std'] * scale:.{digits}f}"
+
+
+def format_interval(diff: dict[str, float], scale: float = 100.0, digits: int = 2) -> str:
+    if math.isnan(diff["low"]):
+        return f"{diff['mean'] * scale:+.{digits}f} (n=1, no interval)"
+    return f"{diff['mean'] * scale:+.{digits}f} [{diff['low'] * scale:+.{digits}f}, {diff['high'] * scale:+.{digits}f}]"

@@ -1,0 +1,144 @@
+"""The one training loop, for supervised and distillation training alike.
+
+``fit`` trains ``distiller`` (any module whose ``forward(x, y, index)`` returns ``(loss, student_logits)`` and whose
+``student`` attribute is the model to evaluate) for ``cfg.train.epochs`` epochs, evaluates each epoch, writes
+``metrics.jsonl``, best/last student weights and a resumable checkpoint. Calling it again on the same run directory
+continues after the last complete epoch; the result equals an uninterrupted run (same seed, CPU).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..config import RunConfig
+from ..errors import KdlabError, TrainingDiverged
+from ..io import atomic_write_text
+from .checkpoint import CHECKPOINTS, load_latest_checkpoint, save_checkpoint, save_model_weights
+from .evaluate import evaluate
+from .optim import build_optimizer, lr_factor, set_lr
+from .seeding import rng_state, set_rng_state
+
+log = logging.getLogger("kdlab")
+
+METRICS = "metrics.jsonl"
+
+
+def fit(distiller: nn.Module, train_loader, val_loader, cfg: RunConfig, run_dir: str | Path,
+        *, metadata: dict[str, Any] | None = None, progress: bool | None = None,
+        on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Train, evaluate each epoch, checkpoint; returns ``{"best_epoch", "best_val_accuracy", "history"}``."""
+    run_dir = Path(run_dir)
+    student = distiller.student
+    optimizer = build_optimizer(distiller.parameters(), cfg.optim)
+    epochs, base_lr = cfg.train.epochs, cfg.optim.lr
+    steps_per_epoch = len(train_loader)
+    if steps_per_epoch == 0:
+        raise KdlabError("the training loader yields no batch: the training set is smaller than one batch with drop_last")
+    show = _want_progress(progress if progress is not None else cfg.train.progress)
+
+    start_epoch, best_acc, best_epoch, history = 0, -math.inf, -1, []
+    resumed = load_latest_checkpoint(run_dir)
+    if resumed is not None:
+        tensors, state = resumed
+        distiller.load_state_dict(tensors, strict=True)
+        optimizer.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"])
+        start_epoch, best_acc, best_epoch = state["epoch"] + 1, state["best_val_accuracy"], state["best_epoch"]
+        history = [h for h in _read_metrics(run_dir) if h["epoch"] <= state["epoch"] + 1]
+        log.info("resuming %s after epoch %d/%d", run_dir, start_epoch, epochs)
+
+    for epoch in range(start_epoch, epochs):
+        distiller.train()
+        if hasattr(distiller, "set_epoch"):
+            distiller.set_epoch(epoch)
+        train_loader.set_epoch(epoch)
+        started = time.perf_counter()
+        loss_sum = torch.zeros((), dtype=torch.float64)
+        correct, seen = 0, 0
+        parts_sum: dict[str, float] = {}
+        bar = tqdm(train_loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}", leave=False,
+                   disable=not show, dynamic_ncols=True, file=sys.stderr)
+        for i, (x, y, index) in enumerate(bar):
+            step = epoch * steps_per_epoch + i
+            set_lr(optimizer, base_lr * lr_factor(step, steps_per_epoch, epochs, cfg.schedule, base_lr))
+            loss, logits = distiller(x, y, index)
+            value = loss.item()
+            if not math.isfinite(value):
+                raise TrainingDiverged(
+                    f"loss became {value} at epoch {epoch + 1}, step {i + 1} (parts: {_parts(distiller)}); "
+                    f"stopped. The last good checkpoint is kept in {run_dir / CHECKPOINTS} "
+                    f"(epoch {epoch if epoch > 0 else 'none'}). Lower optim.lr or check the inputs.")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            n = len(y)
+            loss_sum += value * n
+            correct += (logits.detach().argmax(1) == y).sum().item()
+            seen += n
+            for key, part in _parts(distiller).items():
+                parts_sum[key] = parts_sum.get(key, 0.0) + part * n
+            if show and i % 20 == 0:
+                bar.set_postfix(loss=f"{value:.4f}")
+        bar.close()
+        train_time = time.perf_counter() - started
+        val = evaluate(student, val_loader) if val_loader is not None and len(val_loader.dataset) else None
+        record = {
+            "epoch": epoch + 1,
+            "lr": optimizer.param_groups[0]["lr"],
+            "train_loss": loss_sum.item() / seen,
+            "train_accuracy": correct / seen,
+            **{f"train_{k}": v / seen for k, v in parts_sum.items()},
+            "val_loss": val["loss"] if val else None,
+            "val_accuracy": val["accuracy"] if val else None,
+            "epoch_seconds": train_time,
+        }
+        history.append(record)
+        score = val["accuracy"] if val else -record["train_loss"]
+        meta = {**(metadata or {}), "epoch": epoch + 1, "val_accuracy": record["val_accuracy"]}
+        if score > best_acc:
+            best_acc, best_epoch = score, epoch + 1
+            save_model_weights(run_dir / CHECKPOINTS / "best.safetensors", student, meta)
+        save_model_weights(run_dir / CHECKPOINTS / "last.safetensors", student, meta)
+        atomic_write_text(run_dir / METRICS, "".join(json.dumps(h) + "\n" for h in history))
+        save_checkpoint(run_dir, epoch, _trainable_state(distiller), {
+            "epoch": epoch, "optimizer": optimizer.state_dict(), "rng": rng_state(),
+            "best_val_accuracy": best_acc, "best_epoch": best_epoch,
+        }, keep_epochs=cfg.train.keep_epochs)
+        log.info("epoch %d/%d  loss %.4f  train acc %.4f  val acc %s  (%.1fs)", epoch + 1, epochs,
+                 record["train_loss"], record["train_accuracy"],
+                 f"{record['val_accuracy']:.4f}" if val else "-", train_time)
+        if on_epoch_end is not None:
+            on_epoch_end(record)
+    return {"best_epoch": best_epoch, "best_val_accuracy": best_acc, "history": history}
+
+
+def _trainable_state(distiller: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in distiller.state_dict().items() if isinstance(v, torch.Tensor)}
+
+
+def _parts(distiller: nn.Module) -> dict[str, float]:
+    loss = getattr(distiller, "loss", None)
+    return dict(getattr(loss, "last_parts", {}) or {})
+
+
+def _read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / METRICS
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _want_progress(flag: bool | None) -> bool:
+    if flag is not None:
+        return flag
+    return sys.stderr.isatty()

@@ -1,0 +1,131 @@
+"""The training loop: resume equals an uninterrupted run, atomic checkpoints, NaN stop, schedules."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from kdlab.config import ScheduleConfig, parse_config
+from kdlab.errors import ConfigError, TrainingDiverged
+from kdlab.io import atomic_write_bytes, load_tensors
+from kdlab.recipe import run
+from kdlab.train import checkpoint as ckpt_module
+from kdlab.train.checkpoint import load_latest_checkpoint
+from kdlab.train.optim import lr_factor
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _stop_after(epoch: int):
+    def callback(record, distiller):
+        if record["epoch"] == epoch:
+            raise Interrupt
+
+    return callback
+
+
+def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(tmp_path, tiny_run):
+    cfg = parse_config(tiny_run)
+    full = run(cfg, tmp_path / "full")
+    with pytest.raises(Interrupt):
+        run(cfg, tmp_path / "resumed", on_epoch_end=_stop_after(2))
+    assert not (tmp_path / "resumed" / "summary.json").exists()
+    resumed = run(cfg, tmp_path / "resumed")
+    a = load_tensors(tmp_path / "full" / "checkpoints" / "last.safetensors")
+    b = load_tensors(tmp_path / "resumed" / "checkpoints" / "last.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert resumed["test_accuracy"] == full["test_accuracy"]
+    lines = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3, 4]
+    assert full["test_accuracy"] > 0.8  # digits is easy: a working loop learns it
+
+
+def test_finished_run_is_reused_and_a_different_config_is_refused(tmp_path, tiny_run):
+    cfg = parse_config({**tiny_run, "train": {**tiny_run["train"], "epochs": 1}})
+    first = run(cfg, tmp_path / "r")
+    mtime = (tmp_path / "r" / "summary.json").stat().st_mtime_ns
+    again = run(cfg, tmp_path / "r")
+    assert again == first and (tmp_path / "r" / "summary.json").stat().st_mtime_ns == mtime
+    other = parse_config({**tiny_run, "train": {**tiny_run["train"], "epochs": 2}})
+    with pytest.raises(ConfigError, match="different config"):
+        run(other, tmp_path / "r")
+
+
+def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path, tiny_run):
+    cfg = parse_config(tiny_run)
+
+    def poison(record, distiller):
+        if record["epoch"] == 1:
+            with torch.no_grad():
+                next(distiller.student.parameters()).fill_(float("nan"))
+
+    with pytest.raises(TrainingDiverged) as err:
+        run(cfg, tmp_path / "r", on_epoch_end=poison)
+    assert "nan" in str(err.value) and "epoch 2" in str(err.value) and "checkpoint" in str(err.value)
+    tensors, state = load_latest_checkpoint(tmp_path / "r")
+    assert state["epoch"] == 0
+    assert all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point())
+
+
+def test_interrupted_checkpoint_write_keeps_previous_checkpoint(tmp_path, tiny_run, monkeypatch):
+    cfg = parse_config(tiny_run)
+    calls = {"n": 0}
+    real_save_state = ckpt_module.save_state
+
+    def failing_save_state(path, state):
+        calls["n"] += 1
+        if calls["n"] == 2:  # epoch 2's checkpoint dies half-way (weights written, state not)
+            raise OSError("disk full")
+        return real_save_state(path, state)
+
+    monkeypatch.setattr(ckpt_module, "save_state", failing_save_state)
+    with pytest.raises(OSError, match="disk full"):
+        run(cfg, tmp_path / "r")
+    tensors, state = load_latest_checkpoint(tmp_path / "r")
+    assert state["epoch"] == 0
+    assert (tmp_path / "r" / "checkpoints" / "latest").read_text().strip() == "epoch-0001"
+    monkeypatch.setattr(ckpt_module, "save_state", real_save_state)
+    summary = run(cfg, tmp_path / "r")  # resumes from epoch 1 and finishes
+    assert summary["best_epoch"] >= 1
+    assert not list((tmp_path / "r" / "checkpoints").glob(".epoch-*"))
+
+
+def test_atomic_write_leaves_old_file_when_writer_fails(tmp_path):
+    path = tmp_path / "a.bin"
+    atomic_write_bytes(path, b"old")
+
+    with pytest.raises(TypeError):
+        atomic_write_bytes(path, 12345)  # type: ignore[arg-type]
+    assert path.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.bin"]
+
+
+@pytest.mark.parametrize("name,step,expected", [
+    ("constant", 50, 1.0),
+    ("step", 25, 0.1),        # epoch 2 >= milestone 2
+    ("cosine", 0, 1.0),
+    ("cosine", 100, 0.5 * (1 + math.cos(math.pi * 100 / 400))),
+])
+def test_lr_schedules(name, step, expected):
+    cfg = ScheduleConfig(name=name, milestones=[2], gamma=0.1)
+    assert lr_factor(step, 10, 40, cfg, 0.1) == pytest.approx(expected)
+
+
+def test_warmup_is_linear():
+    cfg = ScheduleConfig(name="cosine", warmup_epochs=1)
+    assert [lr_factor(s, 4, 10, cfg, 0.1) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert lr_factor(4, 4, 10, cfg, 0.1) == pytest.approx(1.0)
+
+
+def test_checkpoint_state_is_loaded_without_unpickling(tmp_path, tiny_run):
+    cfg = parse_config({**tiny_run, "train": {**tiny_run["train"], "epochs": 1}})
+    run(cfg, tmp_path / "r")
+    state_file = next((tmp_path / "r" / "checkpoints").glob("epoch-*/state.pt"))
+    torch.load(state_file, weights_only=True)  # must not need arbitrary pickles
