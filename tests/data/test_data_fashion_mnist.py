@@ -161,13 +161,12 @@ def test_apt_source_with_fake_apt_get_and_dpkg(good, tmp_path, monkeypatch):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "apt-get").write_text(f'#!/bin/sh\nfor a; do last="$a"; done; [ "$last" = {fm.DEBIAN_PACKAGE} ] '
-                                     '&& touch "${{last}}_1.0_all.deb"\n')
-    (bin_dir / "dpkg").write_text('#!/bin/sh\n[ "$1" = -x ] || exit 2\nmkdir -p "$3/usr/share/datasets/fashion-mnist"\n'
-                                  f'cp "{good}"/*.gz "$3/usr/share/datasets/fashion-mnist/"\n')
+                                     f'&& touch "${{last}}_1.0_all.deb"\n')
+    (bin_dir / "dpkg").write_text(f'#!/bin/sh\n[ "$1" = -x ] || exit 2\nmkdir -p "$3/{fm.DEBIAN_PACKAGE_PATH}"\n'
+                                  f'cp "{good}"/*.gz "$3/{fm.DEBIAN_PACKAGE_PATH}/"\n')
     for tool in ("apt-get", "dpkg"):
         (bin_dir / tool).chmod(0o755)
     monkeypatch.setattr(fm.shutil, "which", lambda name: str(bin_dir / name) if name in ("apt-get", "dpkg") else None)
-    monkeypatch.setattr(fm, "DEBIAN_DIR", Path("/usr/share/datasets/fashion-mnist"))
     # Only the apt source, so the (absent) system copy cannot interfere.
     sources = [s for s in fm.SOURCES if s.find is fm.from_apt_download]
     target = locate_fashion_mnist(tmp_path / "cache", sources=sources)

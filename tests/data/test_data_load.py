@@ -87,6 +87,10 @@ def test_unknown_dataset_name():
         load_dataset("fashion_mnst")
 
 
+def test_hyphenated_name_is_accepted():
+    assert load_dataset("gaussian-mixture", n_train=40, n_test=8, val_size=0).name == "gaussian_mixture"
+
+
 def test_gaussian_mixture_is_not_normalised_and_exposes_the_mixture():
     splits = load_dataset("gaussian_mixture", num_classes=3, dim=5, n_train=300, n_test=60, val_size=30)
     mixture = splits.source_info["mixture"]

@@ -93,3 +93,14 @@ def test_distiller_hides_teacher_from_parameters_and_state():
     loss.backward()
     assert all(p.grad is None for p in teacher.parameters())
     assert logits.shape == (5, 3)
+
+
+def test_seeds_are_paired_across_methods(tmp_path, tiny_run, teacher_dir):
+    """Same seed -> same initial weights and batch order: KD with alpha=0 ends exactly where CE ends."""
+    ce = run(parse_config(tiny_run), tmp_path / "ce")
+    raw = {**tiny_run, "teacher": {"run": str(teacher_dir)}, "loss": {"name": "kd", "temperature": 4, "alpha": 0.0}}
+    kd0 = run(parse_config(raw), tmp_path / "kd0")
+    a = load_tensors(tmp_path / "ce" / "checkpoints" / "last.safetensors")
+    b = load_tensors(tmp_path / "kd0" / "checkpoints" / "last.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert ce["test_accuracy"] == kd0["test_accuracy"]

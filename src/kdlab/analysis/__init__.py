@@ -15,6 +15,8 @@ from .affinity import (
     plot_consistency_matrix,
     spearman_correlation,
 )
+from .fit import FIT_VERDICTS, fit_verdict, kfold_indices, recommend_capacity, sweep_verdicts
+from .profile import profile_model
 from .dark_knowledge import (
     DarkKnowledgeAccumulator,
     dark_knowledge_metrics,
@@ -28,6 +30,12 @@ from .dark_knowledge import (
 )
 
 __all__ = [
+    "FIT_VERDICTS",
+    "fit_verdict",
+    "kfold_indices",
+    "profile_model",
+    "recommend_capacity",
+    "sweep_verdicts",
     "AffinityAccumulator",
     "DarkKnowledgeAccumulator",
     "affinity_consistency",

@@ -27,8 +27,10 @@ from .verify import verify_payloads
 
 SUBDIR = "fashion-mnist"
 DEBIAN_PACKAGE = "dataset-fashion-mnist"
+# Where the package keeps the files, relative to the root of the system (or of `dpkg -x`'s target).
+DEBIAN_PACKAGE_PATH = "usr/share/datasets/fashion-mnist"
 # Where `apt-get install dataset-fashion-mnist` puts the files; a module constant so tests can move it.
-DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+DEBIAN_DIR = Path("/") / DEBIAN_PACKAGE_PATH
 BASE_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 APT_TIMEOUT_S = 600.0
 URL_TIMEOUT_S = 60.0
@@ -117,7 +119,7 @@ def from_apt_download(data_dir: Path) -> Path:
         if not debs:
             raise DataError(f"apt-get download {DEBIAN_PACKAGE} produced no .deb file")
         _run([dpkg, "-x", str(debs[0]), str(Path(tmp) / "x")], cwd=tmp)
-        unpacked = Path(tmp) / "x" / DEBIAN_DIR.relative_to("/")
+        unpacked = Path(tmp) / "x" / DEBIAN_PACKAGE_PATH
         return _install_verified(unpacked, data_dir / SUBDIR)
 
 

@@ -7,7 +7,7 @@ big-endian in C order. Files may be gzip-compressed; that is detected from the c
 
 from __future__ import annotations
 
-import gzip
+import gzip as gziplib  # aliased: write_idx has a parameter named ``gzip``
 import io
 import os
 import struct
@@ -42,7 +42,7 @@ def read_idx_bytes(path: str | os.PathLike) -> bytes:
     if not raw.startswith(GZIP_MAGIC):
         return raw
     try:
-        return gzip.decompress(raw)
+        return gziplib.decompress(raw)
     except (EOFError, OSError, zlib.error) as e:
         raise DataError(f"IDX file {path} is gzip-compressed but truncated or corrupt: {e}") from e
 
@@ -103,7 +103,7 @@ def write_idx(path: str | os.PathLike, array: np.ndarray, gzip: bool = True) -> 
     if gzip:
         buf = io.BytesIO()
         # mtime=0 makes the compressed bytes a pure function of the array.
-        with _gzip_module.GzipFile(fileobj=buf, mode="wb", mtime=0) as f:
+        with gziplib.GzipFile(fileobj=buf, mode="wb", mtime=0) as f:
             f.write(payload)
         payload = buf.getvalue()
     return atomic_write_bytes(path, payload)
@@ -112,6 +112,3 @@ def write_idx(path: str | os.PathLike, array: np.ndarray, gzip: bool = True) -> 
 def _codes() -> str:
     return ", ".join(f"0x{c:02x} ({dt.newbyteorder('=').name})" for c, dt in IDX_DTYPES.items())
 
-
-# The ``gzip`` keyword of write_idx shadows the module inside that function.
-_gzip_module = gzip

@@ -39,6 +39,8 @@ def load_dataset(
 
     The result is a pure function of the arguments: the same seed gives identical splits.
     """
+    if not isinstance(name, str):
+        raise ConfigError(f"dataset name={name!r} is invalid; allowed: {', '.join(DATASETS.names())}")
     name = name.replace("-", "_")
     DATASETS.get(name)  # unknown name -> ConfigError with the allowed names
     DATASETS.check_kwargs(name, options, skip=("data_dir", "download"))

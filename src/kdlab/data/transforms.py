@@ -19,7 +19,9 @@ class BatchTransform(Protocol):
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor: ...
 
-    def spec(self) -> dict[str, Any]: ...
+    def spec(self) -> dict[str, Any]:
+        """A JSON-able dict that identifies the transform and its parameters."""
+        ...
 
 
 def _check_images(x: torch.Tensor, who: str) -> None:
@@ -63,6 +65,7 @@ class RandomCropPad:
         return self.crop(x, self.sample_offsets(x.shape[0], generator))
 
     def spec(self) -> dict[str, Any]:
+        """A JSON-able dict that identifies the transform and its parameters."""
         return {"name": "random_crop_pad", "padding": self.padding, "fill": self.fill}
 
 
@@ -80,6 +83,7 @@ class HorizontalFlip:
         return torch.where(flip.to(x.device)[:, None, None, None], x.flip(-1), x)
 
     def spec(self) -> dict[str, Any]:
+        """A JSON-able dict that identifies the transform and its parameters."""
         return {"name": "hflip", "p": self.p}
 
 
@@ -95,6 +99,7 @@ class Compose:
         return x
 
     def spec(self) -> dict[str, Any]:
+        """A JSON-able dict that identifies the transform and its parameters."""
         return {"name": "compose", "transforms": [t.spec() for t in self.transforms]}
 
 

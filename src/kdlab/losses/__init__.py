@@ -9,12 +9,30 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import ats, ce, isats, kd  # noqa: F401  (importing registers the losses)
+from . import ats, ce, ctkd, dist, dkd, isats, kd, logit_std  # noqa: F401  (importing registers the losses)
 from .base import LOSSES, ResponseLoss
+from .feature import FEATURE_LOSSES, FeatureLoss, build_feature_loss
+from . import relation  # noqa: F401,E402  (registers the relation losses into FEATURE_LOSSES)
+from .ctkd import curriculum_strength
+from .dist import pearson_rows
+from .dkd import decoupled_kl
 from .isats import select_tau_other
 from .standardize import standardize_logits
 
-__all__ = ["LOSSES", "ResponseLoss", "build", "loss_names", "select_tau_other", "standardize_logits"]
+__all__ = [
+    "FEATURE_LOSSES",
+    "FeatureLoss",
+    "build_feature_loss",
+    "LOSSES",
+    "ResponseLoss",
+    "build",
+    "curriculum_strength",
+    "decoupled_kl",
+    "loss_names",
+    "pearson_rows",
+    "select_tau_other",
+    "standardize_logits",
+]
 
 
 def build(name: str, **hyperparams: Any) -> ResponseLoss:

@@ -34,6 +34,17 @@ def check_positive(loss: str, key: str, value: Any) -> float:
     return number
 
 
+def check_non_negative(loss: str, key: str, value: Any) -> float:
+    """A finite number >= 0 (loss weights that may exceed 1, such as DKD's beta=8).
+
+    Message: ``loss 'dkd': beta=-1 is not allowed; must be >= 0``.
+    """
+    number = _finite_number(loss, key, value, ">= 0")
+    if number < 0:
+        raise _fail(loss, key, value, ">= 0")
+    return number
+
+
 def check_unit_interval(loss: str, key: str, value: Any, *, include_one: bool = True) -> float:
     """A number in [0, 1] (loss weights), or in [0, 1) with ``include_one=False`` (label smoothing)."""
     rule = "in [0, 1]" if include_one else "in [0, 1)"

@@ -2,8 +2,10 @@
 
 from ..registry import Registry
 from .baseline import run_baseline
+from .capacity import run_capacity
 
 STUDIES = Registry("study")
 STUDIES.register("baseline")(run_baseline)
+STUDIES.register("capacity")(run_capacity)
 
-__all__ = ["STUDIES", "run_baseline"]
+__all__ = ["STUDIES", "run_baseline", "run_capacity"]

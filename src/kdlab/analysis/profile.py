@@ -1,0 +1,35 @@
+"""One streamed pass of a model over a dataset: its dark-knowledge statistics and its class-affinity matrix."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from .affinity import AffinityAccumulator
+from .dark_knowledge import DarkKnowledgeAccumulator
+
+
+@torch.inference_mode()
+def profile_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
+                  temperatures: Sequence[float] = (1.0, 2.0, 4.0, 8.0), batch_size: int = 1024,
+                  affinity_temperature: float = 1.0) -> tuple[dict[str, Any], torch.Tensor]:
+    """Dark-knowledge metrics (see ``dark_knowledge``) and affinity matrix A (see ``affinity``) of ``model`` on (x, y).
+
+    The model runs batch by batch in eval mode (restored afterwards); only running sums are kept, so memory does not
+    grow with the dataset.
+    """
+    dark = DarkKnowledgeAccumulator(num_classes, temperatures)
+    affinity = AffinityAccumulator(num_classes, temperature=affinity_temperature)
+    was_training = model.training
+    model.eval()
+    try:
+        for i in range(0, len(x), batch_size):
+            logits = model(x[i:i + batch_size]).float()
+            targets = y[i:i + batch_size]
+            dark.update(logits, targets)
+            affinity.update(logits, targets)
+    finally:
+        model.train(was_training)
+    return dark.compute(), affinity.compute()
