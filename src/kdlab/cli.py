@@ -60,6 +60,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="list registered components")
     p.add_argument("what", choices=("models", "losses", "datasets", "studies"))
+
+    p = sub.add_parser("models", help="inspect models")
+    msub = p.add_subparsers(dest="models_command", required=True)
+    t = msub.add_parser("taps", help="list a model's feature taps (kdlab taps, then module paths) with output shapes")
+    t.add_argument("model", help="a registered model name (default capacity), a run directory or a .safetensors file")
+    t.add_argument("--in-shape", default=None, metavar="C,H,W",
+                   help="input shape for a model name (default: 1,28,28, Fashion-MNIST)")
+    t.add_argument("--num-classes", type=int, default=10, help="classes for a model name (default: 10)")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="a model option for a model name, e.g. --set width=0.5 (repeatable)")
+    t.add_argument("--all", action="store_true", help="also list module paths the forward pass never calls")
+
+    p = sub.add_parser("protect", help="protect a model against distillation")
+    psub = p.add_subparsers(dest="protect_command", required=True)
+    n = psub.add_parser("nasty", help="train a nasty teacher: accurate itself, poor to distil from")
+    _add_run_args(n)
+
+    p = sub.add_parser("audit", help="audit a model")
+    asub = p.add_subparsers(dest="audit_command", required=True)
+    a = asub.add_parser("distillability", help="how well students distil from MODEL (a run directory or weights)")
+    a.add_argument("model", help="a kdlab run directory or a .safetensors file")
+    a.add_argument("--out", required=True, help="output directory (report, results.json)")
+    a.add_argument("--preset", default=None, help="named preset, e.g. quick")
+    a.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value (repeatable)")
+    a.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bars (default: only on a terminal)")
     return parser
 
 
@@ -161,8 +188,91 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from .config import apply_overrides
+    from .distill.tap_table import tap_table
+
+    model, in_shape = _model_for_taps(args.model, args.in_shape, args.num_classes,
+                                      apply_overrides({}, args.overrides))
+    rows = tap_table(model, in_shape)
+    shown = [r for r in rows if args.all or r["shape"] is not None]
+    print(f"{type(model).__name__} on inputs {list(in_shape)}; shapes are per sample (no batch dim)")
+    named = [r for r in shown if r["named"]]
+    if named:
+        width = max(len(r["tap"]) for r in named)
+        print("kdlab taps:")
+        for r in named:
+            print(f"  {r['tap']:<{width}}  {_shape(r['shape']):<16} {r['path']}")
+    paths = [r for r in shown if not r["named"]]
+    width = max((len(r["tap"]) for r in paths), default=0)
+    print("module paths:")
+    for r in paths:
+        print(f"  {r['tap']:<{width}}  {_shape(r['shape']):<16} {r['module']}")
+    return 0
+
+
+def _model_for_taps(source: str, in_shape_text: str | None, num_classes: int, options: dict):  # noqa: ANN202
+    """A model from a registered name (with options) or from saved weights, and its input shape."""
+    from .models import MODELS, create_model
+    from .train import load_model_weights
+
+    path = Path(source)
+    if source in MODELS:
+        in_shape = _parse_shape(in_shape_text) if in_shape_text else (1, 28, 28)
+        return create_model(source, num_classes, in_shape, **options), in_shape
+    if path.is_dir() or path.suffix == ".safetensors":
+        from .distill.teacher import teacher_weights_path
+
+        weights = teacher_weights_path(path) if path.is_dir() else path
+        if not weights.is_file():
+            raise ConfigError(f"MODEL '{source}' is neither a finished run directory nor a .safetensors file")
+        model = load_model_weights(weights)
+        return model, _parse_shape(in_shape_text) if in_shape_text else tuple(model.spec["in_shape"])
+    from .registry import did_you_mean
+
+    raise ConfigError(f"MODEL '{source}' is not a registered model, a run directory or a .safetensors file."
+                      f"{did_you_mean(source, MODELS.names())} Models: {', '.join(MODELS.names())}")
+
+
+def _parse_shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
+    except ValueError:
+        shape = ()
+    if not shape or any(v < 1 for v in shape):
+        raise ConfigError(f"--in-shape '{text}' is not allowed; give positive integers such as 1,28,28 or 64")
+    return shape
+
+
+def _shape(shape: list[int] | None) -> str:
+    return "(not called)" if shape is None else "[" + ", ".join(map(str, shape)) + "]"
+
+
+def cmd_protect(args: argparse.Namespace) -> int:
+    nasty = _optional("kdlab.protect.nasty", "protect_nasty")
+    nasty(args.config, args.out or _default_out(args, "nasty"), overrides=tuple(args.overrides),
+          progress=args.progress)
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    audit = _optional("kdlab.protect.audit", "audit_distillability")
+    audit(args.model, Path(args.out), preset=args.preset, overrides=tuple(args.overrides), progress=args.progress)
+    return 0
+
+
+def _optional(module: str, name: str):  # noqa: ANN202  (a function of a package that may not be installed)
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        raise KdlabError(f"{module}.{name} is not available in this kdlab installation") from None
+
+
 COMMANDS = {"train": cmd_train, "distill": cmd_distill, "eval": cmd_eval, "data": cmd_data,
-            "study": cmd_study, "list": cmd_list}
+            "study": cmd_study, "list": cmd_list, "models": cmd_models, "protect": cmd_protect,
+            "audit": cmd_audit}
 
 
 if __name__ == "__main__":

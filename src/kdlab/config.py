@@ -57,6 +57,10 @@ class TeacherConfig(Section):
     model: Component | None = None
     weights: str | None = None
     cache: bool = True
+    # early-stopped teacher (ESKD): the teacher as it was after this epoch of its run (its train.keep_epochs)
+    epoch: int | None = Field(None, ge=1)
+    # after this many student epochs the teacher is dropped and the objective becomes plain CE (ESKD's kd_stop_epoch)
+    stop_epoch: int | None = Field(None, ge=0)
 
     @model_validator(mode="after")
     def _one_source(self) -> "TeacherConfig":
@@ -64,6 +68,8 @@ class TeacherConfig(Section):
             raise ValueError("give either 'run' (a kdlab run directory) or both 'model' and 'weights'")
         if self.run is not None and (self.model is not None or self.weights is not None):
             raise ValueError("give either 'run' or 'model' + 'weights', not both")
+        if self.epoch is not None and self.run is None:
+            raise ValueError("'epoch' needs 'run' (a kdlab run that kept that epoch's checkpoint)")
         return self
 
 
@@ -95,23 +101,76 @@ class TrainConfig(Section):
     keep_epochs: list[int] = Field(default_factory=list)
 
 
+class TermSchedule(Section):
+    """When a feature term is on, and how its weight ramps up. Epochs are 1-based, as in ``metrics.jsonl``.
+
+    w(e) = 0                                             for e < start_epoch or e > end_epoch
+    w(e) = weight * min(1, (e - start_epoch + 1) / warmup_epochs)   otherwise (just ``weight`` when warmup_epochs = 0)
+    """
+
+    start_epoch: int = Field(1, ge=1)
+    end_epoch: int | None = Field(None, ge=1)
+    warmup_epochs: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "TermSchedule":
+        if self.end_epoch is not None and self.end_epoch < self.start_epoch:
+            raise ValueError(f"end_epoch={self.end_epoch} must be >= start_epoch={self.start_epoch}")
+        return self
+
+
+class FeatureTermConfig(Section):
+    """One feature or relation distillation term: ``weight * loss(adapter(student[s_tap]), teacher[t_tap])``.
+
+    Taps are kdlab tap names (``stage2``, ``pre_logits``; see ``kdlab models taps MODEL``) or module paths
+    (``layer3.1.conv2``). ``loss`` is a feature/relation loss with its hyperparameters (``{name: at, beta: 1000}``).
+    An adapter is added when the loss needs equal shapes; ``adapter_batch_norm`` puts batch norm in conv adapters.
+    ``name`` labels the term in the logs (default ``<loss>_<student_tap>``).
+    """
+
+    student_tap: str = Field(min_length=1)
+    teacher_tap: str = Field(min_length=1)
+    loss: Component
+    weight: float = Field(1.0, ge=0)
+    schedule: TermSchedule | None = None
+    name: str | None = Field(None, min_length=1)
+    adapter_batch_norm: bool = False
+
+
 class RunConfig(Section):
     """A training (no teacher) or distillation (with teacher) run."""
 
     data: DataConfig = Field(default_factory=DataConfig)
     model: Component
+    # start the model from these weights (a .safetensors file or a kdlab run directory) instead of a random init
+    init: str | None = None
     teacher: TeacherConfig | None = None
     loss: Component = Field(default_factory=lambda: Component(name="ce"))
     optim: OptimConfig = Field(default_factory=OptimConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    # feature and relation distillation terms added to the response loss (they need a teacher section)
+    features: list[FeatureTermConfig] = Field(default_factory=list)
+    # FitNets stage 1: the first hint_epochs epochs train on the feature terms alone (no response loss)
+    hint_epochs: int = Field(0, ge=0)
+    # a training scheme other than offline distillation: {name: dml | joint | byot, ...options}
+    scheme: Component | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=False)
 
     def digest(self) -> str:
-        """SHA-256 of the canonical JSON of the config: the identity of a run."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+        """SHA-256 of the canonical JSON of the config: the identity of a run.
+
+        Fields added after runs already existed are left out while at their defaults, so adding them did not change
+        the identity (and the run-store directory) of any earlier run.
+        """
+        payload = {key: value for key, value in self.to_dict().items()
+                   if not (key in _DIGEST_OPTIONAL and value == _DIGEST_OPTIONAL[key])}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+_DIGEST_OPTIONAL: dict[str, Any] = {"features": [], "hint_epochs": 0, "scheme": None}
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -237,9 +296,51 @@ def check_components(cfg: RunConfig) -> None:
         loss = build_loss(cfg.loss.name, **cfg.loss.options)
     except ConfigError as exc:
         raise ConfigError(f"loss: {exc}") from None
+    if cfg.scheme is not None:
+        from .distill.schemes import check_scheme
+
+        check_scheme(cfg)  # the scheme decides which loss and teacher it takes
+        return
     if getattr(loss, "requires_teacher", True) and cfg.teacher is None:
         raise ConfigError(f"loss.name='{cfg.loss.name}' needs a teacher: add a 'teacher' section "
                           "(teacher.run: <run dir>, or teacher.model + teacher.weights)")
+    check_features(cfg)
+
+
+def check_features(cfg: RunConfig) -> None:
+    """Feature terms: a teacher to tap, known losses with valid options, unique labels, a hint stage that ends.
+
+    Taps and shapes need the models; ``kdlab.distill.build_feature_terms`` checks them before training.
+    """
+    from .losses import build_feature_loss
+
+    if cfg.hint_epochs and not cfg.features:
+        raise ConfigError(f"hint_epochs={cfg.hint_epochs} needs at least one term in 'features' (the hint stage "
+                          "trains on the feature terms alone)")
+    if cfg.hint_epochs >= cfg.train.epochs:
+        raise ConfigError(f"hint_epochs={cfg.hint_epochs} is not allowed; must be < train.epochs="
+                          f"{cfg.train.epochs} (the hint stage is followed by training on the full objective)")
+    if not cfg.features:
+        return
+    if cfg.teacher is None:
+        raise ConfigError("features: feature terms compare the student with a teacher; add a 'teacher' section "
+                          "(teacher.run: <run dir>, or teacher.model + teacher.weights)")
+    labels: list[str] = []
+    for i, term in enumerate(cfg.features):
+        try:
+            build_feature_loss(term.loss.name, **term.loss.options)
+        except ConfigError as exc:
+            raise ConfigError(f"features[{i}].loss: {exc}") from None
+        labels.append(term_label(term))
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ConfigError(f"features: terms must have distinct labels, repeated: {', '.join(repeated)}; give each "
+                          "term a 'name'")
+
+
+def term_label(term: FeatureTermConfig) -> str:
+    """A feature term's name in the logs: its ``name``, or ``<loss>_<student_tap>``."""
+    return term.name or f"{term.loss.name}_{term.student_tap}"
 
 
 def _check_options(key: str, registry: Any, name: str, options: dict[str, Any]) -> None:

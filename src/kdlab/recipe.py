@@ -35,7 +35,7 @@ def run(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None = None,
     ``on_epoch_end(record, distiller)`` is called after every epoch's checkpoint (for callbacks and tests).
     """
     from .data import TensorLoader, build_augment, load_dataset
-    from .distill import Distiller, cached_teacher_logits, load_teacher
+    from .distill import build_objective, cached_teacher_logits, load_teacher
     from .losses import build as build_loss
     from .models import count_macs, count_params, create_model
     from .train import evaluate, fit, load_model_weights, seed_everything
@@ -57,12 +57,12 @@ def run(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None = None,
                         train_subset=d.train_subset, **d.options)
     augment = build_augment(crop_padding=d.crop_padding, hflip=d.hflip)
 
-    # teacher (frozen) and, when inputs are deterministic, its cached outputs
+    # teacher (frozen) and, when inputs are deterministic, its cached outputs; feature terms read it live instead
     teacher, teacher_logits = None, None
     loss = build_loss(cfg.loss.name, **cfg.loss.options)
-    if cfg.teacher is not None and getattr(loss, "requires_teacher", True):
+    if cfg.teacher is not None and (getattr(loss, "requires_teacher", True) or cfg.features):
         teacher = load_teacher(cfg.teacher, data.num_classes, data.in_shape)
-        if cfg.teacher.cache and augment is None:
+        if cfg.teacher.cache and augment is None and not cfg.features:
             teacher_logits = cached_teacher_logits(teacher, data.train.x, data.train.fingerprint(),
                                                    cache_dir=teacher_cache_dir,
                                                    batch_size=cfg.train.eval_batch_size)
@@ -70,7 +70,12 @@ def run(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None = None,
     # student: initialised right after seeding so every method with this seed starts from the same weights
     torch.manual_seed(cfg.train.seed)
     student = create_model(cfg.model.name, data.num_classes, data.in_shape, **cfg.model.options)
-    distiller = Distiller(student, loss, teacher=teacher, teacher_logits=teacher_logits)
+    if cfg.init is not None:
+        _init_from(student, cfg.init)
+    # the objective: a Distiller (response loss + feature terms with adapters) or a scheme's (peers, live teacher,
+    # auxiliary heads); taps, shapes and adapters are checked here, before any training
+    distiller = build_objective(cfg, student, loss, data.num_classes, data.in_shape, teacher=teacher,
+                                teacher_logits=teacher_logits)
 
     train_loader = TensorLoader(data.train, cfg.train.batch_size, shuffle=True, seed=cfg.train.seed,
                                 augment=augment)
@@ -79,8 +84,11 @@ def run(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None = None,
 
     meta = {"dataset": data.name, "config_digest": cfg.digest()}
     callback = (lambda record: on_epoch_end(record, distiller)) if on_epoch_end else None
-    result = fit(distiller, train_loader, val_loader, cfg, out_dir, metadata=meta, progress=progress,
-                 on_epoch_end=callback)
+    try:
+        result = fit(distiller, train_loader, val_loader, cfg, out_dir, metadata=meta, progress=progress,
+                     on_epoch_end=callback)
+    finally:
+        distiller.close()  # forward hooks off the student and teacher, also when training fails
 
     # test the best-validation student
     load_model_weights(out_dir / "checkpoints" / "best.safetensors", student)
@@ -91,6 +99,8 @@ def run(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None = None,
         "model": cfg.model.as_dict(),
         "loss": cfg.loss.as_dict(),
         "teacher": cfg.teacher.model_dump(mode="json") if cfg.teacher else None,
+        "features": [term.model_dump(mode="json") for term in cfg.features],
+        "scheme": cfg.scheme.as_dict() if cfg.scheme else None,
         "seed": cfg.train.seed,
         "params": count_params(student),
         "macs": count_macs(student, data.in_shape),
@@ -122,3 +132,17 @@ def _claim_run_dir(out_dir: Path, cfg: RunConfig) -> dict[str, Any] | None:
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(config_path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     return None
+
+
+def _init_from(model: nn.Module, source: str) -> None:
+    """Start ``model`` from the weights in ``source`` (a .safetensors file or a run directory)."""
+    from .distill.teacher import resolve_weights_file
+    from .train import load_model_weights
+
+    path = resolve_weights_file(source)
+    if not path.is_file():
+        raise ConfigError(f"init='{source}' is neither a .safetensors file nor a finished kdlab run directory")
+    try:
+        load_model_weights(path, model)
+    except RuntimeError as exc:
+        raise ConfigError(f"init='{source}' does not fit model: {str(exc).splitlines()[0]}") from None

@@ -138,6 +138,35 @@ def test_kendall_matches_pair_counting_with_many_ties(n: int) -> None:
     assert kendall_tau_b(x, y) == pytest.approx(brute_force_tau_b(x, y), rel=1e-12, abs=1e-15)
 
 
+def brute_force_spearman(x: list[float], y: list[float]) -> float:
+    """Reference rho: rank = #smaller + (#equal + 1) / 2, then Pearson."""
+    def ranks(v: list[float]) -> list[float]:
+        return [sum(w < u for w in v) + (sum(w == u for w in v) + 1) / 2 for u in v]
+
+    r, s = ranks(x), ranks(y)
+    mr, ms = sum(r) / len(r), sum(s) / len(s)
+    num = sum((a - mr) * (b - ms) for a, b in zip(r, s))
+    return num / math.sqrt(sum((a - mr) ** 2 for a in r) * sum((b - ms) ** 2 for b in s))
+
+
+def test_per_row_correlations_match_pair_counting_on_a_tied_matrix() -> None:
+    # values rounded to one decimal so rows have ties; 9 classes -> 8 entries per row, 72 flattened
+    rng = np.random.default_rng(7)
+    a = torch.tensor(np.round(rng.uniform(0, 1, (9, 9)), 1))
+    b = torch.tensor(np.round(a.numpy() + rng.uniform(-0.3, 0.3, (9, 9)), 1))
+    out = affinity_consistency(a, b, top_k=2)
+    off = [[j for j in range(9) if j != i] for i in range(9)]
+    for i in range(9):
+        xa = [float(a[i, j]) for j in off[i]]
+        xb = [float(b[i, j]) for j in off[i]]
+        assert out["kendall_per_row"][i] == pytest.approx(brute_force_tau_b(xa, xb), rel=1e-12)
+        assert out["spearman_per_row"][i] == pytest.approx(brute_force_spearman(xa, xb), rel=1e-12)
+    flat_a = [float(a[i, j]) for i in range(9) for j in off[i]]
+    flat_b = [float(b[i, j]) for i in range(9) for j in off[i]]
+    assert out["kendall"] == pytest.approx(brute_force_tau_b(flat_a, flat_b), rel=1e-12)
+    assert out["spearman"] == pytest.approx(brute_force_spearman(flat_a, flat_b), rel=1e-12)
+
+
 def test_rank_correlations_reject_bad_input() -> None:
     with pytest.raises(ValueError, match="same length, got 3 and 2"):
         spearman_correlation([1, 2, 3], [1, 2])

@@ -153,7 +153,8 @@ def test_streaming_over_batches_equals_one_big_batch() -> None:
 def test_logits_of_magnitude_1e4_stay_finite() -> None:
     z = torch.tensor([[1e4, -1e4, 0.0, 5e3], [-1e4, 1e4, 0.0, 0.0]], dtype=torch.float32)
     y = torch.tensor([0, 0])
-    for fn in (derived_average_per_sample, derived_std_per_sample, nongt_entropy_per_sample, target_probability_per_sample):
+    per_sample = (derived_average_per_sample, derived_std_per_sample, nongt_entropy_per_sample)
+    for fn in (*per_sample, target_probability_per_sample):
         assert torch.isfinite(fn(z, y, 1.0)).all()
     assert target_probability_per_sample(z, y).tolist() == [1.0, 0.0]
     # row 0: non-GT logits [-1e4, 0, 5e3] put all non-GT mass on the last class -> entropy 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,9 @@ CONSISTENCY_STATS: tuple[str, ...] = ("spearman", "kendall", "topk_overlap")
 
 # Above this many classes the per-cell numbers would overlap, so heatmaps are drawn without them.
 MAX_ANNOTATED_CLASSES = 20
+# Above this many classes class names would overlap; the axes then show plain indices.
+MAX_NAMED_CLASSES = 100
+MAX_FIGURE_INCHES = 16.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,6 +143,89 @@ def _paired_vectors(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
+# The helpers below work on [R, n] arrays, one ranking problem per row, so the per-row statistics
+# of a 1000-class affinity matrix are a handful of numpy calls rather than 1000 Python loops.
+
+
+def _rank_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row: dense integer ranks (ties equal, 0-based), average ranks (1-based), tied-pair count."""
+    rows, n = x.shape
+    order = np.argsort(x, axis=1, kind="stable")
+    s = np.take_along_axis(x, order, axis=1)
+    starts_run = np.ones_like(s, dtype=bool)
+    starts_run[:, 1:] = s[:, 1:] != s[:, :-1]
+    ends_run = np.ones_like(s, dtype=bool)
+    ends_run[:, :-1] = starts_run[:, 1:]
+    idx = np.broadcast_to(np.arange(n), s.shape)
+    run_start = np.maximum.accumulate(np.where(starts_run, idx, 0), axis=1)
+    run_end = np.minimum.accumulate(np.where(ends_run, idx, n)[:, ::-1], axis=1)[:, ::-1]
+    dense = np.empty((rows, n), dtype=np.int64)
+    average = np.empty((rows, n), dtype=np.float64)
+    np.put_along_axis(dense, order, np.cumsum(starts_run, axis=1) - 1, axis=1)
+    np.put_along_axis(average, order, (run_start + run_end) / 2.0 + 1.0, axis=1)
+    # sum over tie groups of t (t - 1) / 2 = sum over elements of their position inside the group
+    tied_pairs = (idx - run_start).sum(axis=1)
+    return dense, average, tied_pairs
+
+
+def _count_inversions_rows(seq: np.ndarray) -> np.ndarray:
+    """Per row, the number of pairs i < j with seq[i] > seq[j] (strict); entries are integers in [0, n).
+
+    Bottom-up merge sort, vectorised per level: O(n log^2 n) per row and O(R n) memory, so the
+    ~1e6 flattened off-diagonal entries of a 1000-class matrix are fine where pair loops are not.
+    """
+    rows, n = seq.shape
+    inversions = np.zeros(rows, dtype=np.int64)
+    a = seq.astype(np.int64)
+    col = np.arange(n)
+    row_id = np.arange(rows)[:, None]
+    width = 1
+    while width < n:
+        blocks_per_row = -(-n // (2 * width))
+        block = row_id * blocks_per_row + col // (2 * width)
+        in_left = (col % (2 * width)) < width
+        # block * n keeps blocks apart and in order, so all left halves together form one sorted array
+        keyed = a + block * n
+        left_keys = keyed[:, in_left].ravel()
+        right_keys = keyed[:, ~in_left].ravel()
+        # end of each block's left half inside left_keys
+        left_end = np.cumsum(np.bincount(block[:, in_left].ravel(), minlength=rows * blocks_per_row))
+        greater = left_end[block[:, ~in_left].ravel()] - np.searchsorted(left_keys, right_keys, side="right")
+        inversions += greater.reshape(rows, -1).sum(axis=1)
+        a = np.sort(keyed, axis=1) - block * n  # merge: each block ends up sorted in place
+        width *= 2
+    return inversions
+
+
+def _spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    _, rx, _ = _rank_rows(x)
+    _, ry, _ = _rank_rows(y)
+    rx -= rx.mean(axis=1, keepdims=True)
+    ry -= ry.mean(axis=1, keepdims=True)
+    numerator = (rx * ry).sum(axis=1)
+    denominator = np.sqrt((rx * rx).sum(axis=1) * (ry * ry).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = np.where(denominator > 0, numerator / denominator, np.nan)
+    return np.clip(rho, -1.0, 1.0)
+
+
+def _kendall_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    n = x.shape[1]
+    dx, _, tied_x = _rank_rows(x)
+    dy, _, tied_y = _rank_rows(y)
+    _, _, tied_both = _rank_rows(dx * n + dy)
+    pairs = n * (n - 1) // 2
+    # Sorted by (x, y), a pair with different x is discordant exactly when its y order is inverted;
+    # pairs inside an x tie are sorted by y, so they add no inversions.
+    order = np.lexsort((dy, dx), axis=1)
+    discordant = _count_inversions_rows(np.take_along_axis(dy, order, axis=1))
+    concordant_minus_discordant = (pairs - tied_x - tied_y + tied_both - 2 * discordant).astype(np.float64)
+    denominator = np.sqrt((pairs - tied_x).astype(np.float64) * (pairs - tied_y).astype(np.float64))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tau = np.where(denominator > 0, concordant_minus_discordant / denominator, np.nan)
+    return np.clip(tau, -1.0, 1.0)
+
+
 def average_ranks(x: Tensor | np.ndarray | Sequence[float]) -> np.ndarray:
     """1-based ranks of ``x`` where tied values share the average of the ranks they span.
 
@@ -147,9 +233,7 @@ def average_ranks(x: Tensor | np.ndarray | Sequence[float]) -> np.ndarray:
     Paper: "The proof and measurement of association between two things", Spearman, Am. J. Psychol., 1904.
     """
     arr = _as_vector(x, "x")
-    _, inverse, counts = np.unique(arr, return_inverse=True, return_counts=True)
-    last = np.cumsum(counts)  # 1-based rank of the last member of each tie group
-    return (last - (counts - 1) / 2.0)[inverse]
+    return _rank_rows(arr[None, :])[1][0]
 
 
 def spearman_correlation(x: Tensor | np.ndarray | Sequence[float], y: Tensor | np.ndarray | Sequence[float]) -> float:
@@ -163,50 +247,7 @@ def spearman_correlation(x: Tensor | np.ndarray | Sequence[float], y: Tensor | n
     a, b = _paired_vectors(x, y)
     if a.shape[0] < 2:
         return math.nan
-    r = average_ranks(a)
-    s = average_ranks(b)
-    r -= r.mean()
-    s -= s.mean()
-    denominator = math.sqrt(float(r @ r) * float(s @ s))
-    if denominator == 0.0:
-        return math.nan
-    return float(np.clip(float(r @ s) / denominator, -1.0, 1.0))
-
-
-def _count_inversions(seq: np.ndarray) -> int:
-    """Number of pairs i < j with seq[i] > seq[j] (strict), for non-negative integers.
-
-    Bottom-up merge sort, vectorised per level: O(n log^2 n) time, O(n) memory, so a 1000-class
-    affinity matrix (~1e6 off-diagonal entries) is fine where an O(n^2) pair loop is not.
-    """
-    a = seq.astype(np.int64).copy()
-    n = a.shape[0]
-    if n < 2:
-        return 0
-    offset = int(a.max()) + 1  # adding block_id * offset keeps blocks in order without mixing them
-    positions = np.arange(n, dtype=np.int64)
-    inversions = 0
-    width = 1
-    while width < n:
-        block = positions // (2 * width)
-        in_left = (positions % (2 * width)) < width
-        keyed = a + block * offset
-        left_keys = keyed[in_left]  # sorted: each left half is sorted and blocks are offset upwards
-        right_keys = keyed[~in_left]
-        right_block = block[~in_left]
-        # Number of left-half elements in blocks <= b, i.e. the end of block b's left half in left_keys.
-        left_end = np.cumsum(np.bincount(block[in_left], minlength=int(block[-1]) + 1))
-        not_greater = np.searchsorted(left_keys, right_keys, side="right")
-        inversions += int((left_end[right_block] - not_greater).sum())
-        a = np.sort(keyed, kind="stable") - block * offset  # merge: sort each block in place
-        width *= 2
-    return inversions
-
-
-def _tie_pairs(values: np.ndarray) -> int:
-    """sum over groups of equal values of t (t - 1) / 2: the number of tied pairs."""
-    _, counts = np.unique(values, return_counts=True)
-    return int((counts * (counts - 1) // 2).sum())
+    return float(_spearman_rows(a[None, :], b[None, :])[0])
 
 
 def kendall_tau_b(x: Tensor | np.ndarray | Sequence[float], y: Tensor | np.ndarray | Sequence[float]) -> float:
@@ -218,25 +259,9 @@ def kendall_tau_b(x: Tensor | np.ndarray | Sequence[float], y: Tensor | np.ndarr
     Paper: "The treatment of ties in ranking problems", Kendall, Biometrika, 1945.
     """
     a, b = _paired_vectors(x, y)
-    n = a.shape[0]
-    if n < 2:
+    if a.shape[0] < 2:
         return math.nan
-    # Integer ranks (dense) make the merge-sort keys exact; ties stay ties.
-    ra = np.unique(a, return_inverse=True)[1].astype(np.int64)
-    rb = np.unique(b, return_inverse=True)[1].astype(np.int64)
-    n0 = n * (n - 1) // 2
-    n1 = _tie_pairs(ra)
-    n2 = _tie_pairs(rb)
-    n3 = _tie_pairs(ra * (int(rb.max()) + 1) + rb)  # tied in both
-    if n0 == n1 or n0 == n2:
-        return math.nan
-    # Sorted by (x, y), a pair with different x is discordant exactly when its y order is inverted;
-    # pairs within an x tie are sorted by y, so they add no inversions.
-    order = np.lexsort((rb, ra))
-    discordant = _count_inversions(rb[order])
-    concordant_minus_discordant = (n0 - n1 - n2 + n3) - 2 * discordant
-    tau = concordant_minus_discordant / math.sqrt(float(n0 - n1) * float(n0 - n2))
-    return float(min(1.0, max(-1.0, tau)))
+    return float(_kendall_rows(a[None, :], b[None, :])[0])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,15 +277,16 @@ def _check_affinity(a: Tensor, name: str) -> np.ndarray:
     return a.detach().cpu().double().numpy()
 
 
-def _top_k_sets(row: np.ndarray, skip: int, k: int) -> set[int]:
-    """Indices of the k largest entries of ``row`` other than ``skip``; ties go to the lower index."""
-    candidates = [j for j in range(row.shape[0]) if j != skip]
-    ranked = sorted(candidates, key=lambda j: (-row[j], j))
-    return set(ranked[:k])
+def _top_k_columns(a: np.ndarray, k: int) -> np.ndarray:
+    """[R, k] column indices of each row's k largest off-diagonal entries; ties go to the lower index."""
+    masked = a.copy()
+    np.fill_diagonal(masked, -np.inf)
+    # stable sort of the negated values keeps equal entries in column order
+    return np.argsort(-masked, axis=1, kind="stable")[:, :k]
 
 
-def _none_if_nan(value: float) -> float | None:
-    return None if math.isnan(value) else value
+def _none_if_nan(values: np.ndarray) -> list[float | None]:
+    return [None if math.isnan(v) else float(v) for v in values.tolist()]
 
 
 def affinity_consistency(A: Tensor, B: Tensor, top_k: int = 3) -> dict[str, Any]:
@@ -287,28 +313,30 @@ def affinity_consistency(A: Tensor, B: Tensor, top_k: int = 3) -> dict[str, Any]
     if np.isinf(a).any() or np.isinf(b).any():
         raise ValueError("A and B must not hold infinite values")
     off_diagonal = ~np.eye(c, dtype=bool)
-    valid_rows = ~(np.isnan(a).any(axis=1) | np.isnan(b).any(axis=1))
-    rows = np.flatnonzero(valid_rows)
+    rows = np.flatnonzero(~(np.isnan(a).any(axis=1) | np.isnan(b).any(axis=1)))
+    a_rows = a[rows][off_diagonal[rows]].reshape(len(rows), c - 1)
+    b_rows = b[rows][off_diagonal[rows]].reshape(len(rows), c - 1)
 
-    spearman_per_row: list[float | None] = [None] * c
-    kendall_per_row: list[float | None] = [None] * c
-    overlaps: list[float] = []
-    for i in rows:
-        a_row, b_row = a[i, off_diagonal[i]], b[i, off_diagonal[i]]
-        spearman_per_row[i] = _none_if_nan(spearman_correlation(a_row, b_row))
-        kendall_per_row[i] = _none_if_nan(kendall_tau_b(a_row, b_row))
-        overlaps.append(len(_top_k_sets(a[i], i, top_k) & _top_k_sets(b[i], i, top_k)) / top_k)
+    spearman_per_row = np.full(c, np.nan)
+    kendall_per_row = np.full(c, np.nan)
+    spearman_per_row[rows] = _spearman_rows(a_rows, b_rows)
+    kendall_per_row[rows] = _kendall_rows(a_rows, b_rows)
+    top_a = _top_k_columns(a, top_k)[rows]
+    top_b = _top_k_columns(b, top_k)[rows]
+    shared = (top_a[:, :, None] == top_b[:, None, :]).any(axis=2).sum(axis=1)
 
-    a_flat = a[rows][off_diagonal[rows]]
-    b_flat = b[rows][off_diagonal[rows]]
+    a_flat, b_flat = a_rows.reshape(1, -1), b_rows.reshape(1, -1)
+    no_rows = np.array([np.nan])
+    spearman = _spearman_rows(a_flat, b_flat) if len(rows) > 0 else no_rows
+    kendall = _kendall_rows(a_flat, b_flat) if len(rows) > 0 else no_rows
     return {
-        "spearman": _none_if_nan(spearman_correlation(a_flat, b_flat)),
-        "kendall": _none_if_nan(kendall_tau_b(a_flat, b_flat)),
-        "spearman_per_row": spearman_per_row,
-        "kendall_per_row": kendall_per_row,
-        "topk_overlap": float(np.mean(overlaps)) if overlaps else None,
+        "spearman": _none_if_nan(spearman)[0],
+        "kendall": _none_if_nan(kendall)[0],
+        "spearman_per_row": _none_if_nan(spearman_per_row),
+        "kendall_per_row": _none_if_nan(kendall_per_row),
+        "topk_overlap": float(shared.mean()) / top_k if len(rows) > 0 else None,
         "top_k": top_k,
-        "rows_used": int(rows.shape[0]),
+        "rows_used": int(len(rows)),
     }
 
 
@@ -361,21 +389,25 @@ def _save_png(figure: Any, path: Path) -> Path:
     return atomic_write(path, lambda f: figure.savefig(f, format="png", dpi=120, bbox_inches="tight"))
 
 
-def _annotate(ax: Any, values: np.ndarray, threshold: float, fmt: str) -> None:
+def _annotate(ax: Any, values: np.ndarray, on_dark_cell: Callable[[float], bool], fontsize: int) -> None:
+    """Write each cell's value (two decimals, a dash for NaN); white text where the colour is dark."""
     for i in range(values.shape[0]):
         for j in range(values.shape[1]):
-            v = values[i, j]
-            text = "—" if math.isnan(v) else format(v, fmt)
-            colour = "white" if not math.isnan(v) and v < threshold else "black"
-            ax.text(j, i, text, ha="center", va="center", fontsize=7, color=colour)
+            v = float(values[i, j])
+            text = "—" if math.isnan(v) else f"{v:.2f}"
+            colour = "white" if not math.isnan(v) and on_dark_cell(v) else "black"
+            ax.text(j, i, text, ha="center", va="center", fontsize=fontsize, color=colour)
 
 
-def plot_affinity_heatmap(A: Tensor, class_names: Sequence[str], path: str | os.PathLike, title: str | None = None) -> Path:
+def plot_affinity_heatmap(
+    A: Tensor, class_names: Sequence[str], path: str | os.PathLike, title: str | None = None
+) -> Path:
     """Write a PNG heatmap of an affinity matrix (rows: true class, columns: wrong class) and return its path.
 
-    Cell (i, j) shows A[i, j]; the diagonal (excluded from A) and NaN rows are blank. Cells carry their
-    value when C <= 20. Paper: "Exploring Dark Knowledge under Various Teacher Capacities and
-    Addressing Capacity Mismatch", Fan, Li, Zhan, FCS 2026.
+    Cell (i, j) shows A[i, j]; the diagonal (excluded from A) and NaN rows are blank. Cells carry
+    their value when C <= 20; class names label the axes when C <= 100 (plain indices above).
+    Paper: "Exploring Dark Knowledge under Various Teacher Capacities and Addressing Capacity
+    Mismatch", Fan, Li, Zhan, FCS 2026.
     """
     values = _check_affinity(A, "A").copy()
     c = values.shape[0]
@@ -385,24 +417,30 @@ def plot_affinity_heatmap(A: Tensor, class_names: Sequence[str], path: str | os.
 
     from matplotlib.figure import Figure
 
-    side = max(4.0, 0.45 * c + 2.0)
+    # Grow with C so cells stay legible, but cap the canvas (~2000 px) for 100+ classes.
+    side = min(MAX_FIGURE_INCHES, max(4.0, 0.45 * c + 2.0))
     figure = Figure(figsize=(side + 1.0, side))
     ax = figure.add_subplot()
     image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", vmin=0.0)
     figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="affinity")
-    ax.set_xticks(range(c), names, rotation=90 if c > 10 else 45, ha="right" if c <= 10 else "center", fontsize=8)
-    ax.set_yticks(range(c), names, fontsize=8)
+    if c <= MAX_NAMED_CLASSES:
+        fontsize = 8 if c <= 40 else 5
+        rotation, align = (45, "right") if c <= 10 else (90, "center")
+        ax.set_xticks(range(c), names, rotation=rotation, ha=align, fontsize=fontsize)
+        ax.set_yticks(range(c), names, fontsize=fontsize)
     ax.set_xlabel("non-ground-truth class j")
     ax.set_ylabel("true class i")
     if c <= MAX_ANNOTATED_CLASSES:
         finite = values[np.isfinite(values)]
         midpoint = float(finite.max()) / 2.0 if finite.size else 0.0
-        _annotate(ax, values, midpoint, ".2f")
+        _annotate(ax, values, lambda v: v < midpoint, fontsize=7)  # viridis is dark at the low end
     ax.set_title(title if title is not None else "Class affinity")
     return _save_png(figure, out)
 
 
-def plot_consistency_matrix(M: Tensor, labels: Sequence[str], path: str | os.PathLike, title: str | None = None) -> Path:
+def plot_consistency_matrix(
+    M: Tensor, labels: Sequence[str], path: str | os.PathLike, title: str | None = None
+) -> Path:
     """Write a PNG heatmap of a pairwise consistency matrix (from ``consistency_matrix``) and return its path.
 
     Cell (m, n) shows S[m, n] on a diverging scale over [-1, 1], annotated with its value.
@@ -419,7 +457,7 @@ def plot_consistency_matrix(M: Tensor, labels: Sequence[str], path: str | os.Pat
 
     from matplotlib.figure import Figure
 
-    side = max(4.0, 0.6 * size + 2.0)
+    side = min(MAX_FIGURE_INCHES, max(4.0, 0.6 * size + 2.0))
     figure = Figure(figsize=(side + 1.0, side))
     ax = figure.add_subplot()
     image = ax.imshow(np.ma.masked_invalid(values), cmap="RdBu_r", vmin=-1.0, vmax=1.0)
@@ -427,12 +465,6 @@ def plot_consistency_matrix(M: Tensor, labels: Sequence[str], path: str | os.Pat
     ax.set_xticks(range(size), names, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(size), names, fontsize=8)
     if size <= MAX_ANNOTATED_CLASSES:
-        for i in range(size):
-            for j in range(size):
-                v = values[i, j]
-                text = "—" if math.isnan(v) else f"{v:.2f}"
-                # dark cells (|v| near 1 on RdBu) need white text
-                colour = "white" if not math.isnan(v) and abs(v) > 0.6 else "black"
-                ax.text(j, i, text, ha="center", va="center", fontsize=8, color=colour)
+        _annotate(ax, values, lambda v: abs(v) > 0.6, fontsize=8)  # RdBu is dark at both ends
     ax.set_title(title if title is not None else "Affinity consistency")
     return _save_png(figure, out)

@@ -297,7 +297,8 @@ class DarkKnowledgeAccumulator:
         for ti, t in enumerate(self.temperatures):
             key = str(t)
             per_temperature[key] = {
-                name: float(self._temperature_sums[ti, mi].sum().item()) / n for mi, name in enumerate(TEMPERATURE_METRICS)
+                name: float(self._temperature_sums[ti, mi].sum().item()) / n
+                for mi, name in enumerate(TEMPERATURE_METRICS)
             }
             per_class_temperature[key] = {
                 name: _per_class_mean(self._temperature_sums[ti, mi], self._count)
@@ -320,7 +321,9 @@ class DarkKnowledgeAccumulator:
         }
 
 
-def iter_logit_batches(logits_or_batches: Tensor | Iterable[tuple[Tensor, Tensor]], targets: Tensor | None) -> Iterator[tuple[Tensor, Tensor]]:
+def iter_logit_batches(
+    logits_or_batches: Tensor | Iterable[tuple[Tensor, Tensor]], targets: Tensor | None
+) -> Iterator[tuple[Tensor, Tensor]]:
     """Yield (logits, targets) batches from one tensor pair or from an iterable of pairs.
 
     Shared by the convenience functions here and in ``kdlab.analysis.affinity``.

@@ -1,35 +1,86 @@
-"""The Distiller: a student, an optional frozen teacher (or its cached outputs) and one response loss."""
+"""The Distiller: a student, an optional frozen teacher (or its cached outputs), one response loss and any number of
+feature/relation terms read through forward hooks."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from .hooks import FeatureTaps
 
 
 class Distiller(nn.Module):
-    """Student + frozen teacher + loss; ``forward(x, y, index) -> (objective, student_logits)``.
+    """Student + frozen teacher + response loss + feature terms; ``forward(x, y, index) -> (objective, logits)``.
+
+    The objective of (0-based) epoch e is
+
+        L(e) = response_loss(z_s, z_t, y) + sum_k w_k(e) * term_k(adapter_k(s_k), t_k)
+
+    where ``s_k`` and ``t_k`` are the outputs of the student's and the teacher's tap modules for the batch (captured
+    by forward hooks) and ``w_k(e)`` is the term's scheduled weight (:func:`kdlab.distill.terms.scheduled_weight`).
+    During the first ``hint_epochs`` epochs the response loss is left out (the hint stage of Romero, Ballas, Kahou,
+    Chassang, Gatta, Bengio, "FitNets: Hints for Thin Deep Nets", ICLR 2015): only the layers up to the student's
+    taps and the adapters get gradients, the layers above them are not in the graph and the optimiser skips them.
 
     The teacher is deliberately *not* a registered submodule: it never appears in ``parameters()`` (so the optimiser
     cannot touch it), in ``state_dict()`` (checkpoints hold only what trains) or in ``train()`` (it stays in eval mode).
     With ``teacher_logits`` (a cache of the teacher's outputs for every training sample, in dataset order), the
-    teacher is not run at all; ``index`` picks the rows of the batch.
+    teacher is not run at all; ``index`` picks the rows of the batch. Feature terms need the live teacher.
+
+    The terms (with their adapters) are registered, so they train with the student (``parameters()``) and are saved
+    in checkpoints for resume, but the student's exported weights hold the student only. ``loss.last_parts`` (what
+    the training loop logs) gets each term's value under its label next to the response loss's own parts.
+    Call :meth:`close` when done: it removes the forward hooks from student and teacher.
     """
 
     def __init__(self, student: nn.Module, loss: nn.Module, teacher: nn.Module | None = None,
-                 teacher_logits: torch.Tensor | None = None) -> None:
+                 teacher_logits: torch.Tensor | None = None, stop_epoch: int | None = None,
+                 terms: Sequence[nn.Module] = (), hint_epochs: int = 0) -> None:
         super().__init__()
         self.student = student
         self.loss = loss
+        self.terms = terms if isinstance(terms, nn.ModuleList) else nn.ModuleList(terms)
+        # ESKD's kd_stop_epoch: from this (0-based) epoch on the objective is plain CE and the teacher is not run
+        self.stop_epoch = stop_epoch
+        self.teacher_dropped = False
+        self.hint_epochs = int(hint_epochs)
+        self.epoch = 0
         needs_teacher = getattr(loss, "requires_teacher", True)
         if needs_teacher and teacher is None and teacher_logits is None:
             raise ValueError(f"loss '{type(loss).__name__}' needs a teacher or cached teacher logits")
+        if len(self.terms) and teacher is None:
+            raise ValueError("feature terms need the teacher module (its features are read live), not cached logits")
+        if self.hint_epochs and not len(self.terms):
+            raise ValueError(f"hint_epochs={self.hint_epochs} needs feature terms to train on")
         self.__dict__["teacher"] = freeze(teacher) if teacher is not None else None
-        self.__dict__["teacher_logits"] = teacher_logits
+        # with feature terms the teacher runs on every batch anyway, so its logits come from that pass
+        self.__dict__["teacher_logits"] = teacher_logits if not len(self.terms) else None
         self.needs_teacher = needs_teacher
+        # hooks live outside the module tree (plain attributes): they are not state, and close() removes them
+        self.__dict__["student_taps"] = None
+        self.__dict__["teacher_taps"] = None
+        if len(self.terms):
+            self.__dict__["student_taps"] = FeatureTaps(student, list(dict.fromkeys(t.student_tap for t in self.terms)))
+            self.__dict__["teacher_taps"] = FeatureTaps(teacher, list(dict.fromkeys(t.teacher_tap for t in self.terms)))
+
+    @property
+    def hint_stage(self) -> bool:
+        """True during the first ``hint_epochs`` epochs (feature terms only)."""
+        return self.epoch < self.hint_epochs
+
+    @property
+    def last_parts(self) -> dict[str, float]:
+        """The named parts of the last objective (response loss parts and one entry per feature term)."""
+        return dict(getattr(self.loss, "last_parts", {}) or {})
 
     def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
         if hasattr(self.loss, "set_epoch"):
             self.loss.set_epoch(epoch)
+        self.teacher_dropped = self.stop_epoch is not None and epoch >= self.stop_epoch
 
     def teacher_outputs(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         if self.teacher_logits is not None:
@@ -41,8 +92,54 @@ class Distiller(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         student_logits = self.student(x)
-        teacher_logits = self.teacher_outputs(x, index) if self.needs_teacher else None
-        return self.loss(student_logits, teacher_logits, y), student_logits
+        if self.teacher_dropped:
+            objective = F.cross_entropy(student_logits, y)
+            self._set_parts({"ce": float(objective.detach())})
+            return objective, student_logits
+        run_teacher = self.needs_teacher or len(self.terms)
+        teacher_logits = self.teacher_outputs(x, index) if run_teacher else None
+        terms, term_parts = self._feature_terms()
+        if self.hint_stage:
+            # nothing but the hints: layers above the taps stay out of the graph, so the optimiser skips them (no
+            # weight decay or momentum either); a zero on the logits only when every term is scheduled off
+            objective = terms if terms is not None else student_logits.sum() * 0.0
+            self._set_parts(term_parts)
+            return objective, student_logits
+        objective = self.loss(student_logits, teacher_logits if self.needs_teacher else None, y)
+        if terms is not None:
+            objective = objective + terms
+            self._set_parts({**self.last_parts, **term_parts})
+        return objective, student_logits
+
+    def _feature_terms(self) -> tuple[torch.Tensor | None, dict[str, float]]:
+        """sum_k w_k(epoch) * term_k over the terms switched on this epoch, and their values for the logs."""
+        if not len(self.terms):
+            return None, {}
+        total, parts = None, {}
+        try:
+            for term in self.terms:
+                weight = term.weight_at(self.epoch)
+                if weight == 0.0:
+                    continue  # switched off by its schedule: not computed, not logged
+                value = term(self.student_taps[term.student_tap], self.teacher_taps[term.teacher_tap])
+                parts.update(term.parts(value))
+                total = weight * value if total is None else total + weight * value
+        finally:
+            # the objective holds the graph; dropping these references frees the features once backward is done
+            self.student_taps.clear()
+            self.teacher_taps.clear()
+        return total, parts
+
+    def _set_parts(self, parts: dict[str, float]) -> None:
+        # train/loop.py logs ``distiller.loss.last_parts``: the terms' values go where it reads
+        if hasattr(self.loss, "last_parts"):
+            self.loss.last_parts = parts
+
+    def close(self) -> None:
+        """Remove the forward hooks from student and teacher; idempotent. The recipe calls it when training ends."""
+        for taps in (self.student_taps, self.teacher_taps):
+            if taps is not None:
+                taps.remove()
 
 
 def freeze(model: nn.Module) -> nn.Module:

@@ -9,7 +9,8 @@ from torch import nn
 
 from ..config import TeacherConfig
 from ..errors import ConfigError
-from ..train.checkpoint import CHECKPOINTS, load_model_weights
+from ..io import load_tensors
+from ..train.checkpoint import CHECKPOINTS, epoch_weights_path, load_model_weights
 from .distiller import freeze
 
 
@@ -26,6 +27,8 @@ def load_teacher(cfg: TeacherConfig, num_classes: int, in_shape: Sequence[int]) 
             raise ConfigError(f"teacher.run='{cfg.run}' has no trained weights ({path} is missing); "
                               "train the teacher first with `kdlab train`")
         model = load_model_weights(path)
+        if cfg.epoch is not None:
+            load_epoch_weights(cfg.run, cfg.epoch, model)
         key = "teacher.run"
     else:
         from ..models import create_model
@@ -47,3 +50,21 @@ def load_teacher(cfg: TeacherConfig, num_classes: int, in_shape: Sequence[int]) 
         raise ConfigError(f"{key}: the teacher has {teacher_classes} classes but the student and dataset have "
                           f"{num_classes}; teacher and student must predict the same classes")
     return freeze(model)
+
+
+def load_epoch_weights(run_dir: str | Path, epoch: int, model: nn.Module) -> nn.Module:
+    """Load the student weights a run kept after 1-based ``epoch`` (its ``train.keep_epochs``) into ``model``."""
+    path = epoch_weights_path(run_dir, epoch)
+    if not path.is_file():
+        kept = sorted(p.parent.name for p in Path(run_dir, CHECKPOINTS).glob("epoch-*/weights.safetensors"))
+        raise ConfigError(f"teacher.epoch={epoch}: run '{run_dir}' did not keep that epoch (kept: "
+                          f"{', '.join(kept) or 'none'}); train the teacher with train.keep_epochs: [{epoch}]")
+    state = load_tensors(path)
+    model.load_state_dict({k[len("student."):]: v for k, v in state.items() if k.startswith("student.")})
+    return model
+
+
+def resolve_weights_file(path: str | Path) -> Path:
+    """A .safetensors file, or a kdlab run directory's best weights."""
+    path = Path(path)
+    return teacher_weights_path(path) if path.is_dir() else path

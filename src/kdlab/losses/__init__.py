@@ -13,6 +13,8 @@ from . import ats, ce, ctkd, dist, dkd, isats, kd, logit_std  # noqa: F401  (imp
 from .base import LOSSES, ResponseLoss
 from .feature import FEATURE_LOSSES, FeatureLoss, build_feature_loss
 from . import relation  # noqa: F401,E402  (registers the relation losses into FEATURE_LOSSES)
+from . import tllm  # noqa: F401,E402  (registers tllm)
+from . import nasty  # noqa: F401,E402  (registers the nasty-teacher objective)
 from .ctkd import curriculum_strength
 from .dist import pearson_rows
 from .dkd import decoupled_kl

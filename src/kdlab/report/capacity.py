@@ -16,11 +16,12 @@ def plot_capacity_curve(results: dict[str, Any], path: Path) -> Path:
     teachers = results["teachers"]
     params = [t["params"] for t in teachers]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 7), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
-    methods = list(next(iter(results["table"].values())))
+    methods = [m["label"] for m in results["config"]["methods"]]
     for method in methods:
-        means = [results["table"][t["name"]][method]["test_accuracy"]["mean"] * 100 for t in teachers]
-        stds = [results["table"][t["name"]][method]["test_accuracy"]["std"] * 100 for t in teachers]
-        top.errorbar(params, means, yerr=stds, marker="o", capsize=3, label=method)
+        cells = [(t["params"], results["table"][t["name"]].get(method)) for t in teachers]
+        cells = [(p, c["test_accuracy"]) for p, c in cells if c is not None]
+        top.errorbar([p for p, _ in cells], [a["mean"] * 100 for _, a in cells], yerr=[a["std"] * 100 for _, a in cells],
+                     marker="o", capsize=3, label=method)
     ce = results["ce_student"]
     top.axhline(ce["mean"] * 100, color="k", linestyle="--", label="CE only")
     top.axhspan((ce["mean"] - ce["std"]) * 100, (ce["mean"] + ce["std"]) * 100, color="k", alpha=0.08)
@@ -93,14 +94,28 @@ def write_capacity_report(results: dict[str, Any], profiles: list[dict[str, Any]
                 f"{t['derived_average'].get('4.0', float('nan')):.4f}",
                 f"{t['nongt_entropy'].get('4.0', float('nan')):.3f}", f"{t['inherent_variance']:.2f}",
                 f"{t['ece']:.3f}"] for i, t in enumerate(results["teachers"])])
-    methods = list(next(iter(results["table"].values())))
+    methods = [m["label"] for m in cfg["methods"]]
     rep.heading("Student test accuracy (%), mean ± std over seeds")
-    rep.paragraph(f"CE only (no teacher): {format_pm(results['ce_student'])}.")
-    rep.table(["teacher", *methods],
-              [[t, *(format_pm(row[m]["test_accuracy"]) for m in methods)] for t, row in results["table"].items()])
+    rep.paragraph(f"CE only (no teacher): {format_pm(results['ce_student'])}. Rows: teachers; columns: methods "
+                  "(roles: " + ", ".join(f"{m['label']}={m['role']}" for m in cfg["methods"]) + ").")
+    rep.table(["method", *[f"T{i + 1}" for i in range(len(results["table"]))]],
+              [[m, *(format_pm(row[m]["test_accuracy"]) if m in row else "—" for row in results["table"].values())]
+               for m in methods])
+    rep.heading("Best method per teacher")
+    rep.table(["teacher", "best method", "accuracy (%)", "gain over best KD (points, 95% CI)"],
+              [[t, b["method"], format_pm(b["test_accuracy"]),
+                f"{format_interval(b['minus_best_kd'])} vs {b['best_kd']}" if b["minus_best_kd"] else "—"]
+               for t, b in results["best_method_per_teacher"].items()])
     rep.heading("Paired difference against the CE student (points, 95% t interval)")
-    rep.table(["teacher", *methods],
-              [[t, *(format_interval(row[m]["minus_ce"]) for m in methods)] for t, row in results["table"].items()])
+    rep.table(["method", *[f"T{i + 1}" for i in range(len(results["table"]))]],
+              [[m, *(format_interval(row[m]["minus_ce"]) if m in row else "—" for row in results["table"].values())]
+               for m in methods])
+    if results.get("assistants"):
+        rep.heading("TAKD chains")
+        chosen = {(s["teacher"], s["assistant"]) for s in results["students"] if s.get("selected")}
+        rep.table(["teacher", "assistant", "assistant test acc (%)", "selected (best validation)"],
+                  [[a["teacher"], a["assistant"], f"{a['test_accuracy'] * 100:.2f}",
+                    "yes" if (a["teacher"], a["assistant"]) in chosen else ""] for a in results["assistants"]])
     rep.image(files[0], "capacity-mismatch curve")
     rep.image(files[1], "derived average and derived std against temperature")
     rep.heading("Class affinity")

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from ..config import Component, DataConfig, Section
 from ..io import atomic_write_json
 from ..report import Report, bar_chart
+from . import STUDIES
 from .common import StageConfig, command_line, load_study_config, stage_run_config
 from .stats import format_interval, format_pm, mean_std, paired_difference
 from .store import RunStore
@@ -25,6 +26,8 @@ log = logging.getLogger("kdlab")
 
 
 class BaselineStudyConfig(Section):
+    # run store shared between studies (content-addressed); default: <out>/runs
+    store: str | None = None
     data: DataConfig = Field(default_factory=DataConfig)
     teacher: StageConfig
     student: StageConfig
@@ -52,13 +55,14 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+@STUDIES.register("baseline")
 def run_baseline(config: str | Path | None = None, out: str | Path = "runs/baseline", preset: str | None = None,
                  overrides: list[str] | None = None, progress: bool | None = None) -> dict[str, Any]:
     """Run the baseline study and write results.json, report.md, report.html and plots into ``out``."""
     cfg: BaselineStudyConfig = load_study_config(BaselineStudyConfig, DEFAULTS, PRESETS, config, preset,
                                                  list(overrides or []))
     out = Path(out)
-    store = RunStore(out / "runs")
+    store = RunStore(cfg.store or out / "runs")
     started = time.perf_counter()
     # validate every run's config before any training
     teacher_cfg = stage_run_config(cfg.teacher, cfg.data, cfg.teacher_seed)

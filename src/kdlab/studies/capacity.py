@@ -23,11 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import Field, field_validator
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
 from tqdm.auto import tqdm
 
 from ..config import Component, DataConfig, Section, check_components
 from ..io import atomic_write_json
+from . import STUDIES
 from .common import StageConfig, command_line, load_study_config, stage_run_config
 from .stats import format_interval, mean_std, paired_difference
 from .store import RunStore
@@ -36,10 +39,31 @@ log = logging.getLogger("kdlab")
 
 
 class Method(Section):
-    """A distillation method of the study: a label for tables and the loss it trains with."""
+    """A distillation method of the study: a label for tables, the loss it trains with, and how it uses the teacher.
+
+    ``role``: ``kd`` (vanilla KD, the baseline), ``control`` (a control such as symmetric ATS) or ``remedy``
+    (inferred: plain ``kd`` without the options below is ``kd``, everything else a remedy).
+    ``teacher_epoch`` (ESKD): distil from the teacher as it was after that epoch (must be in teachers.keep_epochs).
+    ``stop_epoch`` (ESKD): drop the teacher after that many student epochs (plain CE afterwards).
+    ``assistant`` (TAKD): distil through a teacher assistant: each smaller family member, trained by this loss from
+    the teacher on the teachers' data, teaches the student; the chain with the best mean validation accuracy is
+    reported.
+    """
 
     label: str
     loss: Component
+    role: Literal["kd", "control", "remedy"] | None = None
+    teacher_epoch: int | None = Field(None, ge=1)
+    stop_epoch: int | None = Field(None, ge=0)
+    assistant: bool = False
+
+    @model_validator(mode="after")
+    def _infer_role(self) -> "Method":
+        if self.role is None:
+            plain = self.loss.name == "kd" and not (self.teacher_epoch or self.stop_epoch is not None
+                                                    or self.assistant)
+            self.role = "kd" if plain else "remedy"
+        return self
 
 
 class TeacherFamily(StageConfig):
@@ -49,6 +73,8 @@ class TeacherFamily(StageConfig):
 
 
 class CapacityStudyConfig(Section):
+    # run store shared between studies (content-addressed); default: <out>/runs
+    store: str | None = None
     data: DataConfig = Field(default_factory=DataConfig)
     teachers: TeacherFamily
     student: StageConfig
@@ -66,13 +92,24 @@ class CapacityStudyConfig(Section):
             raise ValueError(f"method labels must be unique and not 'ce' (the CE student is always trained): {labels}")
         return methods
 
+    @model_validator(mode="after")
+    def _early_epochs_are_kept(self) -> "CapacityStudyConfig":
+        for m in self.methods:
+            if m.teacher_epoch is not None and m.teacher_epoch not in self.teachers.keep_epochs:
+                raise ValueError(f"methods[{m.label}].teacher_epoch={m.teacher_epoch} is not in teachers.keep_epochs="
+                                 f"{self.teachers.keep_epochs}; add it there so the teachers keep that checkpoint")
+            if m.teacher_epoch is not None and m.teacher_epoch > self.teachers.epochs:
+                raise ValueError(f"methods[{m.label}].teacher_epoch={m.teacher_epoch} exceeds teachers.epochs="
+                                 f"{self.teachers.epochs}")
+        return self
+
 
 ATS_DEFAULT = {"tau_gt": 4.0, "tau_other": 2.0, "tau_student": 1.0, "alpha": 0.5}
 
 DEFAULTS: dict[str, Any] = {
     "data": {"name": "fashion_mnist", "val_size": 5000, "seed": 0},
     # MLP teachers, 2 hidden layers, 32 -> 1024 wide (0.03M -> 1.9M params, 72x), on all 55k training images.
-    "teachers": {"model": {"name": "mlp", "depth": 2}, "epochs": 8, "batch_size": 128,
+    "teachers": {"model": {"name": "mlp", "depth": 2}, "epochs": 8, "batch_size": 128, "keep_epochs": [2],
                  "optim": {"name": "sgd", "lr": 0.05}, "schedule": {"name": "cosine"},
                  "capacities": [{"width": 32}, {"width": 128}, {"width": 512}, {"width": 1024}]},
     # A 1-hidden-layer MLP student that sees only 2,000 labelled images: the regime where soft labels matter.
@@ -83,8 +120,17 @@ DEFAULTS: dict[str, Any] = {
         {"label": "kd_T4", "loss": {"name": "kd", "temperature": 4.0, "alpha": 0.9}},
         {"label": "ats", "loss": {"name": "ats", **ATS_DEFAULT}},
         # the symmetric control: ATS's loss form and alpha with tau_gt = tau_other
-        {"label": "ats_symmetric", "loss": {"name": "ats", **{**ATS_DEFAULT, "tau_gt": ATS_DEFAULT["tau_other"]}}},
+        {"label": "ats_symmetric", "role": "control",
+         "loss": {"name": "ats", **{**ATS_DEFAULT, "tau_gt": ATS_DEFAULT["tau_other"]}}},
         {"label": "isats", "loss": {"name": "isats", "tau_gt": 4.0, "tau_student": 1.0, "alpha": 0.5}},
+        # remedies from the literature, each at its paper's defaults (see the loss docstrings)
+        {"label": "dkd", "loss": {"name": "dkd"}},
+        {"label": "dist", "loss": {"name": "dist"}},
+        {"label": "logit_std", "loss": {"name": "logit_std"}},
+        {"label": "kd_T4_std", "loss": {"name": "kd", "temperature": 4.0, "alpha": 0.9, "standardize": True}},
+        {"label": "ctkd", "loss": {"name": "ctkd"}},
+        {"label": "takd", "assistant": True, "loss": {"name": "kd", "temperature": 4.0, "alpha": 0.9}},
+        {"label": "eskd", "teacher_epoch": 2, "loss": {"name": "kd", "temperature": 4.0, "alpha": 0.9}},
     ],
     "seeds": [0, 1, 2],
 }
@@ -92,7 +138,7 @@ DEFAULTS: dict[str, Any] = {
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         "data": {"val_size": 1000},
-        "teachers": {"epochs": 1, "train_subset": 5000, "capacities": [{"width": 16}, {"width": 64}, {"width": 256},
+        "teachers": {"epochs": 2, "train_subset": 5000, "capacities": [{"width": 16}, {"width": 64}, {"width": 256},
                                                                        {"width": 512}]},
         "student": {"epochs": 3, "train_subset": 500, "model": {"name": "mlp", "width": 32, "depth": 1}},
         "seeds": [0],
@@ -104,13 +150,14 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+@STUDIES.register("capacity")
 def run_capacity(config: str | Path | None = None, out: str | Path = "runs/capacity", preset: str | None = None,
                  overrides: list[str] | None = None, progress: bool | None = None) -> dict[str, Any]:
     """Run the capacity study; write results.json, plots, report.md and report.html into ``out``."""
     cfg: CapacityStudyConfig = load_study_config(CapacityStudyConfig, DEFAULTS, PRESETS, config, preset,
                                                  list(overrides or []))
     out = Path(out)
-    store = RunStore(out / "runs")
+    store = RunStore(cfg.store or out / "runs")
     started = time.perf_counter()
 
     # every run's config, validated before anything trains
@@ -119,38 +166,68 @@ def run_capacity(config: str | Path | None = None, out: str | Path = "runs/capac
         model = Component(**{**cfg.teachers.model.as_dict(), **capacity})
         teacher_cfgs.append(stage_run_config(cfg.teachers, cfg.data, cfg.teacher_seed, model=model))
     teacher_dirs = [store.path(t) for t in teacher_cfgs]
+    labels = [_model_label(t.model) for t in teacher_cfgs]
+    # TAKD assistants: every smaller family member distilled from each teacher (teachers' recipe and data)
+    assistant_cfgs = [(ti, ai, m, stage_run_config(cfg.teachers, cfg.data, cfg.teacher_seed, loss=m.loss,
+                                                   teacher_run=teacher_dirs[ti], model=teacher_cfgs[ai].model,
+                                                   keep_epochs=[]))
+                      for m in cfg.methods if m.assistant for ti in range(len(teacher_cfgs)) for ai in range(ti)]
     ce_cfgs = {seed: stage_run_config(cfg.student, cfg.data, seed) for seed in cfg.seeds}
-    student_cfgs = [(ti, seed, method, stage_run_config(cfg.student, cfg.data, seed, loss=method.loss,
-                                                        teacher_run=teacher_dirs[ti]))
-                    for ti in range(len(teacher_cfgs)) for seed in cfg.seeds for method in cfg.methods]
-    for run_cfg in [*teacher_cfgs, *ce_cfgs.values(), *(c for *_, c in student_cfgs)]:
+    student_jobs = []  # (record fields, run config)
+    for ti in range(len(teacher_cfgs)):
+        for seed in cfg.seeds:
+            for m in cfg.methods:
+                if m.assistant:
+                    continue
+                run_cfg = stage_run_config(cfg.student, cfg.data, seed, loss=m.loss, teacher_run=teacher_dirs[ti],
+                                           teacher_epoch=m.teacher_epoch, teacher_stop_epoch=m.stop_epoch)
+                student_jobs.append(({"teacher": labels[ti], "method": m.label, "seed": seed, "m": m}, run_cfg))
+    for ti, ai, m, a_cfg in assistant_cfgs:
+        for seed in cfg.seeds:
+            run_cfg = stage_run_config(cfg.student, cfg.data, seed, loss=m.loss, teacher_run=store.path(a_cfg))
+            student_jobs.append(({"teacher": labels[ti], "method": m.label, "seed": seed, "m": m,
+                                  "assistant": labels[ai]}, run_cfg))
+    all_cfgs = [*teacher_cfgs, *(c for *_, c in assistant_cfgs), *ce_cfgs.values(), *(c for _, c in student_jobs)]
+    for run_cfg in all_cfgs:
         check_components(run_cfg)
 
-    overall = tqdm(total=len(teacher_cfgs) + len(ce_cfgs) + len(student_cfgs), desc="capacity study", unit="run",
-                   disable=progress is False)
+    overall = tqdm(total=len(all_cfgs), desc="capacity study", unit="run", disable=progress is False)
     teachers = []
     for i, run_cfg in enumerate(teacher_cfgs):
         summary = store.run(run_cfg, progress=progress)
         overall.update()
-        log.info("teacher %d/%d %s: %s params, test accuracy %.4f", i + 1, len(teacher_cfgs),
-                 _model_label(run_cfg.model), f"{summary['params']:,}", summary["test_accuracy"])
+        log.info("teacher %d/%d %s: %s params, test accuracy %.4f", i + 1, len(teacher_cfgs), labels[i],
+                 f"{summary['params']:,}", summary["test_accuracy"])
         teachers.append(summary)
+    assistants = []
+    for ti, ai, m, a_cfg in assistant_cfgs:
+        summary = store.run(a_cfg, progress=progress)
+        overall.update()
+        assistants.append({"teacher": labels[ti], "assistant": labels[ai], "method": m.label,
+                           "test_accuracy": summary["test_accuracy"], "run_dir": summary["run_dir"]})
     students = []
     for seed, run_cfg in ce_cfgs.items():
         summary = store.run(run_cfg, progress=progress)
         overall.update()
         students.append(_student_record(None, "ce", {}, seed, summary))
-    for ti, seed, method, run_cfg in student_cfgs:
+    for fields, run_cfg in student_jobs:
         summary = store.run(run_cfg, progress=progress)
         overall.update()
-        students.append(_student_record(_model_label(teacher_cfgs[ti].model), method.label, method.loss.as_dict(),
-                                        seed, summary))
-        log.info("student %s from teacher %d seed %d: test accuracy %.4f", method.label, ti + 1, seed,
+        m = fields["m"]
+        record = _student_record(fields["teacher"], m.label, m.loss.as_dict(), fields["seed"], summary)
+        if "assistant" in fields:
+            record["assistant"] = fields["assistant"]
+        if m.teacher_epoch is not None or m.stop_epoch is not None:
+            record["teacher_epoch"], record["stop_epoch"] = m.teacher_epoch, m.stop_epoch
+        students.append(record)
+        log.info("student %s from %s seed %d: test accuracy %.4f", m.label, fields["teacher"], fields["seed"],
                  summary["test_accuracy"])
     overall.close()
+    _select_assistants(students)
 
     profiles = _profile_teachers(cfg, teacher_cfgs, teacher_dirs)
     results = _assemble(cfg, teacher_cfgs, teachers, profiles, students)
+    results["assistants"] = assistants
     results.update(seconds=time.perf_counter() - started, runs_trained=store.trained, runs_reused=store.reused,
                    command=command_line())
     from ..report.capacity import write_capacity_report
@@ -169,7 +246,8 @@ def _model_label(model: Component) -> str:
 def _student_record(teacher: str | None, method: str, hyperparams: dict[str, Any], seed: int,
                     summary: dict[str, Any]) -> dict[str, Any]:
     return {"teacher": teacher, "method": method, "hyperparams": hyperparams, "seed": seed,
-            "test_accuracy": summary["test_accuracy"], "run_dir": summary["run_dir"]}
+            "test_accuracy": summary["test_accuracy"], "val_accuracy": summary["best_val_accuracy"],
+            "run_dir": summary["run_dir"]}
 
 
 def _profile_teachers(cfg: CapacityStudyConfig, teacher_cfgs: list, teacher_dirs: list[Path]) -> list[dict[str, Any]]:
@@ -196,12 +274,32 @@ def _profile_teachers(cfg: CapacityStudyConfig, teacher_cfgs: list, teacher_dirs
     return profiles
 
 
+def _select_assistants(students: list[dict[str, Any]]) -> None:
+    """Mark, per teacher and TAKD method, the chain with the best mean *validation* accuracy as ``selected``.
+
+    Selecting on validation, not test, keeps the reported TAKD accuracy an honest estimate.
+    """
+    chains: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for s in students:
+        if "assistant" in s:
+            chains.setdefault((s["teacher"], s["method"]), {}).setdefault(s["assistant"], []).append(s["val_accuracy"])
+    for (teacher, method), by_assistant in chains.items():
+        best = max(by_assistant, key=lambda a: sum(by_assistant[a]) / len(by_assistant[a]))
+        for s in students:
+            if s["teacher"] == teacher and s["method"] == method and "assistant" in s:
+                s["selected"] = s["assistant"] == best
+
+
 def _by_seed(students: list[dict[str, Any]], teacher: str | None, method: str) -> dict[int, float]:
-    return {s["seed"]: s["test_accuracy"] for s in students if s["teacher"] == teacher and s["method"] == method}
+    """Test accuracy per seed of one teacher x method (for TAKD: the selected chain)."""
+    return {s["seed"]: s["test_accuracy"] for s in students
+            if s["teacher"] == teacher and s["method"] == method and s.get("selected", True)}
 
 
 def _paired(a: dict[int, float], b: dict[int, float]) -> dict[str, Any]:
     seeds = sorted(set(a) & set(b))
+    if not seeds:
+        return {"mean": math.nan, "low": math.nan, "high": math.nan, "n": 0, "significant": False}
     return paired_difference([a[s] for s in seeds], [b[s] for s in seeds])
 
 
@@ -235,12 +333,15 @@ def _assemble(cfg: CapacityStudyConfig, teacher_cfgs: list, teachers: list[dict[
         table[label] = {}
         for method in cfg.methods:
             accs = _by_seed(students, label, method.label)
-            table[label][method.label] = {"test_accuracy": mean_std(list(accs.values())),
-                                          "minus_ce": _paired(accs, ce)}
+            if accs:  # TAKD has no chain from the smallest teacher
+                table[label][method.label] = {"test_accuracy": mean_std(list(accs.values())),
+                                              "minus_ce": _paired(accs, ce)}
+    best_methods = _best_methods(cfg, labels, students, table)
     consistency = consistency_matrix([p["affinity"] for p in profiles], stat="spearman")
     pairwise = {f"{labels[i]} vs {labels[j]}": affinity_consistency(profiles[i]["affinity"], profiles[j]["affinity"])
                 for i in range(len(labels)) for j in range(i + 1, len(labels))}
     claims = _claims(cfg, teacher_entries, students, ce, consistency, spearman_correlation)
+    claims.append(_remedy_claim(cfg, teacher_entries, students, best_methods))
     return {
         "study": "capacity",
         "dataset": cfg.data.name,
@@ -249,6 +350,7 @@ def _assemble(cfg: CapacityStudyConfig, teacher_cfgs: list, teachers: list[dict[
         "students": students,
         "ce_student": mean_std(list(ce.values())),
         "table": table,
+        "best_method_per_teacher": best_methods,
         "affinity_consistency": {"labels": labels, "spearman_matrix": consistency.tolist(), "pairwise": pairwise},
         "claims": claims,
     }
@@ -281,7 +383,7 @@ def _claims(cfg: CapacityStudyConfig, teachers: list[dict[str, Any]], students: 
         "evidence": f"minimum pairwise Spearman correlation of the off-diagonal affinity entries = {min_rho:.3f} "
                     f"(rule: holds if >= 0.7)",
     })
-    kd_labels = [m.label for m in cfg.methods if m.loss.name == "kd"]
+    kd_labels = [m.label for m in cfg.methods if m.role == "kd"]
     best_kd = {}  # teacher -> (label, mean accuracy) of its best KD method
     for t in teachers:
         options = [(lbl, mean_std(list(_by_seed(students, t["name"], lbl).values()))["mean"]) for lbl in kd_labels]
@@ -332,6 +434,55 @@ def _claims(cfg: CapacityStudyConfig, teachers: list[dict[str, Any]], students: 
     return claims
 
 
+def _best_kd(cfg: CapacityStudyConfig, students: list[dict[str, Any]], teacher: str) -> tuple[str, float] | None:
+    """(label, mean test accuracy) of the teacher's best vanilla-KD student."""
+    options = [(m.label, mean_std(list(_by_seed(students, teacher, m.label).values()))["mean"])
+               for m in cfg.methods if m.role == "kd" and _by_seed(students, teacher, m.label)]
+    return max(options, key=lambda o: o[1]) if options else None
+
+
+def _best_methods(cfg: CapacityStudyConfig, labels: list[str], students: list[dict[str, Any]],
+                  table: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per teacher: the method with the best mean student accuracy and its paired gain over that teacher's best KD."""
+    out = {}
+    for label in labels:
+        row = {m: v for m, v in table[label].items()}
+        if not row:
+            continue
+        best = max(row, key=lambda m: row[m]["test_accuracy"]["mean"])
+        kd = _best_kd(cfg, students, label)
+        gain = _paired(_by_seed(students, label, best), _by_seed(students, label, kd[0])) if kd else None
+        out[label] = {"method": best, "test_accuracy": row[best]["test_accuracy"],
+                      "best_kd": kd[0] if kd else None, "minus_best_kd": gain}
+    return out
+
+
+def _remedy_claim(cfg: CapacityStudyConfig, teachers: list[dict[str, Any]], students: list[dict[str, Any]],
+                  best_methods: dict[str, Any]) -> dict[str, Any]:
+    """Claim 5: the best remedy's student from the largest teacher matches or beats the best KD student overall."""
+    largest = max(teachers, key=lambda t: t["params"])["name"]
+    remedies = [m.label for m in cfg.methods if m.role == "remedy" and _by_seed(students, largest, m.label)]
+    kd_best = [(t["name"], _best_kd(cfg, students, t["name"])) for t in teachers]
+    kd_best = [(t, kd) for t, kd in kd_best if kd is not None]
+    if not remedies or not kd_best:
+        return {"claim": "a remedy closes the capacity-mismatch gap", "holds": None,
+                "evidence": "no remedy or no KD method in this configuration"}
+    remedy = max(remedies, key=lambda m: mean_std(list(_by_seed(students, largest, m).values()))["mean"])
+    kd_teacher, (kd_label, _) = max(kd_best, key=lambda tk: tk[1][1])
+    diff = _paired(_by_seed(students, largest, remedy), _by_seed(students, kd_teacher, kd_label))
+    if diff["mean"] >= 0:
+        holds: bool | None = True
+    elif diff["n"] > 1 and diff["high"] < 0:
+        holds = False
+    else:
+        holds = None
+    return {"claim": "a remedy closes the capacity-mismatch gap",
+            "holds": holds,
+            "evidence": f"best remedy from the largest teacher {largest}: {remedy}; best KD student overall: "
+                        f"{kd_label} from {kd_teacher}; paired difference {format_interval(diff)} points "
+                        "(rule: holds if the mean difference >= 0, fails if the interval is below 0)"}
+
+
 def _print_summary(results: dict[str, Any], out: Path) -> None:
     print(f"\nteachers ({results['dataset']}):")
     for t in results["teachers"]:
@@ -339,13 +490,17 @@ def _print_summary(results: dict[str, Any], out: Path) -> None:
               f"derived std@4 {t['derived_std'].get('4.0', float('nan')):.4f}")
     ce = results["ce_student"]
     print(f"student CE only: {ce['mean'] * 100:.2f} ± {ce['std'] * 100:.2f}")
-    methods = list(next(iter(results["table"].values())))
-    print("student accuracy (%) by teacher x method:")
+    methods = [m["label"] for m in results["config"]["methods"]]
+    print("student accuracy (%) by teacher x method (mean ± std over seeds):")
     print("  " + " " * 28 + "".join(f"{m:>16}" for m in methods))
     for teacher, row in results["table"].items():
         cells = "".join(f"{row[m]['test_accuracy']['mean'] * 100:>9.2f} ±{row[m]['test_accuracy']['std'] * 100:>5.2f}"
-                        for m in methods)
+                        if m in row else f"{'—':>16}" for m in methods)
         print(f"  {teacher:<28}{cells}")
+    for teacher, best in results["best_method_per_teacher"].items():
+        gain = best["minus_best_kd"]
+        print(f"  best for {teacher}: {best['method']}" + (f" ({format_interval(gain)} vs {best['best_kd']})"
+                                                             if gain else ""))
     for claim in results["claims"]:
         print(f"claim [{ {True: 'holds', False: 'does not hold', None: 'undecided'}[claim['holds']] }] "
               f"{claim['claim']}: {claim['evidence']}")

@@ -25,23 +25,30 @@ class StageConfig(Section):
     hflip: bool = False
     optim: OptimConfig = Field(default_factory=OptimConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    keep_epochs: list[int] = Field(default_factory=list)
 
 
 def stage_run_config(stage: StageConfig, data: DataConfig, seed: int, loss: Component | None = None,
                      teacher_run: str | Path | None = None, model: Component | None = None,
-                     keep_epochs: list[int] | None = None) -> RunConfig:
-    """The RunConfig of one model of a stage: the stage's recipe on the study's data, with this seed and loss."""
+                     keep_epochs: list[int] | None = None, teacher_epoch: int | None = None,
+                     teacher_stop_epoch: int | None = None) -> RunConfig:
+    """The RunConfig of one model of a stage: the stage's recipe on the study's data, with this seed and loss.
+
+    ``teacher_epoch`` distils from the teacher as it was after that epoch (ESKD); ``teacher_stop_epoch`` drops the
+    teacher after that many student epochs.
+    """
     data_cfg = data.model_copy(update={"train_subset": stage.train_subset, "crop_padding": stage.crop_padding,
                                        "hflip": stage.hflip})
     return RunConfig(
         data=data_cfg,
         model=model or stage.model,
-        teacher=TeacherConfig(run=str(teacher_run)) if teacher_run is not None else None,
+        teacher=TeacherConfig(run=str(teacher_run), epoch=teacher_epoch, stop_epoch=teacher_stop_epoch)
+        if teacher_run is not None else None,
         loss=loss or Component(name="ce"),
         optim=stage.optim,
         schedule=stage.schedule,
         train=TrainConfig(epochs=stage.epochs, batch_size=stage.batch_size, seed=seed,
-                          keep_epochs=keep_epochs or []),
+                          keep_epochs=keep_epochs if keep_epochs is not None else stage.keep_epochs),
     )
 
 

@@ -91,8 +91,13 @@ def load_model_weights(path: str | Path, model: nn.Module | None = None) -> nn.M
         meta = read_safetensors_metadata(path)
         if "model_spec" not in meta:
             raise KdlabError(f"'{path}' has no kdlab model spec in its metadata; build the model yourself and pass it")
-        from ..models import create_model
+        spec = json.loads(meta["model_spec"])
+        if "pruned_from" in spec or "lowrank_from" in spec:
+            from ..compress import build_model  # compressed models are rebuilt from their compression spec
+            model = build_model(spec)
+        else:
+            from ..models import create_model
 
-        model = create_model(**json.loads(meta["model_spec"]))
+            model = create_model(**spec)
     model.load_state_dict(load_tensors(path), strict=True)
     return model

@@ -18,11 +18,13 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from ..config import RunConfig
 from ..errors import KdlabError, TrainingDiverged
 from ..io import atomic_write_text
+from . import distributed
 from .checkpoint import CHECKPOINTS, load_latest_checkpoint, save_checkpoint, save_model_weights
 from .evaluate import evaluate
 from .optim import build_optimizer, lr_factor, set_lr
@@ -40,11 +42,14 @@ def fit(distiller: nn.Module, train_loader, val_loader, cfg: RunConfig, run_dir:
     run_dir = Path(run_dir)
     student = distiller.student
     optimizer = build_optimizer(distiller.parameters(), cfg.optim)
+    ranks = distributed.current()
+    # under torchrun the same Distiller runs wrapped in DDP, which averages gradients over ranks in backward()
+    step_module = DistributedDataParallel(distiller) if ranks.enabled else distiller
     epochs, base_lr = cfg.train.epochs, cfg.optim.lr
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
         raise KdlabError("the training loader yields no batch: the training set is smaller than one batch with drop_last")
-    show = _want_progress(progress if progress is not None else cfg.train.progress)
+    show = ranks.is_main and _want_progress(progress if progress is not None else cfg.train.progress)
 
     start_epoch, best_acc, best_epoch, history = 0, -math.inf, -1, []
     resumed = load_latest_checkpoint(run_dir)
@@ -71,7 +76,7 @@ def fit(distiller: nn.Module, train_loader, val_loader, cfg: RunConfig, run_dir:
         for i, (x, y, index) in enumerate(bar):
             step = epoch * steps_per_epoch + i
             set_lr(optimizer, base_lr * lr_factor(step, steps_per_epoch, epochs, cfg.schedule, base_lr))
-            loss, logits = distiller(x, y, index)
+            loss, logits = step_module(x, y, index)
             value = loss.item()
             if not math.isfinite(value):
                 raise TrainingDiverged(
@@ -91,6 +96,11 @@ def fit(distiller: nn.Module, train_loader, val_loader, cfg: RunConfig, run_dir:
                 bar.set_postfix(loss=f"{value:.4f}")
         bar.close()
         train_time = time.perf_counter() - started
+        if ranks.enabled:
+            keys = sorted(parts_sum)
+            totals = distributed.all_reduce_sum([loss_sum.item(), correct, seen, *(parts_sum[k] for k in keys)])
+            loss_sum, correct, seen = torch.tensor(totals[0], dtype=torch.float64), int(totals[1]), int(totals[2])
+            parts_sum = dict(zip(keys, totals[3:]))
         val = evaluate(student, val_loader) if val_loader is not None and len(val_loader.dataset) else None
         record = {
             "epoch": epoch + 1,
@@ -105,18 +115,23 @@ def fit(distiller: nn.Module, train_loader, val_loader, cfg: RunConfig, run_dir:
         history.append(record)
         score = val["accuracy"] if val else -record["train_loss"]
         meta = {**(metadata or {}), "epoch": epoch + 1, "val_accuracy": record["val_accuracy"]}
-        if score > best_acc:
+        improved = score > best_acc
+        if improved:
             best_acc, best_epoch = score, epoch + 1
-            save_model_weights(run_dir / CHECKPOINTS / "best.safetensors", student, meta)
-        save_model_weights(run_dir / CHECKPOINTS / "last.safetensors", student, meta)
-        atomic_write_text(run_dir / METRICS, "".join(json.dumps(h) + "\n" for h in history))
-        save_checkpoint(run_dir, epoch, _trainable_state(distiller), {
-            "epoch": epoch, "optimizer": optimizer.state_dict(), "rng": rng_state(),
-            "best_val_accuracy": best_acc, "best_epoch": best_epoch,
-        }, keep_epochs=cfg.train.keep_epochs)
-        log.info("epoch %d/%d  loss %.4f  train acc %.4f  val acc %s  (%.1fs)", epoch + 1, epochs,
-                 record["train_loss"], record["train_accuracy"],
-                 f"{record['val_accuracy']:.4f}" if val else "-", train_time)
+        if ranks.is_main:
+            if improved:
+                save_model_weights(run_dir / CHECKPOINTS / "best.safetensors", student, meta)
+            save_model_weights(run_dir / CHECKPOINTS / "last.safetensors", student, meta)
+            atomic_write_text(run_dir / METRICS, "".join(json.dumps(h) + "\n" for h in history))
+            save_checkpoint(run_dir, epoch, _trainable_state(distiller), {
+                "epoch": epoch, "optimizer": optimizer.state_dict(), "rng": rng_state(),
+                "best_val_accuracy": best_acc, "best_epoch": best_epoch,
+            }, keep_epochs=cfg.train.keep_epochs)
+        distributed.barrier()
+        if ranks.is_main:
+            log.info("epoch %d/%d  loss %.4f  train acc %.4f  val acc %s  (%.1fs)", epoch + 1, epochs,
+                     record["train_loss"], record["train_accuracy"],
+                     f"{record['val_accuracy']:.4f}" if val else "-", train_time)
         if on_epoch_end is not None:
             on_epoch_end(record)
     return {"best_epoch": best_epoch, "best_val_accuracy": best_acc, "history": history}

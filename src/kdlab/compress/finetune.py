@@ -1,0 +1,170 @@
+"""Train a model built in this process (a compressed one, or a fresh one on a custom split) through the one loop,
+in a content-addressed run directory.
+
+Compressed models cannot go through :func:`kdlab.recipe.run`: a magnitude-pruned model carries its masks as
+``torch.nn.utils.parametrize`` parametrizations that must exist before training, and a low-rank model's architecture
+is not a registered family. :func:`finetune` takes the model object itself and trains it with
+:func:`kdlab.train.fit` (same checkpoints, resume and metrics as every other run). The directory is named by
+:func:`run_key` of a payload that identifies the run (how the model was made + its RunConfig), so a finished run is
+reused and an interrupted one resumes -- the content addressing of :class:`kdlab.studies.store.RunStore`, for runs
+that have no plain RunConfig.
+
+Also :func:`effective_macs`: multiply-accumulates that a sparse kernel would execute (zero weights skipped).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from ..config import RunConfig
+from ..errors import KdlabError
+
+log = logging.getLogger("kdlab")
+
+__all__ = ["KEY_FILE", "SUMMARY", "effective_macs", "finetune", "finetune_dir", "run_key"]
+
+KEY_FILE = "key.json"
+SUMMARY = "summary.json"
+
+
+def run_key(payload: dict[str, Any]) -> str:
+    """SHA-256 hex of the canonical JSON of ``payload`` (sorted keys): the identity of an in-process run."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def finetune_dir(root: str | Path, payload: dict[str, Any]) -> Path:
+    """The run directory of ``payload`` under ``root``: ``root/<run_key(payload)[:16]>``."""
+    return Path(root) / run_key(payload)[:16]
+
+
+def effective_macs(model: nn.Module, in_shape: Sequence[int]) -> int:
+    """Multiply-accumulates of one forward pass of one sample, counting only non-zero weights.
+
+    For every ``nn.Linear`` / ``nn.Conv2d`` with weight ``W`` (``out`` rows) producing ``n_out`` output values, a
+    dense kernel does ``n_out * numel(W) / out`` MACs (:func:`kdlab.models.count_macs`); a kernel that skips zero
+    weights does ``n_out * nnz(W) / out``. For a dense model the two agree; for a magnitude-pruned model this is
+    the compute that unstructured sparsity can save in principle (Han et al., NeurIPS 2015, count it the same way).
+    Masked weights are read through their mask. Biases, normalisation and activations are not counted.
+    """
+    from ..models.checks import check_in_shape
+
+    shape = check_in_shape("effective_macs", in_shape)
+    total = 0
+
+    def count(module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+        nonlocal total
+        weight = module.weight
+        total += output.numel() // weight.shape[0] * int((weight != 0).sum())
+
+    first = next(iter(model.parameters()), None)
+    device = first.device if first is not None else torch.device("cpu")
+    modes = {m: m.training for m in model.modules()}
+    handles = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, *shape, device=device))
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, training in modes.items():
+            module.training = training
+    return total
+
+
+def _claim(run_dir: Path, payload: dict[str, Any]) -> dict[str, Any] | None:
+    """Write the payload into ``run_dir``; return the summary when this exact run already finished there."""
+    key_path = run_dir / KEY_FILE
+    if key_path.is_file():
+        if json.loads(key_path.read_text()) != json.loads(json.dumps(payload, sort_keys=True, default=str)):
+            raise KdlabError(f"'{run_dir}' holds a different in-process run; delete it to start over")
+        summary = run_dir / SUMMARY
+        return json.loads(summary.read_text()) if summary.is_file() else None
+    from ..io import atomic_write_text
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(key_path, json.dumps(payload, sort_keys=True, indent=1, default=str))
+    return None
+
+
+def finetune(model: nn.Module, train, val, cfg: RunConfig, root: str | Path, payload: dict[str, Any], *,
+             test=None, loss: nn.Module | None = None, teacher_logits: torch.Tensor | None = None,
+             progress: bool | None = None,
+             on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Train ``model`` IN PLACE with :func:`kdlab.train.fit` in ``root/<run_key(payload + cfg)[:16]>``.
+
+    ``train`` / ``val`` / ``test`` are :class:`kdlab.data.ArrayDataset` s (``test`` optional); ``cfg`` supplies
+    optimiser, schedule, epochs, batch size and seed (its ``model`` and ``data`` sections are only recorded);
+    ``loss`` defaults to CE (a loss that needs a teacher needs ``teacher_logits``: the teacher's logits for every
+    row of ``train``, in order). ``payload`` must identify how ``model`` was made (e.g. compression method, budget,
+    digest of the source weights): together with ``cfg`` it names the directory, so a finished run is returned
+    without training and an interrupted one resumes from its last checkpoint (``model`` must then be made the same
+    way again). The best-validation weights are loaded into ``model`` at the end and tested on ``test``; a reused
+    run leaves ``model`` untouched (its summary says all there is to know).
+
+    Returns the summary (also written to ``summary.json``): ``params`` (stored values), ``nonzero_params`` (masked
+    weights read through their masks, :func:`kdlab.compress.nonzero_params`), ``macs`` (dense), ``effective_macs``,
+    ``best_epoch``, ``best_val_accuracy``, ``final`` (last epoch's train/val accuracy and loss), ``test_accuracy``
+    and ``test_loss`` (None without ``test``), ``weights`` (a file :func:`kdlab.train.load_model_weights` rebuilds
+    without help: pruning masks are baked in) and ``run_dir``.
+    """
+    from ..data import TensorLoader
+    from ..distill import Distiller
+    from ..losses import build as build_loss
+    from ..models import count_macs, count_params
+    from ..train import evaluate, fit, load_model_weights, save_model_weights, seed_everything
+    from .pruning import nonzero_params, remove_pruning
+
+    full_payload = {"payload": payload, "run": cfg.to_dict()}
+    run_dir = finetune_dir(root, full_payload)
+    finished = _claim(run_dir, full_payload)
+    if finished is not None:
+        log.info("%s is already finished; reusing it", run_dir)
+        return {**finished, "run_dir": str(run_dir), "reused": True}
+    started = time.perf_counter()
+    seed_everything(cfg.train.seed, cfg.train.deterministic)
+    loss = loss if loss is not None else build_loss("ce")
+    distiller = Distiller(model, loss, teacher_logits=teacher_logits)
+    train_loader = TensorLoader(train, cfg.train.batch_size, shuffle=True, seed=cfg.train.seed)
+    val_loader = TensorLoader(val, cfg.train.eval_batch_size)
+    result = fit(distiller, train_loader, val_loader, cfg, run_dir, metadata={"run_key": run_key(full_payload)},
+                 progress=progress, on_epoch_end=on_epoch_end)
+    best = run_dir / "checkpoints" / "best.safetensors"
+    load_model_weights(best, model)
+    test_metrics = evaluate(model, TensorLoader(test, cfg.train.eval_batch_size)) if test is not None else None
+    # a file that rebuilds on its own: the masks of a magnitude-pruned model are baked in (a plain model of the
+    # source architecture with zeros); structured-pruned and low-rank models carry their spec
+    baked = remove_pruning(copy.deepcopy(model))
+    weights = save_model_weights(run_dir / "model.safetensors", baked)
+    in_shape = tuple(getattr(model, "in_shape", train.x.shape[1:]))
+    last = result["history"][-1]
+    summary = {
+        "run_key": run_key(full_payload),
+        "params": count_params(model),
+        "nonzero_params": nonzero_params(model),
+        "macs": count_macs(model, in_shape),
+        "effective_macs": effective_macs(model, in_shape),
+        "epochs": cfg.train.epochs,
+        "seed": cfg.train.seed,
+        "best_epoch": result["best_epoch"],
+        "best_val_accuracy": result["best_val_accuracy"],
+        "final": {k: last[k] for k in ("train_accuracy", "train_loss", "val_accuracy", "val_loss")},
+        "test_accuracy": test_metrics["accuracy"] if test_metrics else None,
+        "test_loss": test_metrics["loss"] if test_metrics else None,
+        "num_train": len(train),
+        "seconds": time.perf_counter() - started,
+        "weights": str(weights),
+    }
+    from ..io import atomic_write_json
+
+    atomic_write_json(run_dir / SUMMARY, summary)
+    return {**summary, "run_dir": str(run_dir), "reused": False}

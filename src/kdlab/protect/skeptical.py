@@ -1,0 +1,311 @@
+"""The skeptical student: an attacker's counter-measure against nasty teachers.
+
+Kundu, Sun, Fu, Pedram, Beerel, "Analyzing the Confidentiality of Undistillable Teachers in Knowledge
+Distillation", NeurIPS 2021 (official code: github.com/ksouvik52/Skeptical2021, ``train_kd_to_SD.py``).
+
+Idea: do not let the teacher talk to the student's final head. The distillation term goes to an *auxiliary head*
+attached to a shallow part of the student (a feature tap); the final head learns from the labels. What the teacher
+teaches reaches the final head only through the shared shallow layers, which dilutes a nasty teacher's misleading
+soft labels while keeping a normal teacher's useful ones (the paper reports skeptical students close to normal KD
+students from normal teachers and far better than KD students from nasty teachers).
+
+    final = student(x)                         logits of the student's own head (what is exported and evaluated)
+    aux   = g(f_tap(x))                        the auxiliary head g on the tap's output
+    L     = kd_weight * R(aux, z_T, y)         R = any kdlab response loss (kd, ats, dkd, ...), its CE term included
+          + ce_weight * CE(final, y)
+          + self_distill * KL(softmax(final / T) || softmax(aux / T))     (optional; T = the response loss's temperature)
+
+Weights and where they come from. The official code's loss for KD location ``loc`` is
+``alpha T^2 KL(p_T || p_loc) + (1 - alpha) CE(loc)`` (exactly kdlab's ``kd`` loss on the auxiliary logits) ``+ CE(final)``
+with weight 1 ``+ 0.3 KL(p_final || p_aux1) + 0.7 CE(aux1)``, a self-distillation from the final head to its
+3/4-depth auxiliary head (no T^2 factor). kdlab has a single auxiliary head, so ``kd_weight = ce_weight = 1`` follow
+the code and the self-distillation term is optional (``self_distill``, default 0: the study tests the mechanism the
+paper names, KD into a shallow sub-section; set 0.3 to add the code's term on the same head). As in the code, both
+heads stay attached in the self-distillation term, so with ``self_distill > 0`` the final head receives gradient
+from the auxiliary head. The code uses the same temperature for teacher and student; so does kdlab's ``kd``.
+
+The auxiliary head (trained with the student, *not* exported: it lives on this objective, not inside the student,
+so the student's saved weights are exactly the architecture that was asked for):
+
+    tap output [N, C, H, W] -> global average pool -> [N, C]
+    tap output [N, D]       -> as is
+    then Linear(C or D, hidden) -> ReLU -> Linear(hidden, K)        (hidden = 0: a single Linear to K)
+
+The paper's heads are stacks of separable convolutions ending in pooling and a linear layer (the "scala" branches
+of self-distillation networks); a one-hidden-layer MLP on pooled features is the lightest head that is more than a
+linear probe, which keeps the method applicable to any kdlab model and any module path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+import yaml
+from pydantic import Field
+from torch import Tensor, nn
+
+from ..config import RunConfig, Section, check_components
+from ..errors import ConfigError
+from ..io import atomic_write_json, atomic_write_text
+
+log = logging.getLogger("kdlab")
+
+
+class AuxiliaryHead(nn.Module):
+    """Pool a feature map (if 4-D), then an MLP with one hidden ReLU layer (or a single linear layer)."""
+
+    def __init__(self, feature_shape: Sequence[int], num_classes: int, hidden: int = 128) -> None:
+        super().__init__()
+        shape = tuple(int(v) for v in feature_shape)
+        if len(shape) not in (1, 3):
+            raise ConfigError(f"skeptical tap output shape {list(shape)} is not allowed; the auxiliary head reads "
+                              f"[D] vectors or [C, H, W] feature maps (without the batch dim)")
+        self.pool = len(shape) == 3
+        width = shape[0]
+        if hidden > 0:
+            self.mlp: nn.Module = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+        else:
+            self.mlp = nn.Linear(width, num_classes)
+
+    def forward(self, feature: Tensor) -> Tensor:
+        if self.pool:
+            feature = feature.mean(dim=(2, 3))
+        return self.mlp(feature.flatten(1))
+
+
+class SkepticalObjective(nn.Module):
+    """Student + auxiliary head at ``tap`` + response loss at that head + CE at the final head (formula in the module doc).
+
+    Usable with :func:`kdlab.train.fit`: ``student`` is the model that is evaluated and exported, ``loss`` is the
+    response loss applied to the auxiliary head, and ``forward(x, y, index) -> (objective, final_logits)``. The
+    teacher (or its cached logits, indexed by ``index``) is never a registered submodule, so it is not in
+    ``parameters()``, ``state_dict()`` or ``train()``. After each call ``loss.last_parts`` holds the response loss's
+    parts prefixed ``aux_`` plus ``final_ce`` (and ``self_distill`` when on), so the training log shows all terms.
+    The forward hook on the tap stays installed while the objective lives; ``close()`` removes it.
+    """
+
+    def __init__(self, student: nn.Module, loss: nn.Module, tap: str, in_shape: Sequence[int], num_classes: int,
+                 teacher: nn.Module | None = None, teacher_logits: Tensor | None = None, hidden: int = 128,
+                 ce_weight: float = 1.0, kd_weight: float = 1.0, self_distill: float = 0.0) -> None:
+        super().__init__()
+        from ..distill import FeatureTaps, freeze, infer_feature_shapes
+
+        for key, value in (("ce_weight", ce_weight), ("kd_weight", kd_weight), ("self_distill", self_distill)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ConfigError(f"skeptical.{key}={value!r} is not allowed; must be a number >= 0")
+        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 0:
+            raise ConfigError(f"skeptical.hidden={hidden!r} is not allowed; must be an integer >= 0 (0 = linear head)")
+        if getattr(loss, "requires_teacher", True) and teacher is None and teacher_logits is None:
+            raise ValueError(f"loss '{getattr(loss, 'name', type(loss).__name__)}' needs a teacher or cached logits")
+        self.student = student
+        self.loss = loss
+        self.tap = tap
+        shape = infer_feature_shapes(student, [tap], in_shape)[tap]  # resolves the tap: ConfigError if unknown
+        self.aux_head = AuxiliaryHead(shape, num_classes, hidden)
+        self.ce_weight, self.kd_weight, self.self_distill = float(ce_weight), float(kd_weight), float(self_distill)
+        self.__dict__["teacher"] = freeze(teacher) if teacher is not None else None
+        self.__dict__["teacher_logits"] = teacher_logits
+        self.__dict__["_taps"] = FeatureTaps(student, [tap])
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.loss, "set_epoch"):
+            self.loss.set_epoch(epoch)
+
+    def teacher_outputs(self, x: Tensor, index: Tensor) -> Tensor:
+        if self.teacher_logits is not None:
+            return self.teacher_logits[index]
+        with torch.inference_mode():
+            logits = self.teacher(x)
+        return logits.clone()  # an inference tensor cannot be saved for backward; a clone can
+
+    def forward(self, x: Tensor, y: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
+        final = self.student(x)
+        aux = self.aux_head(self._taps[self.tap])
+        self._taps.clear()  # drop the reference to this batch's feature; the graph keeps what backward needs
+        needs_teacher = getattr(self.loss, "requires_teacher", True)
+        teacher = self.teacher_outputs(x, index) if needs_teacher else None
+        kd = self.loss(aux, teacher, y)
+        parts = {f"aux_{k}": v for k, v in dict(getattr(self.loss, "last_parts", {}) or {}).items()}
+        ce = F.cross_entropy(final, y)
+        objective = self.kd_weight * kd + self.ce_weight * ce
+        parts["final_ce"] = float(ce.detach())
+        if self.self_distill > 0:
+            t = float(getattr(self.loss, "temperature", 1.0))
+            log_final = torch.log_softmax(final / t, dim=-1)
+            sd = (log_final.exp() * (log_final - torch.log_softmax(aux / t, dim=-1))).sum(-1).mean()
+            objective = objective + self.self_distill * sd
+            parts["self_distill"] = float(sd.detach())
+        self.loss.last_parts = parts
+        return objective, final
+
+    def close(self) -> None:
+        """Remove the forward hook from the student (idempotent)."""
+        self._taps.remove()
+
+
+# --------------------------------------------------------------------------------------------- one run
+
+
+class SkepticalConfig(Section):
+    """How the skeptical student is built: where the auxiliary head sits, its size, and the weights of the terms."""
+
+    # a tap name of the student (model.feature_taps, e.g. hidden1, stage1) or a module path
+    tap: str
+    hidden: int = Field(128, ge=0)
+    ce_weight: float = Field(1.0, ge=0)
+    kd_weight: float = Field(1.0, ge=0)
+    self_distill: float = Field(0.0, ge=0)
+
+
+class SkepticalRunConfig(Section):
+    """One skeptical-student run: a distillation RunConfig (its loss goes to the auxiliary head) + the head's options."""
+
+    run: RunConfig
+    skeptical: SkepticalConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=False)
+
+    def digest(self) -> str:
+        """SHA-256 of the canonical JSON of the config (identity of the run; never equal to a RunConfig digest)."""
+        payload = {"kind": "skeptical", **self.to_dict()}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def check_skeptical(cfg: SkepticalRunConfig) -> None:
+    """Registry names and options as ``check_components``, plus: the run has a teacher (the method distils)."""
+    check_components(cfg.run)
+    if cfg.run.teacher is None:
+        raise ConfigError("skeptical run: run.teacher is missing; the skeptical student distils from a teacher")
+
+
+def run_skeptical(cfg: SkepticalRunConfig, out_dir: str | Path, *, progress: bool | None = None,
+                  teacher_cache_dir: str | Path | None = None) -> dict[str, Any]:
+    """Train a skeptical student as ``cfg`` says in ``out_dir``; return its summary (as :func:`kdlab.recipe.run`).
+
+    Idempotent and resumable like the recipe: a finished directory returns its summary, an unfinished one resumes,
+    and a directory holding a different run is refused. The exported weights (``checkpoints/best.safetensors``) are
+    the student alone; the auxiliary head lives only in the resumable checkpoints.
+    """
+    from ..data import TensorLoader, build_augment, load_dataset
+    from ..distill import cached_teacher_logits, load_teacher
+    from ..losses import build as build_loss
+    from ..models import count_macs, count_params, create_model
+    from ..recipe import SUMMARY, _init_from
+    from ..train import evaluate, fit, load_model_weights, seed_everything
+
+    check_skeptical(cfg)
+    run_cfg = cfg.run
+    out_dir = Path(out_dir)
+    finished = _claim_run_dir(out_dir, cfg)
+    if finished is not None:
+        return finished
+    if run_cfg.train.num_threads:
+        torch.set_num_threads(run_cfg.train.num_threads)
+    seed_everything(run_cfg.train.seed, run_cfg.train.deterministic)
+    started = time.perf_counter()
+
+    d = run_cfg.data
+    data = load_dataset(d.name, data_dir=d.data_dir, val_size=d.val_size, seed=d.seed,
+                        train_subset=d.train_subset, **d.options)
+    augment = build_augment(crop_padding=d.crop_padding, hflip=d.hflip)
+    loss = build_loss(run_cfg.loss.name, **run_cfg.loss.options)
+    assert run_cfg.teacher is not None
+    teacher = load_teacher(run_cfg.teacher, data.num_classes, data.in_shape)
+    teacher_logits = None
+    if run_cfg.teacher.cache and augment is None:
+        teacher_logits = cached_teacher_logits(teacher, data.train.x, data.train.fingerprint(),
+                                               cache_dir=teacher_cache_dir, batch_size=run_cfg.train.eval_batch_size)
+
+    # the student is created right after seeding, as in the recipe: same seed -> same initial student weights
+    torch.manual_seed(run_cfg.train.seed)
+    student = create_model(run_cfg.model.name, data.num_classes, data.in_shape, **run_cfg.model.options)
+    if run_cfg.init is not None:
+        _init_from(student, run_cfg.init)
+    sk = cfg.skeptical
+    objective = SkepticalObjective(student, loss, sk.tap, data.in_shape, data.num_classes,
+                                   teacher=None if teacher_logits is not None else teacher,
+                                   teacher_logits=teacher_logits, hidden=sk.hidden, ce_weight=sk.ce_weight,
+                                   kd_weight=sk.kd_weight, self_distill=sk.self_distill)
+    train_loader = TensorLoader(data.train, run_cfg.train.batch_size, shuffle=True, seed=run_cfg.train.seed,
+                                augment=augment)
+    val_loader = TensorLoader(data.val, run_cfg.train.eval_batch_size)
+    test_loader = TensorLoader(data.test, run_cfg.train.eval_batch_size)
+    try:
+        result = fit(objective, train_loader, val_loader, run_cfg, out_dir,
+                     metadata={"dataset": data.name, "config_digest": cfg.digest()}, progress=progress)
+    finally:
+        objective.close()
+    load_model_weights(out_dir / "checkpoints" / "best.safetensors", student)
+    test = evaluate(student, test_loader)
+    summary = {
+        "config_digest": cfg.digest(),
+        "dataset": data.name,
+        "model": run_cfg.model.as_dict(),
+        "loss": run_cfg.loss.as_dict(),
+        "skeptical": sk.model_dump(mode="json"),
+        "teacher": run_cfg.teacher.model_dump(mode="json"),
+        "seed": run_cfg.train.seed,
+        "params": count_params(student),
+        "macs": count_macs(student, data.in_shape),
+        "epochs": run_cfg.train.epochs,
+        "best_epoch": result["best_epoch"],
+        "best_val_accuracy": result["best_val_accuracy"],
+        "test_accuracy": test["accuracy"],
+        "test_loss": test["loss"],
+        "num_train": len(data.train),
+        "seconds": time.perf_counter() - started,
+        "weights": str(out_dir / "checkpoints" / "best.safetensors"),
+    }
+    atomic_write_json(out_dir / SUMMARY, summary)
+    return summary
+
+
+def _claim_run_dir(out_dir: Path, cfg: SkepticalRunConfig) -> dict[str, Any] | None:
+    """Write the config into ``out_dir``; the summary if this exact run finished there; refuse a different run."""
+    from ..recipe import CONFIG, SUMMARY
+
+    config_path = out_dir / CONFIG
+    if config_path.is_file():
+        existing = yaml.safe_load(config_path.read_text()) or {}
+        try:
+            same = SkepticalRunConfig.model_validate(existing).digest() == cfg.digest()
+        except ValueError:
+            same = False
+        if not same:
+            raise ConfigError(f"--out '{out_dir}' already holds a run with a different config; "
+                              "choose another --out (or delete that directory to start over)")
+        summary = out_dir / SUMMARY
+        return json.loads(summary.read_text()) if summary.is_file() else None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(config_path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    return None
+
+
+def run_skeptical_in_store(store: Any, cfg: SkepticalRunConfig, progress: bool | None = None) -> dict[str, Any]:
+    """:func:`run_skeptical` under ``store.root/skeptical-<digest[:16]>`` of a :class:`~kdlab.studies.store.RunStore`.
+
+    Finished runs are reused, interrupted ones resume; the store's ``trained``/``reused`` counters are updated.
+    """
+    from ..recipe import SUMMARY
+
+    path = skeptical_run_path(store, cfg)
+    finished = (path / SUMMARY).is_file()
+    summary = run_skeptical(cfg, path, progress=progress, teacher_cache_dir=store.teacher_cache_dir)
+    if finished:
+        store.reused += 1
+    else:
+        store.trained += 1
+    return {**summary, "run_dir": str(path)}
+
+
+def skeptical_run_path(store: Any, cfg: SkepticalRunConfig) -> Path:
+    """Where a store keeps this skeptical run."""
+    return Path(store.root) / f"skeptical-{cfg.digest()[:16]}"
