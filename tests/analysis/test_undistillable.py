@@ -136,7 +136,7 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def _train_linear(x, y, teacher_logits, loss, seed, epochs=15, batch=100):
+def _train_linear(x, y, teacher_logits, loss, seed, epochs=10, batch=100):
     """A linear student trained with SGD on minibatches whose order and init depend only on ``seed`` (paired)."""
     g = torch.Generator().manual_seed(seed)
     model = torch.nn.Linear(x.shape[1], int(y.max()) + 1)

@@ -138,15 +138,17 @@ def test_protect_nasty_end_to_end_exports_the_last_epoch_and_leaves_the_adversar
     assert (out / "checkpoints" / "last.safetensors").stat().st_mtime_ns == mtime
 
 
-def test_protect_nasty_config_errors_name_the_key_before_training(tmp_path, teacher_dir):
+def test_protect_nasty_config_errors_name_the_key_before_training(tmp_path):
+    # every key is validated before the teacher is even looked up
+    teacher = str(tmp_path / "nowhere")
     with pytest.raises(ConfigError, match="unknown key 'omgea'.*Did you mean 'omega'"):
-        protect_nasty({"teacher": str(teacher_dir), "omgea": 1}, tmp_path / "a")
+        protect_nasty({"teacher": teacher, "omgea": 1}, tmp_path / "a")
     with pytest.raises(ConfigError, match="missing key 'teacher'"):
         protect_nasty({}, tmp_path / "a")
+    with pytest.raises(ConfigError, match="start='middle' is not allowed"):
+        protect_nasty({"teacher": teacher, "start": "middle"}, tmp_path / "a")
+    with pytest.raises(ConfigError, match="omega=-1 is not allowed"):
+        protect_nasty({"teacher": teacher}, tmp_path / "a", overrides=["omega=-1"])
     with pytest.raises(ConfigError, match="teacher='.*nowhere' does not exist"):
-        protect_nasty({"teacher": str(tmp_path / "nowhere")}, tmp_path / "a")
-    with pytest.raises(ConfigError, match="start="):
-        protect_nasty({"teacher": str(teacher_dir), "start": "middle"}, tmp_path / "a")
-    with pytest.raises(ConfigError, match="omega"):
-        protect_nasty({"teacher": str(teacher_dir)}, tmp_path / "a", overrides=["omega=-1"])
+        protect_nasty({"teacher": teacher}, tmp_path / "a")
     assert not (tmp_path / "a").exists()

@@ -13,7 +13,7 @@ from kdlab.studies.store import RunStore
 
 TINY = ["data.name=digits", "data.val_size=200", "teachers.train_subset=null", "teachers.epochs=2",
         "student.train_subset=300", "student.epochs=2", "seeds=[0,1]",
-        "teachers.capacities=[{width: 8}, {width: 32}, {width: 128}]"]
+        "teachers.capacities=[{width: 8}, {width: 64}]"]
 
 
 def test_capacity_study_end_to_end_and_rerun_reuses_everything(tmp_path):
@@ -27,16 +27,19 @@ def test_capacity_study_end_to_end_and_rerun_reuses_everything(tmp_path):
         assert 0 <= t["test_accuracy"] <= 1 and t["inherent_variance"] > 0
         # derived average = (1 - p_gt) / (C - 1): bounded by 1 / (C - 1)
         assert all(0 < v < 1 / 9 for v in t["derived_average"].values())
-    methods = {m["label"] for m in saved["config"]["methods"]}
-    # CE per seed + every method from every teacher per seed
-    assert len(saved["students"]) == 2 + 3 * len(methods) * 2
+    methods = saved["config"]["methods"]
+    chains = sum(1 for m in methods if m["assistant"])  # TAKD: one chain (teacher 2 -> assistant 1)
+    assert chains == 1 and {m["role"] for m in methods} == {"kd", "control", "remedy"}
+    # CE per seed + every non-TAKD method from every teacher per seed + the TAKD chain per seed
+    assert len(saved["students"]) == 2 + 2 * (len(methods) - chains) * 2 + 1 * 2
+    assert {s["method"] for s in saved["students"]} == {"ce"} | {m["label"] for m in methods}
     for s in saved["students"]:
         assert {"teacher", "method", "hyperparams", "seed", "test_accuracy"} <= set(s)
     claims = saved["claims"]
-    assert len(claims) == 4
+    assert len(claims) == 5
     assert all(c["holds"] in (True, False, None) and any(ch.isdigit() for ch in c["evidence"]) for c in claims)
     html = (tmp_path / "report.html").read_text()
-    assert html.count("data:image/png;base64,") >= 3 + 3
+    assert html.count("data:image/png;base64,") == 3 + 2  # curve, dark knowledge, consistency + 2 heatmaps
     assert "capacity-mismatch curve" in (tmp_path / "report.md").read_text()
     again = run_capacity(out=tmp_path, preset="quick", overrides=TINY, progress=False)
     assert again["runs_trained"] == 0 and again["runs_reused"] == results["runs_trained"]

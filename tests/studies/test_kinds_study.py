@@ -12,7 +12,7 @@ from kdlab.losses import FEATURE_LOSSES
 from kdlab.studies import STUDIES
 from kdlab.studies.kinds import KindsStudyConfig, PRESETS, claims, run_kinds
 
-TINY = ["data.name=digits", "data.val_size=200", "teacher.train_subset=null", "teacher.epochs=1",
+TINY = ["data.name=digits", "data.val_size=200", "teacher.train_subset=null", "teacher.epochs=1", "teacher.model.width=0.5",
         "teacher.batch_size=64", "student.train_subset=200", "student.batch_size=64"]
 
 

@@ -14,7 +14,7 @@ SHARED = ["data.name=digits", "data.val_size=200", "teachers.train_subset=null",
           "teachers.capacities=[{width: 8}, {width: 64}]", "student.train_subset=300", "student.epochs=3",
           "seeds=[0,1]"]
 # a loose interval (60%) so that the barely trained tiny students surely flag classes and TLLM gets exercised
-TINY = SHARED + ["confidence=0.6"]
+TINY = SHARED + ["confidence=0.6", "num_bootstrap=500"]
 
 
 def test_study_end_to_end_reuses_the_capacity_runs_and_reruns_for_free(tmp_path):

@@ -100,12 +100,14 @@ class TLLMLoss(ResponseLoss):
         total = student.new_zeros(())
         kd_part = student.new_zeros(())
         if n_keep:
-            z_s, z_t, y_d = student[keep], teacher[keep], y[keep]
+            # no indexing when the whole batch is distillable (the common case when few classes are removed)
+            z_s, z_t, y_d = (student, teacher, y) if n_keep == n else (student[keep], teacher[keep], y[keep])
             kd_part = t * t * soft_kl(torch.log_softmax(z_t / t, dim=-1), torch.log_softmax(z_s / t, dim=-1))
             total = total + blend(F.cross_entropy(z_s, y_d), kd_part, self.alpha) * (n_keep / n)
         if n_keep < n:
             drop = ~keep
-            total = total + F.cross_entropy(student[drop], y[drop]) * ((n - n_keep) / n)
+            z_u, y_u = (student, y) if n_keep == 0 else (student[drop], y[drop])
+            total = total + F.cross_entropy(z_u, y_u) * ((n - n_keep) / n)
         self._record(ce=F.cross_entropy(student.detach(), y), kd=kd_part,
                      distillable_fraction=torch.tensor(n_keep / n if n else 1.0))
         return total

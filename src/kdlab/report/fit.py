@@ -111,13 +111,15 @@ def plot_regularisation(reg: dict[str, Any], path: Path) -> Path:
              yerr=[arms[a]["gap"]["std"] * 100 for a in labels], capsize=3, label="train-val gap (points)",
              color="#e45756")
     low = min(arms[a]["test_accuracy"]["mean"] for a in labels) * 100
-    right.set_ylim(max(0.0, low - 10), 100)
+    right.set_ylim(max(0.0, low - 10), 108)  # headroom for the legend
+    twin.set_ylim(min(0.0, min(arms[a]["gap"]["mean"] for a in labels) * 140),
+                  max(1.0, max(arms[a]["gap"]["mean"] + arms[a]["gap"]["std"] for a in labels) * 140))
     right.set_xticks(x, labels, rotation=20, ha="right")
     right.set_ylabel("test accuracy (%)")
     twin.set_ylabel("train - val gap (points)")
     right.set_title("evaluated model of each arm")
     handles = right.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
-    right.legend(handles, ["test accuracy", "gap"], fontsize=7, loc="lower left")
+    right.legend(handles, ["test accuracy (left axis)", "gap (right axis)"], fontsize=7, loc="upper left", ncol=2)
     return save_figure(fig, path)
 
 

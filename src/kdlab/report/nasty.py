@@ -52,10 +52,7 @@ def plot_sorted_outputs(teachers: list[dict[str, Any]], temperature: float, path
 
 
 def write_nasty_report(results: dict[str, Any], out: Path) -> list[str]:
-    from ..analysis import plot_affinity_heatmap
     from ..studies.stats import format_interval, format_pm
-
-    import torch
 
     out = Path(out)
     cfg = results["config"]
@@ -67,11 +64,6 @@ def write_nasty_report(results: dict[str, Any], out: Path) -> list[str]:
     plot_dark_knowledge_curves({t["name"]: t for t in results["teachers"]}, out / files[1],
                                "Dark knowledge of the normal and the nasty teacher (students' training inputs)")
     plot_sorted_outputs(results["teachers"], cfg["kd"]["temperature"], out / files[2])
-    for name, matrix in results["affinity"].items():
-        file = f"affinity_{name}.png"
-        plot_affinity_heatmap(torch.tensor(matrix), results["class_names"], out / file,
-                              title=f"{name} teacher: class affinity (test)")
-        files.append(file)
 
     n, st = cfg["nasty"], cfg["student"]
     rep = Report(f"kdlab nasty-teacher study — {results['dataset']}")
@@ -107,8 +99,6 @@ def write_nasty_report(results: dict[str, Any], out: Path) -> list[str]:
     rep.image(files[0], "students by teacher and method")
     rep.image(files[1], "derived std and non-GT entropy against temperature")
     rep.image(files[2], "average tempered output, classes sorted by probability")
-    for file in files[3:]:
-        rep.image(file, file.removesuffix(".png").replace("_", " "))
     rep.heading("Reproduce")
     rep.code(results["command"])
     rep.paragraph(f"{results['runs_trained']} runs trained, {results['runs_reused']} reused from the run store; "

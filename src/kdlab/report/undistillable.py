@@ -24,6 +24,17 @@ def _errors(gain: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     return mean, err
 
 
+def _teacher_axis(ax: plt.Axes, params: list[int]) -> None:
+    """Log x axis with one labelled tick per teacher (log-scale minor labels collide for close sizes)."""
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xscale("log")
+    ax.set_xticks(params, [f"{p / 1e6:.2g}M" if p >= 1e6 else f"{p / 1e3:.3g}k" if p >= 1e3 else str(p)
+                           for p in params])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("teacher parameters")
+
+
 def plot_class_gains(results: dict[str, Any], path: Path) -> Path:
     """Per-class gain KD - CE with its interval, one panel per teacher; detected classes in red."""
     teachers = results["teachers"]
@@ -68,8 +79,7 @@ def plot_undistillable_count(results: dict[str, Any], path: Path) -> Path:
                 label="reliably negative on test")
     ax.plot(params, [len(t["negative_mean_classes"]) for t in teachers], marker="^", color="#888", linestyle="--",
             label=f"mean gain < 0 on {split} (no interval)")
-    ax.set_xscale("log")
-    ax.set_xlabel("teacher parameters")
+    _teacher_axis(ax, params)
     ax.set_ylabel("classes")
     ax.set_ylim(bottom=0)
     ax.set_title("Undistillable classes against teacher capacity")
@@ -94,8 +104,7 @@ def plot_accuracy(results: dict[str, Any], path: Path) -> Path:
     ce = results["ce_student"]
     ax.axhline(ce["mean"] * 100, color="k", linestyle="--", label="CE only")
     ax.axhspan((ce["mean"] - ce["std"]) * 100, (ce["mean"] + ce["std"]) * 100, color="k", alpha=0.08)
-    ax.set_xscale("log")
-    ax.set_xlabel("teacher parameters")
+    _teacher_axis(ax, params)
     ax.set_ylabel("student test accuracy (%)")
     ax.set_title("Student accuracy by teacher (mean ± std over seeds)")
     ax.grid(alpha=0.3)
@@ -196,8 +205,8 @@ def write_undistillable_report(results: dict[str, Any], out: Path) -> list[str]:
             shift = t["confusion_shift"][str(c)]["destinations"]
             cls = dist["classes"][str(c)]
             avg = dist["mean_over_classes"]
-            rows.append([t["name"], f"{c} {names[c]}", _gain_cell(t["gain"]["detect"], c),
-                         _gain_cell(t["gain"]["test"], c),
+            label = names[c] if names[c] == str(c) else f"{c} {names[c]}"
+            rows.append([t["name"], label, _gain_cell(t["gain"]["detect"], c), _gain_cell(t["gain"]["test"], c),
                          ", ".join(f"{d['name']} {d['shift'] * 100:+.1f}" for d in shift) or "–",
                          f"{_pct(test_acc[c])} / {_pct(sum(mean_test) / len(mean_test) if mean_test else None)}",
                          f"{_num(cls['target_prob'])} / {_num(avg['target_prob'])}",

@@ -286,10 +286,6 @@ def early_stopping_epoch(val_acc: list[float], patience: int) -> dict[str, int]:
     return {"epoch": best, "stopped_at": len(val_acc)}
 
 
-def _truncate(curves: dict[str, list[float]], epochs: int) -> dict[str, list[float]]:
-    return {k: v[:epochs] for k, v in curves.items() if not k.endswith("_std")}
-
-
 def _verdict_inputs(curves: dict[str, list[float]]) -> dict[str, list[float]]:
     return {k: curves[k] for k in ("train_acc", "val_acc", "train_loss", "val_loss")}
 
@@ -369,70 +365,88 @@ def _load_eval_data(cfg: FitStudyConfig):
                         train_subset=cfg.sweep.train_subset, **d.options)
 
 
-def _test_accuracy(model, data) -> float:
-    """Test accuracy of ``model`` (a module, or a weights file that rebuilds one)."""
+def _evaluate_point(model, data, epoch: int, val_accuracy: float) -> dict[str, Any]:
+    """The evaluated model of an arm: accuracy on the training subset and on test, both in eval mode.
+
+    The loop's per-epoch train accuracy is a running average over the epoch in train mode (dropout active, weights
+    still moving), which understates how well a dropout model fits its training data; the gap of an arm is therefore
+    ``train accuracy in eval mode - validation accuracy`` of the model that arm returns.
+    """
     from ..data import TensorLoader
     from ..train import evaluate, load_model_weights
 
     if isinstance(model, (str, Path)):
         model = load_model_weights(model)
-    return evaluate(model, TensorLoader(data.test, 1024))["accuracy"]
+    train = evaluate(model, TensorLoader(data.train, 1024))["accuracy"]
+    test = evaluate(model, TensorLoader(data.test, 1024))["accuracy"]
+    return {"epoch": epoch, "train_accuracy": train, "val_accuracy": val_accuracy, "gap": train - val_accuracy,
+            "test_accuracy": test}
 
 
-def _arm_point(curves: dict[str, list[float]], epoch: int) -> dict[str, float]:
-    train, val = curves["train_acc"][epoch - 1], curves["val_acc"][epoch - 1]
-    return {"epoch": epoch, "train_accuracy": train, "val_accuracy": val, "gap": train - val}
+def point_verdict(train_accuracy: float, val_accuracy: float, reference: float,
+                  thresholds: dict[str, Any]) -> dict[str, Any]:
+    """Verdict of one evaluated model (no curve, so no trend): the first rule that fires.
+
+    1. under-capacity if ``train_accuracy < underfit_train_acc * reference`` (as rule 1 of
+       :func:`kdlab.analysis.fit_verdict`, with the sweep's reference);
+    2. over-capacity if ``train_accuracy - val_accuracy > overfit_gap`` (without a trend the stricter of the two gap
+       thresholds applies);
+    3. good fit otherwise.
+    """
+    floor = thresholds["underfit_train_acc"] * reference
+    gap = train_accuracy - val_accuracy
+    if train_accuracy < floor:
+        verdict, rule = "under-capacity", "low_train_accuracy"
+    elif gap > thresholds["overfit_gap"]:
+        verdict, rule = "over-capacity", "gap"
+    else:
+        verdict, rule = "good fit", "none"
+    return {"verdict": verdict, "rule": rule, "train_accuracy": train_accuracy, "val_accuracy": val_accuracy,
+            "gap": gap, "floor": floor, "overfit_gap": thresholds["overfit_gap"]}
 
 
 def _regularise(cfg: FitStudyConfig, store: RunStore, model: Component, runs: list[dict[str, Any]],
                 entry: dict[str, Any], data, thresholds: dict[str, Any], reference: float,
                 progress: bool | None) -> dict[str, Any]:
     """The arms of one model: none (last epoch), early stopping (from the curves), and each remedy (last epoch)."""
-    from ..analysis import fit_verdict
     from ..distill.teacher import load_epoch_weights
     from ..train import load_model_weights
 
     patience = cfg.regularise.patience
     arms: dict[str, dict[str, Any]] = {}
-    students = []
 
     # none: the unregularised run as it ends (no early stopping, no best-checkpoint selection)
     points = []
-    for seed, run in zip(cfg.seeds, runs):
-        point = _arm_point(run["curves"], len(run["curves"]["val_acc"]))
-        point["test_accuracy"] = _test_accuracy(Path(run["run_dir"]) / "checkpoints" / "last.safetensors", data)
-        points.append(point)
-    arms[NONE_ARM] = {"points": points, "curves": entry["curves"],
-                      "verdict": entry["verdict"], "hyperparams": {}}
+    for run in runs:
+        last = len(run["curves"]["val_acc"])
+        point = _evaluate_point(Path(run["run_dir"]) / "checkpoints" / "last.safetensors", data, last,
+                                run["curves"]["val_acc"][-1])
+        points.append({**point, "run_dir": run["run_dir"]})
+    arms[NONE_ARM] = {"points": points, "curves": entry["curves"], "hyperparams": {}}
 
     # early stopping with `patience`, computed from each seed's validation curve
     points = []
     for seed, run in zip(cfg.seeds, runs):
         stop = early_stopping_epoch(run["curves"]["val_acc"], patience)
-        point = {**_arm_point(run["curves"], stop["epoch"]), "stopped_at": stop["stopped_at"]}
+        val = run["curves"]["val_acc"][stop["epoch"] - 1]
         if stop["epoch"] == run["best_epoch"]:
-            point["test_accuracy"] = run["test_accuracy"]  # the best checkpoint is that epoch's weights
-            point["weights_from"] = "best checkpoint"
+            # the loop's best checkpoint holds exactly that epoch's weights
+            point = _evaluate_point(Path(run["run_dir"]) / "checkpoints" / "best.safetensors", data, stop["epoch"], val)
+            source, run_dir = "best checkpoint", run["run_dir"]
         else:
             # a later epoch beat it: replay the same run keeping that epoch (the loop is deterministic on CPU)
             replay_cfg = stage_run_config(cfg.sweep, cfg.data, seed, model=model, keep_epochs=[stop["epoch"]])
             replay = store.run(replay_cfg, progress=progress)
-            replay_curves = read_curves(replay["run_dir"])
-            if early_stopping_epoch(replay_curves["val_acc"], patience)["epoch"] != stop["epoch"]:
-                raise KdlabError(f"the replay of {run['run_dir']} in {replay['run_dir']} did not reproduce its "
+            if read_curves(replay["run_dir"])["val_acc"] != run["curves"]["val_acc"]:
+                raise KdlabError(f"the replay {replay['run_dir']} of {run['run_dir']} did not reproduce its "
                                  f"validation curve (training is not deterministic here); set train.deterministic "
-                                 f"or compare early stopping on curves only")
+                                 f"in the sweep, or delete the replay to try again")
             net = load_model_weights(Path(replay["run_dir"]) / "checkpoints" / "last.safetensors")
             load_epoch_weights(replay["run_dir"], stop["epoch"], net)
-            point["test_accuracy"] = _test_accuracy(net, data)
-            point["weights_from"] = f"replay {replay['run_dir']} (epoch {stop['epoch']} kept)"
-        points.append(point)
-    mean_stop = early_stopping_epoch(entry["curves"]["val_acc"], patience)
-    es_curves = _truncate(entry["curves"], mean_stop["epoch"])
-    arms[EARLY_STOPPING_ARM] = {"points": points, "curves": es_curves,
-                                "verdict": fit_verdict(**_named(es_curves), reference_train_acc=reference,
-                                                       **thresholds),
-                                "hyperparams": {"patience": patience}}
+            point = _evaluate_point(net, data, stop["epoch"], val)
+            source, run_dir = f"replay keeping epoch {stop['epoch']}", replay["run_dir"]
+        points.append({**point, "stopped_at": stop["stopped_at"], "weights_from": source, "run_dir": run_dir})
+    arms[EARLY_STOPPING_ARM] = {"points": points, "curves": entry["curves"], "hyperparams": {"patience": patience}}
 
     # each remedy: a new run per seed, evaluated at its last epoch like `none`
     for remedy in cfg.regularise.remedies:
@@ -440,29 +454,27 @@ def _regularise(cfg: FitStudyConfig, store: RunStore, model: Component, runs: li
         for seed in cfg.seeds:
             summary = store.run(_remedy_config(cfg, model, remedy, seed), progress=progress)
             run_curves = read_curves(summary["run_dir"])
-            point = _arm_point(run_curves, len(run_curves["val_acc"]))
-            point["test_accuracy"] = _test_accuracy(Path(summary["run_dir"]) / "checkpoints" / "last.safetensors",
-                                                    data)
-            point["best_checkpoint_test_accuracy"] = summary["test_accuracy"]
-            point["run_dir"] = summary["run_dir"]
-            points.append(point)
+            point = _evaluate_point(Path(summary["run_dir"]) / "checkpoints" / "last.safetensors", data,
+                                    len(run_curves["val_acc"]), run_curves["val_acc"][-1])
+            points.append({**point, "best_checkpoint_test_accuracy": summary["test_accuracy"],
+                           "run_dir": summary["run_dir"]})
             curves.append(run_curves)
-        mean = mean_curves(curves)
-        arms[remedy.label] = {"points": points, "curves": mean,
-                              "verdict": fit_verdict(**_named(mean), reference_train_acc=reference, **thresholds),
+        arms[remedy.label] = {"points": points, "curves": mean_curves(curves),
                               "hyperparams": {"model": remedy.model, "optim": remedy.optim}}
 
     none = arms[NONE_ARM]["points"]
+    students = []
     for label, arm in arms.items():
         for stat in ("test_accuracy", "val_accuracy", "train_accuracy", "gap"):
             arm[stat] = mean_std([p[stat] for p in arm["points"]])
         arm["minus_none"] = {stat: paired_difference([p[stat] for p in arm["points"]], [p[stat] for p in none])
                              for stat in ("test_accuracy", "gap")}
+        arm["verdict"] = point_verdict(arm["train_accuracy"]["mean"], arm["val_accuracy"]["mean"], reference,
+                                       thresholds)
         for seed, p in zip(cfg.seeds, arm["points"]):
             students.append({"teacher": None, "method": label, "model": entry["name"],
                              "hyperparams": {"loss": {"name": "ce"}, **arm["hyperparams"]}, "seed": seed,
-                             "test_accuracy": p["test_accuracy"], "epoch": p["epoch"],
-                             "run_dir": p.get("run_dir", runs[cfg.seeds.index(seed)]["run_dir"])})
+                             "test_accuracy": p["test_accuracy"], "epoch": p["epoch"], "run_dir": p["run_dir"]})
     return {"model": entry["name"], "params": entry["params"], "sweep_verdict": entry["verdict"]["verdict"],
             "patience": patience, "arms": arms, "_students": students}
 
@@ -612,8 +624,11 @@ def _claims(cfg: FitStudyConfig, results: dict[str, Any]) -> list[dict[str, Any]
             "claim": text,
             "holds": any(v["verdict"] == "good fit" for v in verdicts.values()),
             "evidence": f"{reg['model']}: " + "; ".join(
-                f"{a}: {v['verdict']} (gap {v['final_gap'] * 100:.2f} points, rule '{v['rule']}')"
-                for a, v in verdicts.items()) + " (rule: holds if any arm's verdict is good fit)",
+                f"{a}: {v['verdict']} (train {v['train_accuracy'] * 100:.2f}% in eval mode, gap {v['gap'] * 100:.2f} "
+                f"points)" for a, v in verdicts.items())
+            + f" (rule: holds if the evaluated model of some arm is a good fit: train accuracy >= "
+              f"{next(iter(verdicts.values()))['floor'] * 100:.2f}% and gap <= "
+              f"{next(iter(verdicts.values()))['overfit_gap'] * 100:.0f} points)",
         })
     rec = results["recommended"]
     claims.append({

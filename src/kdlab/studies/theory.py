@@ -412,7 +412,7 @@ def _gradient_descent(net: nn.Module, x: torch.Tensor, target: torch.Tensor, lr:
         opt.zero_grad()
         loss.backward()
         opt.step()
-        curve.append(float(loss))
+        curve.append(float(loss.detach()))
     if not math.isfinite(curve[-1]):
         raise ConfigError(f"ntk.lr={lr} made full-batch gradient descent diverge (loss {curve[-1]}); lower ntk.lr")
     return curve
