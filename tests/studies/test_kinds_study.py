@@ -12,8 +12,8 @@ from kdlab.losses import FEATURE_LOSSES
 from kdlab.studies import STUDIES
 from kdlab.studies.kinds import KindsStudyConfig, PRESETS, claims, run_kinds
 
-TINY = ["data.name=digits", "data.val_size=200", "teacher.train_subset=null", "teacher.epochs=1", "teacher.model.width=0.5",
-        "teacher.batch_size=64", "student.train_subset=200", "student.batch_size=64"]
+TINY = ["data.name=digits", "data.val_size=150", "teacher.train_subset=400", "teacher.epochs=1",
+        "teacher.model.width=0.25", "teacher.batch_size=64", "student.train_subset=200", "student.batch_size=64"]
 
 
 def test_kinds_study_quick_preset_end_to_end_and_rerun_reuses_everything(tmp_path):

@@ -154,6 +154,7 @@ class ClassGain:
     confidence: float
 
     def as_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-able dict (results.json)."""
         return {"mean": self.mean, "std": self.std, "low": self.low, "high": self.high, "per_seed": self.per_seed,
                 "num_samples": self.num_samples, "n_seeds": self.n_seeds, "interval": self.interval,
                 "confidence": self.confidence}

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from .document import Report
 from .plots import save_figure
@@ -38,6 +39,9 @@ def plot_pareto(results: dict[str, Any], path: Path) -> Path:
             for b in results["budgets"]:
                 ax.axvline(b["target_params"], color="#888", linestyle=":", linewidth=1)
         ax.set_xscale("log")
+        # plain numbers at the decades only: the default minor labels (2x10^3, 3x10^3, ...) overlap
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test accuracy (%)")

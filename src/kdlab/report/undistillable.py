@@ -148,6 +148,7 @@ def _num(value: float | None, digits: int = 3) -> str:
 
 
 def write_undistillable_report(results: dict[str, Any], out: Path) -> list[str]:
+    """Plots + report.md + report.html for the study's ``results`` in ``out``; returns the files written."""
     from ..studies.stats import format_interval, format_pm
 
     out = Path(out)

@@ -163,6 +163,21 @@ def run_fit(config: str | Path | None = None, out: str | Path = "runs/fit", pres
     for run_cfg in [*(c for row in sweep_cfgs for c in row), *(_cv_run_config(cfg.cv, m, s) for m in cv_models
                                                               for s in cfg.cv.seeds)]:
         check_components(run_cfg)
+    # option values (a dropout of 2, a width of 0) are checked by the model factories: build each model once
+    data = _load_eval_data(cfg)
+    for m in models:
+        _check_model("sweep.capacities", m, data)
+        for remedy in cfg.regularise.remedies:
+            _check_model(f"regularise.remedies '{remedy.label}'", Component(**{**m.as_dict(), **remedy.model}), data)
+    cv_data = None
+    if cv_models:
+        from ..data import load_dataset
+
+        d = cfg.cv.data
+        cv_data = load_dataset(d.name, data_dir=d.data_dir, val_size=d.val_size, seed=d.seed,
+                               train_subset=cfg.cv.train_subset, **d.options)
+        for m in cv_models:
+            _check_model("cv.capacities", m, cv_data)
 
     bar = tqdm(total=len(models) * len(cfg.seeds), desc="fit study: sweep", unit="run", disable=progress is False)
     sweep_runs = []  # [model][seed] -> summary (+ curves)
@@ -181,12 +196,11 @@ def run_fit(config: str | Path | None = None, out: str | Path = "runs/fit", pres
     sweep = _sweep_entries(cfg, models, sweep_runs, thresholds)
     reference = sweep[0]["verdict"]["reference_train_acc"]
     regularised = _pick_regularised(cfg, sweep)
-    data = _load_eval_data(cfg)
     regularisation = [_regularise(cfg, store, models[i], sweep_runs[i], sweep[i], data, thresholds, reference,
                                   progress) for i in regularised]
     recommended = _recommend(cfg, sweep, key="best_val_accuracy")
-    cross_validation = _cross_validate(cfg, cv_models, store.root / "inprocess", thresholds, inprocess, progress) \
-        if cfg.cv.enabled else None
+    cross_validation = _cross_validate(cfg, cv_models, cv_data, store.root / "inprocess", thresholds, inprocess,
+                                       progress) if cv_models else None
 
     students = [_student_record(m, r) for m, runs in zip(models, sweep_runs) for r in runs]
     for reg in regularisation:
@@ -237,6 +251,16 @@ def _remedy_config(cfg: FitStudyConfig, model: Component, remedy: Remedy, seed: 
     except ConfigError as exc:
         raise ConfigError(f"regularise.remedies '{remedy.label}': {exc}") from None
     return run_cfg
+
+
+def _check_model(key: str, model: Component, data) -> None:
+    """Build ``model`` for ``data`` (weights are thrown away) so that a bad option value fails before training."""
+    from ..models import create_model
+
+    try:
+        create_model(model.name, data.num_classes, data.in_shape, **model.options)
+    except (ConfigError, ValueError, TypeError) as exc:
+        raise ConfigError(f"{key}: {exc}") from None
 
 
 def _cv_run_config(cv: CrossValidation, model: Component, seed: int) -> RunConfig:
@@ -482,7 +506,7 @@ def _regularise(cfg: FitStudyConfig, store: RunStore, model: Component, runs: li
 # ------------------------------------------------------------------------------------------------ cross-validation
 
 
-def _cross_validate(cfg: FitStudyConfig, models: list[Component], root: Path, thresholds: dict[str, Any],
+def _cross_validate(cfg: FitStudyConfig, models: list[Component], data, root: Path, thresholds: dict[str, Any],
                     counter: dict[str, int], progress: bool | None) -> dict[str, Any]:
     """k-fold CV of the ``cv`` sweep: every model x fold x seed trained on k-1 folds, scored on the held-out fold.
 
@@ -494,13 +518,10 @@ def _cross_validate(cfg: FitStudyConfig, models: list[Component], root: Path, th
 
     from ..analysis import kfold_indices, sweep_verdicts
     from ..compress.finetune import finetune
-    from ..data import load_dataset
     from ..models import count_params, create_model
 
     cv = cfg.cv
     d = cv.data
-    data = load_dataset(d.name, data_dir=d.data_dir, val_size=d.val_size, seed=d.seed,
-                        train_subset=cv.train_subset, **d.options)
     folds = kfold_indices(data.train.y, cv.k, seed=cv.fold_seed)
     bar = tqdm(total=len(models) * cv.k * len(cv.seeds), desc="fit study: k-fold", unit="run",
                disable=progress is False)

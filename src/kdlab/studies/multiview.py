@@ -73,8 +73,11 @@ class PatchSmoothReLUNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 3 or x.shape[2] != self.weight.shape[2]:
             raise ValueError(f"x of shape {list(x.shape)} is not allowed; expected [N, P, {self.weight.shape[2]}]")
-        z = torch.einsum("npd,cmd->ncmp", x, self.weight)
-        return smoothed_relu(z, self.rho, self.power).sum(dim=(2, 3))
+        n, p, d = x.shape
+        k, m, _ = self.weight.shape
+        # one matmul over all patches: [n P, d] x [d, k m]
+        z = x.reshape(n * p, d) @ self.weight.reshape(k * m, d).T
+        return smoothed_relu(z, self.rho, self.power).view(n, p, k, m).sum(dim=(1, 3))
 
 
 class MultiViewDataConfig(Section):

@@ -371,7 +371,7 @@ def _assemble(ctx: dict[str, Any], teacher_cfgs: list, teachers: list[dict[str, 
         "teachers": entries,
         "students": students,
         "ce_student": mean_std(list(ce_acc.values())),
-        "claims": _claims(cfg, entries, seeds),
+        "claims": _claims(cfg, entries, seeds, [ce_acc[s] for s in seeds]),
     }
 
 
@@ -392,7 +392,8 @@ def _fmt_classes(classes: list[int], names: list[str] | None = None) -> str:
     return ", ".join(f"{c}" + (f" ({names[c]})" if names else "") for c in classes)
 
 
-def _claims(cfg: UndistillableStudyConfig, teachers: list[dict[str, Any]], seeds: list[int]) -> list[dict[str, Any]]:
+def _claims(cfg: UndistillableStudyConfig, teachers: list[dict[str, Any]], seeds: list[int],
+            ce_per_seed: list[float]) -> list[dict[str, Any]]:
     """Each paper claim with a verdict by a rule fixed in advance (docs/studies/undistillable.md)."""
     from ..analysis import spearman_correlation
 
@@ -468,6 +469,8 @@ def _claims(cfg: UndistillableStudyConfig, teachers: list[dict[str, Any]], seeds
         per_seed_tllm.append(sum(_seed_acc(t, "tllm", i) for t in with_tllm) / len(with_tllm))
         per_seed_kd.append(sum(_seed_acc(t, "kd", i) for t in with_tllm) / len(with_tllm))
     pooled = paired_difference(per_seed_tllm, per_seed_kd)
+    # context, not part of the rule: removing many classes drifts TLLM towards the CE student
+    vs_ce = paired_difference(per_seed_tllm, ce_per_seed)
     if pooled["n"] < 2:
         holds = None
     elif pooled["low"] > 0:
@@ -483,6 +486,7 @@ def _claims(cfg: UndistillableStudyConfig, teachers: list[dict[str, Any]], seeds
                     f"classes, paired over seeds: {format_interval(pooled)} points (95% t interval); per teacher: "
                     + "; ".join(f"{t['name']} (removed {_fmt_classes(t['tllm']['classes'])}): "
                                 f"{format_interval(t['tllm']['minus_kd'])}" for t in with_tllm)
+                    + f"; for context, pooled TLLM - CE = {format_interval(vs_ce)} points"
                     + "; rule: holds if the pooled interval is above 0, fails if its mean is <= 0, undecided "
                       "otherwise",
     })
