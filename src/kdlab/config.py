@@ -99,6 +99,9 @@ class TrainConfig(Section):
     num_threads: int | None = Field(None, ge=1)
     progress: bool | None = None
     keep_epochs: list[int] = Field(default_factory=list)
+    # write the resumable checkpoint (and best/last weights, metrics) every k epochs and after the last one;
+    # a resumed run still equals an uninterrupted one, it just repeats up to k-1 epochs after a crash
+    checkpoint_every: int = Field(1, ge=1)
 
 
 class TermSchedule(Section):
@@ -165,12 +168,20 @@ class RunConfig(Section):
         Fields added after runs already existed are left out while at their defaults, so adding them did not change
         the identity (and the run-store directory) of any earlier run.
         """
-        payload = {key: value for key, value in self.to_dict().items()
-                   if not (key in _DIGEST_OPTIONAL and value == _DIGEST_OPTIONAL[key])}
+        payload = self.to_dict()
+        for path, default in _DIGEST_OPTIONAL.items():
+            *parents, key = path.split(".")
+            node = payload
+            for parent in parents:
+                node = node.get(parent) or {}
+            if key in node and node[key] == default:
+                del node[key]
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-_DIGEST_OPTIONAL: dict[str, Any] = {"features": [], "hint_epochs": 0, "scheme": None}
+# dotted paths of fields left out of the digest while at these values (fields added after runs existed, and
+# execution-only settings), so adding them changes no earlier run's identity
+_DIGEST_OPTIONAL: dict[str, Any] = {"features": [], "hint_epochs": 0, "scheme": None, "train.checkpoint_every": 1}
 
 
 # ---------------------------------------------------------------------------------------------- loading

@@ -142,7 +142,8 @@ def test_risks_per_sample_by_hand():
     logits = torch.tensor([[0.0, LN3]])  # softmax (1/4, 3/4)
     assert onehot_risk_per_sample(logits, torch.tensor([1])).item() == pytest.approx(-math.log(0.75))
     probs = torch.tensor([[0.5, 0.5]])
-    assert distilled_risk_per_sample(logits, probs).item() == pytest.approx(-0.5 * math.log(0.25) - 0.5 * math.log(0.75))
+    expected = -0.5 * math.log(0.25) - 0.5 * math.log(0.75)
+    assert distilled_risk_per_sample(logits, probs).item() == pytest.approx(expected)
 
 
 def test_variance_interval_matches_the_chi_square_table():

@@ -92,7 +92,7 @@ def test_self_distillation_loss_matches_the_formula():
     hint = ((f_aux - f_final) ** 2).sum(1).mean()
     expected = F.cross_entropy(z_final, y) + 0.7 * F.cross_entropy(z_aux, y) + 0.3 * kl + 0.03 * hint
     assert float(total.detach()) == pytest.approx(float(expected.detach()), rel=1e-5)
-    assert loss.last_parts["stage1_hint"] == pytest.approx(float(hint), rel=1e-5)
+    assert loss.last_parts["stage1_hint"] == pytest.approx(float(hint.detach()), rel=1e-5)
     assert set(loss.last_parts) == {"ce", "stage1_ce", "stage1_kl", "stage1_hint"}
 
 

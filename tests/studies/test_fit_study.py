@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from kdlab.analysis import FIT_VERDICTS
 from kdlab.errors import ConfigError
@@ -18,6 +19,15 @@ THRESHOLDS = {"underfit_train_acc": 0.95, "overfit_gap": 0.05, "large_gap": 0.15
 TINY = ["data.name=digits", "data.val_size=300", "sweep.train_subset=100", "sweep.batch_size=20", "sweep.epochs=8",
         "sweep.capacities=[{width: 1}, {width: 128}]", "seeds=[0,1]", "regularise.patience=1",
         "cv.capacities=[{width: 2}, {width: 32}]", "cv.k=2", "cv.seeds=[0]", "cv.epochs=3"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models train faster on one thread, and several times faster when other processes share the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def test_early_stopping_epoch_restores_the_best_epoch_within_patience():

@@ -129,3 +129,21 @@ def test_checkpoint_state_is_loaded_without_unpickling(tmp_path, tiny_run):
     run(cfg, tmp_path / "r")
     state_file = next((tmp_path / "r" / "checkpoints").glob("epoch-*/state.pt"))
     torch.load(state_file, weights_only=True)  # must not need arbitrary pickles
+
+
+def test_sparse_checkpoints_still_resume_exactly(tmp_path, tiny_run):
+    raw = {**tiny_run, "train": {**tiny_run["train"], "epochs": 5, "checkpoint_every": 2}}
+    cfg = parse_config(raw)
+    assert cfg.digest() != parse_config(tiny_run).digest()
+    assert parse_config({**tiny_run, "train": {**tiny_run["train"], "checkpoint_every": 1}}).digest() == \
+        parse_config(tiny_run).digest()  # the default is not part of a run's identity
+    full = run(cfg, tmp_path / "full")
+    with pytest.raises(Interrupt):
+        run(cfg, tmp_path / "resumed", on_epoch_end=_stop_after(3))
+    _, state = load_latest_checkpoint(tmp_path / "resumed")
+    assert state["epoch"] == 1  # epochs 2 was the last checkpoint (0-based 1)
+    resumed = run(cfg, tmp_path / "resumed")
+    a = load_tensors(tmp_path / "full" / "checkpoints" / "best.safetensors")
+    b = load_tensors(tmp_path / "resumed" / "checkpoints" / "best.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed["best_epoch"] == full["best_epoch"] and resumed["test_accuracy"] == full["test_accuracy"]

@@ -131,6 +131,8 @@ def finetune(model: nn.Module, train, val, cfg: RunConfig, root: str | Path, pay
         log.info("%s is already finished; reusing it", run_dir)
         return {**finished, "run_dir": str(run_dir), "reused": True}
     started = time.perf_counter()
+    if cfg.train.num_threads:
+        torch.set_num_threads(cfg.train.num_threads)  # as kdlab.recipe.run does
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     loss = loss if loss is not None else build_loss("ce")
     distiller = Distiller(model, loss, teacher_logits=teacher_logits)

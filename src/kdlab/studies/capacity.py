@@ -114,6 +114,7 @@ DEFAULTS: dict[str, Any] = {
                  "capacities": [{"width": 32}, {"width": 128}, {"width": 512}, {"width": 1024}]},
     # A 1-hidden-layer MLP student that sees only 2,000 labelled images: the regime where soft labels matter.
     "student": {"model": {"name": "mlp", "width": 128, "depth": 1}, "epochs": 30, "batch_size": 128,
+                "checkpoint_every": 10,
                 "train_subset": 2000, "optim": {"name": "sgd", "lr": 0.05}, "schedule": {"name": "cosine"}},
     "methods": [
         {"label": "kd_T2", "loss": {"name": "kd", "temperature": 2.0, "alpha": 0.9}},

@@ -26,6 +26,7 @@ class StageConfig(Section):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     keep_epochs: list[int] = Field(default_factory=list)
+    checkpoint_every: int = Field(1, ge=1)
 
 
 def stage_run_config(stage: StageConfig, data: DataConfig, seed: int, loss: Component | None = None,
@@ -48,7 +49,8 @@ def stage_run_config(stage: StageConfig, data: DataConfig, seed: int, loss: Comp
         optim=stage.optim,
         schedule=stage.schedule,
         train=TrainConfig(epochs=stage.epochs, batch_size=stage.batch_size, seed=seed,
-                          keep_epochs=keep_epochs if keep_epochs is not None else stage.keep_epochs),
+                          keep_epochs=keep_epochs if keep_epochs is not None else stage.keep_epochs,
+                          checkpoint_every=stage.checkpoint_every),
     )
 
 

@@ -64,10 +64,11 @@ class StudentsConfig(Section):
 
 
 class CompressionOptions(Section):
-    # every layer may be compressed, the classifier included (its 10 outputs stay)
+    # global magnitude pruning ranks the classifier's weights with all others (the threshold decides)
     magnitude_prune_head: bool = True
     structured_importance: Literal["l1", "l2"] = "l1"
-    lowrank_factorize_head: bool = True
+    # a shared energy threshold would cut the classifier (<1% of the parameters, ~flat spectrum) to rank 1-4
+    lowrank_factorize_head: bool = False
     # the loss compressed models are fine-tuned with (ce; or kd from the same teacher)
     finetune_loss: Component = Field(default_factory=lambda: Component(name="ce"))
 
@@ -168,13 +169,11 @@ def run_compress(config: str | Path | None = None, out: str | Path = "runs/compr
                                                  list(overrides or []))
     out = Path(out)
     store = RunStore(cfg.store or out / "runs")
-    inprocess = {"trained": 0, "reused": 0}
     started = time.perf_counter()
 
     # everything that can be checked is checked before the teacher trains
     teacher_cfg = stage_run_config(cfg.teacher, cfg.data, cfg.teacher_seed)
     check_components(teacher_cfg)
-    teacher_dir = store.path(teacher_cfg)
     try:
         finetune_loss = build_loss(cfg.compression.finetune_loss.name, **cfg.compression.finetune_loss.options)
     except ConfigError as exc:
@@ -183,76 +182,28 @@ def run_compress(config: str | Path | None = None, out: str | Path = "runs/compr
     data = load_dataset(d.name, data_dir=d.data_dir, val_size=d.val_size, seed=d.seed,
                         train_subset=cfg.students.train_subset, **d.options)
     budgets = _plan_budgets(cfg, data.num_classes, data.in_shape)
-    student_stage = StageConfig(model=cfg.students.family, epochs=cfg.students.epochs,
-                                batch_size=cfg.students.batch_size, train_subset=cfg.students.train_subset,
-                                optim=cfg.students.scratch_optim, schedule=cfg.students.schedule)
-    small_cfgs = {}  # (budget index, method, seed) -> RunConfig of the kd / scratch students
-    for bi, budget in enumerate(budgets):
-        for method in ("kd", "scratch"):
-            if method not in cfg.methods:
-                continue
-            for seed in cfg.seeds:
-                run_cfg = stage_run_config(student_stage, cfg.data, seed, model=budget["student_model"],
-                                           loss=cfg.kd_loss if method == "kd" else None,
-                                           teacher_run=teacher_dir if method == "kd" else None, keep_epochs=[])
-                check_components(run_cfg)
-                small_cfgs[bi, method, seed] = run_cfg
+    small_cfgs = _small_student_configs(cfg, budgets, store.path(teacher_cfg))
 
     teacher_summary = store.run(teacher_cfg, progress=progress)
-    teacher = _load_teacher_copy(teacher_dir)
-    from ..distill import cached_teacher_logits, freeze, weights_digest
-
-    teacher_digest = weights_digest(teacher)
-    teacher_logits = None
-    if getattr(finetune_loss, "requires_teacher", True):
-        teacher_logits = cached_teacher_logits(freeze(copy.deepcopy(teacher)), data.train.x,
-                                               data.train.fingerprint())
-    teacher_label = _label(cfg.teacher.model)
-    log.info("teacher %s: %s params, test accuracy %.4f", teacher_label, f"{teacher_summary['params']:,}",
+    ctx = _Context(cfg, store, data, _load_teacher_copy(store.path(teacher_cfg)), finetune_loss, progress)
+    log.info("teacher %s: %s params, test accuracy %.4f", ctx.teacher_label, f"{teacher_summary['params']:,}",
              teacher_summary["test_accuracy"])
 
-    runs_total = len(budgets) * len(cfg.methods) * len(cfg.seeds)
-    bar = tqdm(total=runs_total, desc="compress study", unit="run", disable=progress is False)
+    bar = tqdm(total=len(budgets) * len(cfg.methods) * len(cfg.seeds), desc="compress study", unit="run",
+               disable=progress is False)
     students = []
     for bi, budget in enumerate(budgets):
         for method in cfg.methods:
             if method in COMPRESSION_METHODS:
-                compressed, info = compress_to_budget(method, teacher, budget["target_params"], cfg.compression)
-                pre = _test_accuracy(compressed, data)
-                for seed in cfg.seeds:
-                    run_cfg = _finetune_run_config(cfg, seed)
-                    payload = {"kind": "compress", "method": method, "target_params": budget["target_params"],
-                               "options": cfg.compression.model_dump(mode="json"), "teacher_weights": teacher_digest,
-                               "data": data.train.fingerprint()}
-                    from ..compress.finetune import finetune
-
-                    summary = finetune(copy.deepcopy(compressed), data.train, data.val, run_cfg,
-                                       store.root / "inprocess", payload, test=data.test, loss=finetune_loss,
-                                       teacher_logits=teacher_logits, progress=progress)
-                    inprocess["reused" if summary["reused"] else "trained"] += 1
-                    params = summary["nonzero_params"] if method == "magnitude" else summary["params"]
-                    students.append(_record(teacher_label, method, budget, seed, summary, params,
-                                            hyperparams={"loss": cfg.compression.finetune_loss.as_dict(),
-                                                         "compression": info},
-                                            pre_finetune=pre))
-                    bar.update()
+                records = _train_compressed(ctx, budget, method, bar)
             else:
-                for seed in cfg.seeds:
-                    summary = store.run(small_cfgs[bi, method, seed], progress=progress)
-                    summary = {**summary, "effective_macs": summary["macs"], "nonzero_params": summary["params"]}
-                    loss = cfg.kd_loss if method == "kd" else Component(name="ce")
-                    students.append(_record(teacher_label if method == "kd" else None, method, budget, seed, summary,
-                                            summary["params"],
-                                            hyperparams={"loss": loss.as_dict(),
-                                                         "model": budget["student_model"].as_dict()},
-                                            pre_finetune=None))
-                    bar.update()
+                records = _train_small(ctx, budget, method, [small_cfgs[bi, method, s] for s in cfg.seeds], bar)
+            students += records
             log.info("budget %s %s: test accuracy %.4f", budget["label"], method,
-                     mean_std([s["test_accuracy"] for s in students
-                               if s["method"] == method and s["budget"] == budget["label"]])["mean"])
+                     mean_std([s["test_accuracy"] for s in records])["mean"])
     bar.close()
 
-    teacher_entry = {"name": teacher_label, "model": cfg.teacher.model.as_dict(), "params": teacher_summary["params"],
+    teacher_entry = {"name": ctx.teacher_label, "model": cfg.teacher.model.as_dict(), "params": teacher_summary["params"],
                      "macs": teacher_summary["macs"], "test_accuracy": teacher_summary["test_accuracy"],
                      "run_dir": teacher_summary["run_dir"]}
     table = _table(cfg, budgets, students)
@@ -270,8 +221,8 @@ def run_compress(config: str | Path | None = None, out: str | Path = "runs/compr
                                 for label, methods in table.items() for method, row in methods.items()]),
     }
     results["claims"] = _claims(cfg, budgets, students)
-    results.update(seconds=time.perf_counter() - started, runs_trained=store.trained + inprocess["trained"],
-                   runs_reused=store.reused + inprocess["reused"], command=command_line())
+    results.update(seconds=time.perf_counter() - started, runs_trained=store.trained + ctx.trained,
+                   runs_reused=store.reused + ctx.reused, command=command_line())
     from ..report.compress import write_compress_report
 
     results["report_files"] = write_compress_report(results, out)
@@ -363,23 +314,25 @@ def _plan_budgets(cfg: CompressStudyConfig, num_classes: int, in_shape: tuple[in
 def compress_to_budget(method: str, teacher, target_params: int, options: CompressionOptions):
     """A compressed copy of ``teacher`` with at most ``target_params`` parameters (``magnitude``: non-zero ones).
 
-    Returns ``(model, info)`` where ``info`` is a small JSON-able description (sparsity, widths or ranks). The
-    teacher is not modified. ValueError / NotImplementedError when the method cannot reach the budget.
+    Returns ``(model, info)`` where ``info`` is a small JSON-able description: the method, the ``options`` it used
+    (part of the fine-tuning run's key) and the result (sparsity, widths or ranks). The teacher is not modified. ValueError / NotImplementedError when the method cannot reach the budget.
     """
     from ..compress import lowrank_to_budget, magnitude_prune_to_budget, nonzero_params, structured_prune_to_budget
 
     if method == "magnitude":
         model = copy.deepcopy(teacher)
         report = magnitude_prune_to_budget(model, target_params, prune_head=options.magnitude_prune_head)
-        info = {"method": method, "sparsity": report["overall"], "nonzero_params": nonzero_params(model),
+        info = {"method": method, "options": {"prune_head": options.magnitude_prune_head},
+                "sparsity": report["overall"], "nonzero_params": nonzero_params(model),
                 "layer_sparsity": {k: v["sparsity"] for k, v in report["layers"].items()}}
     elif method == "structured":
         model, report = structured_prune_to_budget(teacher, target_params, importance=options.structured_importance)
-        info = {"method": method, "keep_ratio": report["keep_ratio"], "widths": report["widths_after"],
-                "params": report["params_after"]}
+        info = {"method": method, "options": {"importance": options.structured_importance},
+                "keep_ratio": report["keep_ratio"], "widths": report["widths_after"], "params": report["params_after"]}
     elif method == "lowrank":
         model, report = lowrank_to_budget(teacher, target_params, factorize_head=options.lowrank_factorize_head)
-        info = {"method": method, "energy": report["energy"], "params": report["params_after"],
+        info = {"method": method, "options": {"factorize_head": options.lowrank_factorize_head},
+                "energy": report["energy"], "params": report["params_after"],
                 "ranks": {row["name"]: row["rank"] for row in report["layers"] if row["replaced"]}}
     else:
         raise ValueError(f"method={method!r} is not a compression method; allowed: {', '.join(COMPRESSION_METHODS)}")
@@ -406,6 +359,91 @@ def _test_accuracy(model, data) -> float:
     from ..train import evaluate
 
     return evaluate(model, TensorLoader(data.test, 1024))["accuracy"]
+
+
+# ------------------------------------------------------------------------------------------------ training
+
+
+class _Context:
+    """What every student's training needs: config, store, data, the trained teacher (and what derives from it)."""
+
+    def __init__(self, cfg: CompressStudyConfig, store: RunStore, data, teacher, finetune_loss,
+                 progress: bool | None) -> None:
+        from ..distill import cached_teacher_logits, freeze, weights_digest
+
+        self.cfg, self.store, self.data, self.teacher, self.progress = cfg, store, data, teacher, progress
+        self.finetune_loss = finetune_loss
+        self.teacher_label = _label(cfg.teacher.model)
+        # the teacher's identity for the fine-tuning runs' keys: its weights, not the path it was trained in
+        self.teacher_digest = weights_digest(teacher)
+        self.teacher_logits = None
+        if getattr(finetune_loss, "requires_teacher", True):
+            self.teacher_logits = cached_teacher_logits(freeze(copy.deepcopy(teacher)), data.train.x,
+                                                        data.train.fingerprint())
+        self.trained = self.reused = 0
+
+
+def _small_student_configs(cfg: CompressStudyConfig, budgets: list[dict[str, Any]],
+                           teacher_dir: Path) -> dict[tuple[int, str, int], RunConfig]:
+    """(budget index, method, seed) -> the checked RunConfig of each kd / scratch student."""
+    stage = StageConfig(model=cfg.students.family, epochs=cfg.students.epochs, batch_size=cfg.students.batch_size,
+                        train_subset=cfg.students.train_subset, optim=cfg.students.scratch_optim,
+                        schedule=cfg.students.schedule)
+    configs = {}
+    for bi, budget in enumerate(budgets):
+        for method in ("kd", "scratch"):
+            if method not in cfg.methods:
+                continue
+            for seed in cfg.seeds:
+                run_cfg = stage_run_config(stage, cfg.data, seed, model=budget["student_model"],
+                                           loss=cfg.kd_loss if method == "kd" else None,
+                                           teacher_run=teacher_dir if method == "kd" else None, keep_epochs=[])
+                check_components(run_cfg)
+                configs[bi, method, seed] = run_cfg
+    return configs
+
+
+def _train_compressed(ctx: _Context, budget: dict[str, Any], method: str, bar) -> list[dict[str, Any]]:
+    """Compress the teacher once (deterministic), then fine-tune a copy per seed in a content-addressed run."""
+    from ..compress.finetune import finetune
+
+    cfg, data = ctx.cfg, ctx.data
+    compressed, info = compress_to_budget(method, ctx.teacher, budget["target_params"], cfg.compression)
+    pre = _test_accuracy(compressed, data)
+    payload = {"kind": "compress", "method": method, "target_params": budget["target_params"],
+               "options": info["options"], "teacher_weights": ctx.teacher_digest, "data": data.train.fingerprint()}
+    records = []
+    for seed in cfg.seeds:
+        summary = finetune(copy.deepcopy(compressed), data.train, data.val, _finetune_run_config(cfg, seed),
+                           ctx.store.root / "inprocess", payload, test=data.test, loss=ctx.finetune_loss,
+                           teacher_logits=ctx.teacher_logits, progress=ctx.progress)
+        if summary["reused"]:
+            ctx.reused += 1
+        else:
+            ctx.trained += 1
+        params = summary["nonzero_params"] if method == "magnitude" else summary["params"]
+        records.append(_record(ctx.teacher_label, method, budget, seed, summary, params,
+                               hyperparams={"loss": cfg.compression.finetune_loss.as_dict(), "compression": info},
+                               pre_finetune=pre))
+        bar.update()
+    return records
+
+
+def _train_small(ctx: _Context, budget: dict[str, Any], method: str, run_cfgs: list[RunConfig],
+                 bar) -> list[dict[str, Any]]:
+    """The kd / scratch students of one budget through the run store, one per seed."""
+    records = []
+    loss = ctx.cfg.kd_loss if method == "kd" else Component(name="ce")
+    for seed, run_cfg in zip(ctx.cfg.seeds, run_cfgs):
+        summary = ctx.store.run(run_cfg, progress=ctx.progress)
+        # a trained dense model has no exact zeros: its effective MACs are its dense MACs
+        summary = {**summary, "effective_macs": summary["macs"]}
+        records.append(_record(ctx.teacher_label if method == "kd" else None, method, budget, seed, summary,
+                               summary["params"], hyperparams={"loss": loss.as_dict(),
+                                                               "model": budget["student_model"].as_dict()},
+                               pre_finetune=None))
+        bar.update()
+    return records
 
 
 # ------------------------------------------------------------------------------------------------ results

@@ -31,8 +31,7 @@ from typing import Any
 from pydantic import Field, field_validator
 from tqdm.auto import tqdm
 
-from ..config import (Component, DataConfig, OptimConfig, RunConfig, Section, TrainConfig, check_components,
-                      parse_config)
+from ..config import Component, DataConfig, RunConfig, Section, check_components, parse_config
 from ..errors import ConfigError, KdlabError
 from ..io import atomic_write_json
 from . import STUDIES
@@ -121,7 +120,9 @@ DEFAULTS: dict[str, Any] = {
               "schedule": {"name": "cosine"}},
     "regularise": {"patience": 5, "max_models": 2,
                    "remedies": [{"label": "dropout", "model": {"dropout": 0.5}},
-                                {"label": "weight_decay", "optim": {"weight_decay": 0.01}}]},
+                                # sum_t lr_t * 0.1 = 1.2 over the sweep's 480 cosine steps: the total decay of
+                                # standard recipes (docs/studies/fit.md)
+                                {"label": "weight_decay", "optim": {"weight_decay": 0.1}}]},
     # digits: 1,437 training images of 8x8 -> 5 folds of ~287; 1-hidden-layer MLPs from 85 to 19k parameters
     "cv": {"data": {"name": "digits", "val_size": 0, "seed": 0}, "model": {"name": "mlp", "depth": 1},
            "capacities": [{"width": 1}, {"width": 4}, {"width": 16}, {"width": 64}, {"width": 256}],
@@ -152,32 +153,11 @@ def run_fit(config: str | Path | None = None, out: str | Path = "runs/fit", pres
     inprocess = {"trained": 0, "reused": 0}
     started = time.perf_counter()
 
-    # every run config that can be known in advance, validated before anything trains
     models = [_capacity_model(cfg.sweep, c) for c in cfg.sweep.capacities]
+    cv_models = [_capacity_model(cfg.cv, c) for c in cfg.cv.capacities] if cfg.cv.enabled else []
     sweep_cfgs = [[stage_run_config(cfg.sweep, cfg.data, seed, model=m, keep_epochs=[]) for seed in cfg.seeds]
                   for m in models]
-    for m in models:  # the remedies apply to any sweep model: check them on all of them
-        for remedy in cfg.regularise.remedies:
-            _remedy_config(cfg, m, remedy, cfg.seeds[0])
-    cv_models = [_capacity_model(cfg.cv, c) for c in cfg.cv.capacities] if cfg.cv.enabled else []
-    for run_cfg in [*(c for row in sweep_cfgs for c in row), *(_cv_run_config(cfg.cv, m, s) for m in cv_models
-                                                              for s in cfg.cv.seeds)]:
-        check_components(run_cfg)
-    # option values (a dropout of 2, a width of 0) are checked by the model factories: build each model once
-    data = _load_eval_data(cfg)
-    for m in models:
-        _check_model("sweep.capacities", m, data)
-        for remedy in cfg.regularise.remedies:
-            _check_model(f"regularise.remedies '{remedy.label}'", Component(**{**m.as_dict(), **remedy.model}), data)
-    cv_data = None
-    if cv_models:
-        from ..data import load_dataset
-
-        d = cfg.cv.data
-        cv_data = load_dataset(d.name, data_dir=d.data_dir, val_size=d.val_size, seed=d.seed,
-                               train_subset=cfg.cv.train_subset, **d.options)
-        for m in cv_models:
-            _check_model("cv.capacities", m, cv_data)
+    data, cv_data = _validate(cfg, models, cv_models, sweep_cfgs)
 
     bar = tqdm(total=len(models) * len(cfg.seeds), desc="fit study: sweep", unit="run", disable=progress is False)
     sweep_runs = []  # [model][seed] -> summary (+ curves)
@@ -237,6 +217,34 @@ def _capacity_model(stage: CapacitySweep, capacity: dict[str, Any]) -> Component
 def _label(model: Component) -> str:
     opts = ",".join(f"{k}={v}" for k, v in model.options.items())
     return f"{model.name}({opts})"
+
+
+def _validate(cfg: FitStudyConfig, models: list[Component], cv_models: list[Component],
+              sweep_cfgs: list[list[RunConfig]]):
+    """Check every run that can be known in advance before anything trains; return the sweep's data splits (for
+    evaluating arms) and the cross-validation data (None without cross-validation)."""
+    from ..data import load_dataset
+
+    for m in models:  # the remedies apply to whichever models turn out over-capacity: check them on all
+        for remedy in cfg.regularise.remedies:
+            _remedy_config(cfg, m, remedy, cfg.seeds[0])
+    for run_cfg in [*(c for row in sweep_cfgs for c in row),
+                    *(_cv_run_config(cfg.cv, m, s) for m in cv_models for s in cfg.cv.seeds)]:
+        check_components(run_cfg)
+    # option values (a dropout of 2, a width of 0) are checked by the model factories: build each model once
+    data = _load_eval_data(cfg)
+    for m in models:
+        _check_model("sweep.capacities", m, data)
+        for remedy in cfg.regularise.remedies:
+            _check_model(f"regularise.remedies '{remedy.label}'", Component(**{**m.as_dict(), **remedy.model}), data)
+    cv_data = None
+    if cv_models:
+        d = cfg.cv.data
+        cv_data = load_dataset(d.name, data_dir=d.data_dir, val_size=d.val_size, seed=d.seed,
+                               train_subset=cfg.cv.train_subset, **d.options)
+        for m in cv_models:
+            _check_model("cv.capacities", m, cv_data)
+    return data, cv_data
 
 
 def _remedy_config(cfg: FitStudyConfig, model: Component, remedy: Remedy, seed: int) -> RunConfig:

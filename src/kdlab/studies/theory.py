@@ -5,7 +5,7 @@ advance (docs/studies/theory.md):
 
 1. Risk variance (Menon, Rawat, Reddi, Kim, Kumar, "A Statistical Perspective on Distillation", ICML 2021): for a fixed
    predictor f, the Bayes-distilled empirical risk varies less over resampled datasets than the one-hot empirical
-   risk, V[R*_hat(f)] <= V[R_hat(f)]; and a trained teacher's distilled risk?
+   risk, V[R*_hat(f)] <= V[R_hat(f)]; measured also for a trained teacher's distilled risk.
 2. The distillation bound (Hsu, Ji, Telgarsky, Wang, "Generalization Bounds via Distillation", ICLR 2021; the survey's
    Lemma): a teacher f distilled into students g of several sizes; test error of f against training surrogate +
    distillation error + complexity of each student's class, term by term; is the teacher's bound tighter through a
@@ -506,7 +506,8 @@ def _claims(results: dict[str, Any]) -> list[dict[str, Any]]:
         holds = None
     claims.append({"claim": "the empirical NTK moves less during training as the width grows (lazy training)",
                    "holds": holds, "evidence": (
-        "relative drift ||K_T - K_0||_F / ||K_0||_F at width " + ", ".join(f"{w}: {v:.4f}" for w, v in zip(widths, drift))
+        "relative drift ||K_T - K_0||_F / ||K_0||_F at width "
+        + ", ".join(f"{w}: {v:.4f}" for w, v in zip(widths, drift))
         + f"; Spearman(width, drift) = {rho:+.2f} (rule: holds if rho <= -0.8 and the widest drift is below half "
           "the narrowest, does not hold if rho >= 0)")})
 

@@ -71,15 +71,16 @@ def epoch_weights_path(run_dir: str | Path, epoch: int) -> Path:
     return Path(run_dir) / CHECKPOINTS / f"epoch-{epoch:04d}" / "weights.safetensors"
 
 
-def save_model_weights(path: str | Path, model: nn.Module, extra_metadata: dict[str, Any] | None = None) -> Path:
-    """Save a model's state_dict as safetensors; a kdlab model's spec goes into the metadata so it can be rebuilt."""
+def save_model_weights(path: str | Path, model: nn.Module, extra_metadata: dict[str, Any] | None = None,
+                       state_dict: dict[str, torch.Tensor] | None = None) -> Path:
+    """Save a model's state_dict (or the given one) as safetensors; a kdlab model's spec goes into the metadata."""
     metadata = {"format": WEIGHTS_FORMAT}
     spec = getattr(model, "spec", None)
     if spec is not None:
         metadata["model_spec"] = json.dumps(spec, sort_keys=True)
     for key, value in (extra_metadata or {}).items():
         metadata[key] = value if isinstance(value, str) else json.dumps(value)
-    return save_tensors(path, model.state_dict(), metadata)
+    return save_tensors(path, state_dict if state_dict is not None else model.state_dict(), metadata)
 
 
 def load_model_weights(path: str | Path, model: nn.Module | None = None) -> nn.Module:

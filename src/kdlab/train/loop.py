@@ -52,6 +52,7 @@ def fit(distiller: nn.Module, train_loader, val_loader, cfg: RunConfig, run_dir:
     show = ranks.is_main and _want_progress(progress if progress is not None else cfg.train.progress)
 
     start_epoch, best_acc, best_epoch, history = 0, -math.inf, -1, []
+    best_weights: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None
     resumed = load_latest_checkpoint(run_dir)
     if resumed is not None:
         tensors, state = resumed
@@ -115,19 +116,25 @@ def fit(distiller: nn.Module, train_loader, val_loader, cfg: RunConfig, run_dir:
         history.append(record)
         score = val["accuracy"] if val else -record["train_loss"]
         meta = {**(metadata or {}), "epoch": epoch + 1, "val_accuracy": record["val_accuracy"]}
-        improved = score > best_acc
-        if improved:
+        if score > best_acc:
             best_acc, best_epoch = score, epoch + 1
-        if ranks.is_main:
-            if improved:
-                save_model_weights(run_dir / CHECKPOINTS / "best.safetensors", student, meta)
+            # kept in memory and written with the next checkpoint, so best.safetensors always matches `state.pt`
+            best_weights = ({k: v.detach().clone() for k, v in student.state_dict().items()}, dict(meta))
+        is_checkpoint = ((epoch + 1) % cfg.train.checkpoint_every == 0 or epoch + 1 == epochs
+                         or epoch + 1 in cfg.train.keep_epochs)
+        if ranks.is_main and is_checkpoint:
+            if best_weights is not None:
+                save_model_weights(run_dir / CHECKPOINTS / "best.safetensors", student, best_weights[1],
+                                   state_dict=best_weights[0])
             save_model_weights(run_dir / CHECKPOINTS / "last.safetensors", student, meta)
             atomic_write_text(run_dir / METRICS, "".join(json.dumps(h) + "\n" for h in history))
             save_checkpoint(run_dir, epoch, _trainable_state(distiller), {
                 "epoch": epoch, "optimizer": optimizer.state_dict(), "rng": rng_state(),
                 "best_val_accuracy": best_acc, "best_epoch": best_epoch,
             }, keep_epochs=cfg.train.keep_epochs)
-        distributed.barrier()
+        if is_checkpoint:
+            best_weights = None
+            distributed.barrier()
         if ranks.is_main:
             log.info("epoch %d/%d  loss %.4f  train acc %.4f  val acc %s  (%.1fs)", epoch + 1, epochs,
                      record["train_loss"], record["train_accuracy"],

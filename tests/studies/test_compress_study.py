@@ -1,0 +1,157 @@
+"""The compression study: budget sizing, compression to a budget, the fine-tuning run store, and the study end to end
+on a tiny digits preset."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from kdlab.compress import magnitude_prune, nonzero_params
+from kdlab.compress.finetune import effective_macs, finetune, finetune_dir
+from kdlab.config import Component, parse_config
+from kdlab.data import ArrayDataset
+from kdlab.errors import ConfigError
+from kdlab.models import count_macs, count_params, create_model
+from kdlab.studies.compress import (CompressionOptions, budget_label, compress_to_budget, pareto_front, run_compress,
+                                    size_to_budget)
+from kdlab.train import load_model_weights
+
+# digits teacher 64-128-128-10 (26,122 params); 1/2, 1/4, 1/8 = 13,061 / 6,530 / 3,265 parameters
+TINY = ["data.name=digits", "data.val_size=300", "teacher.model.width=128", "teacher.epochs=6",
+        "budgets=[0.5,0.25,0.125]", "students.epochs=2", "students.batch_size=64", "seeds=[0,1]"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models train faster on one thread, and several times faster when other processes share the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_size_to_budget_is_the_largest_width_that_fits():
+    # mlp depth 2 on 8x8 inputs, 10 classes: params(w) = 65 w + (w + 1) w + 10 (w + 1) = w^2 + 76 w + 10
+    family = Component(name="mlp", depth=2)
+    assert size_to_budget(family, "width", 408, 10, (1, 8, 8)) == (4, 330)  # w = 5 would need 415
+    assert size_to_budget(family, "width", 415, 10, (1, 8, 8)) == (5, 415)
+    assert size_to_budget(family, "width", 6530, 10, (1, 8, 8)) == (51, 6487)  # w = 52 would need 6,666
+    with pytest.raises(ConfigError, match="width=1"):
+        size_to_budget(family, "width", 80, 10, (1, 8, 8))
+
+
+def test_budget_labels_and_pareto_front():
+    assert [budget_label(f) for f in (0.25, 0.0625, 0.015625, 0.3)] == ["1/4", "1/16", "1/64", "3/10"]
+    points = [(100, 0.90, "a"), (50, 0.85, "b"), (50, 0.80, "c"), (200, 0.89, "d"), (10, 0.5, "e")]
+    # c is dominated by b (same size, less accurate), d by a (bigger, less accurate)
+    assert pareto_front(points) == ["e", "b", "a"]
+
+
+@pytest.mark.parametrize("method", ["magnitude", "structured", "lowrank"])
+def test_compress_to_budget_lands_at_or_below_the_budget(method):
+    torch.manual_seed(0)
+    teacher = create_model("mlp", 10, (1, 8, 8), width=64, depth=2)
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    target = count_params(teacher) // 8
+    model, info = compress_to_budget(method, teacher, target, CompressionOptions())
+    size = nonzero_params(model) if method == "magnitude" else count_params(model)
+    assert size <= target
+    # each method gets close to the budget (within the granularity of what it removes)
+    assert size > 0.85 * target
+    assert info["method"] == method
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())  # the teacher is untouched
+
+
+def test_effective_macs_count_only_nonzero_weights():
+    torch.manual_seed(0)
+    model = create_model("mlp", 10, (1, 8, 8), width=32, depth=2)
+    assert effective_macs(model, (1, 8, 8)) == count_macs(model, (1, 8, 8)) == 64 * 32 + 32 * 32 + 32 * 10
+    magnitude_prune(model, 0.75, prune_head=True)
+    weights = sum(int((m.weight != 0).sum()) for m in model.modules() if isinstance(m, torch.nn.Linear))
+    assert effective_macs(model, (1, 8, 8)) == weights
+    assert count_macs(model, (1, 8, 8)) == 64 * 32 + 32 * 32 + 32 * 10  # dense kernels do not skip zeros
+
+
+def test_finetune_keeps_masks_and_reuses_a_finished_run(tmp_path):
+    torch.manual_seed(0)
+    x = torch.randn(120, 1, 8, 8)
+    y = torch.arange(120) % 10
+    train, val = ArrayDataset(x[:80], y[:80]), ArrayDataset(x[80:], y[80:])
+    cfg = parse_config({"data": {"name": "digits"}, "model": {"name": "mlp", "width": 16, "depth": 1},
+                        "optim": {"lr": 0.1}, "train": {"epochs": 2, "batch_size": 16, "seed": 0}})
+    model = create_model("mlp", 10, (1, 8, 8), width=16, depth=1)
+    magnitude_prune(model, 0.5)
+    masked = nonzero_params(model)
+    first = finetune(copy.deepcopy(model), train, val, cfg, tmp_path, {"method": "magnitude"}, test=val)
+    assert not first["reused"] and first["nonzero_params"] <= masked
+    assert first["params"] == count_params(model)
+    # the saved file is a plain mlp with the zeros baked in
+    baked = load_model_weights(first["weights"])
+    assert nonzero_params(baked) == first["nonzero_params"]
+    again = finetune(copy.deepcopy(model), train, val, cfg, tmp_path, {"method": "magnitude"}, test=val)
+    assert again["reused"] and again["test_accuracy"] == first["test_accuracy"]
+    assert again["run_dir"] == first["run_dir"]
+    assert finetune_dir(tmp_path, {"payload": {"method": "other"}, "run": cfg.to_dict()}) != Path(first["run_dir"])
+
+
+def test_compress_study_end_to_end_and_rerun_reuses_everything(tmp_path):
+    results = run_compress(out=tmp_path, overrides=TINY, progress=False)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["study"] == "compress"
+    teacher = saved["teacher"]
+    assert teacher["params"] == 26122
+    assert [b["target_params"] for b in saved["budgets"]] == [13061, 6530, 3265]
+    assert [b["label"] for b in saved["budgets"]] == ["1/2", "1/4", "1/8"]
+    methods = ["magnitude", "structured", "lowrank", "kd", "scratch"]
+    assert len(saved["students"]) == 3 * len(methods) * 2
+    for s in saved["students"]:
+        assert {"teacher", "method", "hyperparams", "seed", "test_accuracy", "run_dir"} <= set(s)
+        assert s["params"] <= s["target_params"]
+        assert (s["teacher"] is None) == (s["method"] == "scratch")
+        # the parameters as reported are those of the saved student
+        if s["method"] in ("kd", "scratch"):
+            weights = Path(s["run_dir"]) / "checkpoints" / "best.safetensors"
+        else:
+            weights = Path(s["run_dir"]) / "model.safetensors"
+        model = load_model_weights(weights)
+        assert s["params"] == (nonzero_params(model) if s["method"] == "magnitude" else count_params(model))
+    by = {(s["method"], s["budget"]): s for s in saved["students"] if s["seed"] == 0}
+    # kd, scratch and the structured-pruned teacher share an architecture here: the mlp sized to the budget
+    assert by["kd", "1/8"]["params"] == by["scratch", "1/8"]["params"] == 3190  # width 30: 30^2 + 76*30 + 10
+    assert by["structured", "1/8"]["hyperparams"]["compression"]["widths"] == [30, 30]
+    assert by["magnitude", "1/8"]["stored_params"] == 26122 and by["magnitude", "1/8"]["params"] <= 3265
+    assert by["lowrank", "1/8"]["params"] <= 3265 and "head" not in by["lowrank", "1/8"]["hyperparams"]["compression"][
+        "ranks"]
+    # fine-tuning recovers accuracy lost by pruning
+    assert by["magnitude", "1/8"]["test_accuracy"] >= by["magnitude", "1/8"]["pre_finetune_test_accuracy"]
+    assert set(saved["table"]) == {"1/2", "1/4", "1/8"}
+    assert all(name.split(" @ ")[0] in methods for name in saved["pareto"])
+    assert len(saved["claims"]) == 8
+    for claim in saved["claims"]:
+        assert claim["holds"] in (True, False, None) and any(ch.isdigit() for ch in claim["evidence"])
+        assert claim["difference"]["n"] == 2
+    html = (tmp_path / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 2
+    again = run_compress(out=tmp_path, overrides=TINY, progress=False)
+    assert again["runs_trained"] == 0 and again["runs_reused"] == results["runs_trained"] == 1 + 30
+    assert [s["test_accuracy"] for s in again["students"]] == [s["test_accuracy"] for s in results["students"]]
+
+
+def test_compress_study_config_errors_before_training(tmp_path):
+    # low-rank needs rank 1 in every hidden layer plus the dense head: 1,994 parameters, more than 1/64 (408)
+    with pytest.raises(ConfigError, match=r"budgets\[1\]=0.015625.*'lowrank'"):
+        run_compress(out=tmp_path, overrides=TINY + ["budgets=[0.25,0.015625]"], progress=False)
+    with pytest.raises(ConfigError, match=r"claims\[0\].a='distill'"):
+        run_compress(out=tmp_path, overrides=TINY + ["claims=[{a: distill, b: kd, budget: smallest}]"],
+                     progress=False)
+    with pytest.raises(ConfigError, match="methods"):
+        run_compress(out=tmp_path, overrides=TINY + ["methods=[kd, prune]", "claims=[]"], progress=False)
+    with pytest.raises(ConfigError, match="budgets"):
+        run_compress(out=tmp_path, overrides=TINY + ["budgets=[1.5]"], progress=False)
+    with pytest.raises(ConfigError, match="temperature"):
+        run_compress(out=tmp_path, overrides=TINY + ["kd_loss={name: kd, temperature: -1}"], progress=False)
+    assert not Path(tmp_path, "runs").exists()  # nothing trained
