@@ -14,8 +14,8 @@ from kdlab.protect.audit import margin_verdict
 from kdlab.recipe import run
 
 TINY = ["seeds=[0,1]", "temperatures=[1,4]", "skeptical.hidden=16",
-        "probes=[{label: mlp, model: {name: mlp, width: 32, depth: 2}, tap: hidden1, epochs: 4, batch_size: 64, "
-        "train_subset: 300}, {label: cnn, model: {name: cnn, width: 0.25, depth: 2}, epochs: 2, batch_size: 64, "
+        "probes=[{label: mlp, model: {name: mlp, width: 32, depth: 2}, tap: hidden1, epochs: 3, batch_size: 64, "
+        "train_subset: 300}, {label: cnn, model: {name: cnn, width: 0.25, depth: 2}, epochs: 1, batch_size: 64, "
         "train_subset: 300}]"]
 
 

@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+import yaml
 
 from kdlab.config import parse_config
 from kdlab.data import TensorLoader, load_dataset
@@ -115,7 +116,7 @@ def test_protect_nasty_end_to_end_exports_the_last_epoch_and_leaves_the_adversar
     saved = json.loads((out / "protected.json").read_text())
     assert saved == result["protected"]
     assert saved["weights"] == str(out / "checkpoints" / "last.safetensors")
-    run_cfg = parse_config(__import__("yaml").safe_load((out / "config.yaml").read_text()))
+    run_cfg = parse_config(yaml.safe_load((out / "config.yaml").read_text()))
     assert run_cfg.loss.as_dict() == {"name": "nasty", "temperature": 4.0, "omega": 0.5}
     assert run_cfg.init == str(teacher_weights) and run_cfg.teacher.run == str(teacher_dir)
     assert run_cfg.model.as_dict() == {"name": "mlp", "width": 64, "depth": 1}

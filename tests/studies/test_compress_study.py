@@ -95,7 +95,36 @@ def test_finetune_keeps_masks_and_reuses_a_finished_run(tmp_path):
     again = finetune(copy.deepcopy(model), train, val, cfg, tmp_path, {"method": "magnitude"}, test=val)
     assert again["reused"] and again["test_accuracy"] == first["test_accuracy"]
     assert again["run_dir"] == first["run_dir"]
-    assert finetune_dir(tmp_path, {"payload": {"method": "other"}, "run": cfg.to_dict()}) != Path(first["run_dir"])
+    assert finetune_dir(tmp_path, {"payload": {"method": "magnitude"}, "run": cfg.digest()}) == Path(first["run_dir"])
+    assert finetune_dir(tmp_path, {"payload": {"method": "other"}, "run": cfg.digest()}) != Path(first["run_dir"])
+
+
+def test_finetune_resumes_an_interrupted_masked_run_exactly(tmp_path):
+    torch.manual_seed(0)
+    x = torch.randn(96, 1, 8, 8)
+    y = torch.arange(96) % 10
+    train, val = ArrayDataset(x[:64], y[:64]), ArrayDataset(x[64:], y[64:])
+    cfg = parse_config({"data": {"name": "digits"}, "model": {"name": "mlp", "width": 16, "depth": 1},
+                        "optim": {"lr": 0.1}, "train": {"epochs": 3, "batch_size": 16, "seed": 1}})
+    model = create_model("mlp", 10, (1, 8, 8), width=16, depth=1)
+    magnitude_prune(model, 0.6)
+
+    class Stop(Exception):
+        pass
+
+    def interrupt(record):
+        if record["epoch"] == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        finetune(copy.deepcopy(model), train, val, cfg, tmp_path / "a", {"m": 1}, on_epoch_end=interrupt)
+    resumed = finetune(copy.deepcopy(model), train, val, cfg, tmp_path / "a", {"m": 1})
+    straight = finetune(copy.deepcopy(model), train, val, cfg, tmp_path / "b", {"m": 1})
+    assert not resumed["reused"]
+    assert resumed["final"] == straight["final"] and resumed["best_val_accuracy"] == straight["best_val_accuracy"]
+    a, b = load_model_weights(resumed["weights"]), load_model_weights(straight["weights"])
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    assert nonzero_params(a) <= nonzero_params(model)
 
 
 def test_compress_study_end_to_end_and_rerun_reuses_everything(tmp_path):

@@ -107,7 +107,9 @@ def test_fit_study_end_to_end_and_rerun_reuses_everything(tmp_path):
         assert {"teacher", "method", "hyperparams", "seed", "test_accuracy", "run_dir"} <= set(s)
     html = (tmp_path / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 5
-    assert "Validation curve" in (tmp_path / "report.md").read_text() or "validation curve" in html
+    md = (tmp_path / "report.md").read_text()
+    assert "## Capacity sweep" in md and f"Recommended capacity: {saved['recommended']['name']}" in md
+    assert "2-fold cross-validation on digits" in md
 
     again = run_fit(out=tmp_path, preset="quick", overrides=TINY, progress=False)
     assert again["runs_trained"] == 0 and again["runs_reused"] == results["runs_trained"]

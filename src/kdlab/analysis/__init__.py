@@ -16,7 +16,17 @@ from .affinity import (
     spearman_correlation,
 )
 from .fit import FIT_VERDICTS, fit_verdict, kfold_indices, recommend_capacity, sweep_verdicts
+from .ntk import NTKParamMLP, empirical_ntk, linearized_predictions, ntk_drift
 from .profile import profile_model
+from .theory import (
+    distillation_error,
+    generalization_bound,
+    margin_rademacher_bound,
+    risk_variance,
+    variance_interval,
+    variance_ratio_interval,
+)
+from .undistillable import class_gain, confusion_shift, teacher_class_profile, undistillable_classes
 from .dark_knowledge import (
     DarkKnowledgeAccumulator,
     dark_knowledge_metrics,
@@ -30,6 +40,20 @@ from .dark_knowledge import (
 )
 
 __all__ = [
+    "NTKParamMLP",
+    "class_gain",
+    "confusion_shift",
+    "distillation_error",
+    "empirical_ntk",
+    "generalization_bound",
+    "linearized_predictions",
+    "margin_rademacher_bound",
+    "ntk_drift",
+    "risk_variance",
+    "teacher_class_profile",
+    "undistillable_classes",
+    "variance_interval",
+    "variance_ratio_interval",
     "FIT_VERDICTS",
     "fit_verdict",
     "kfold_indices",

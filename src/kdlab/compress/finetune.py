@@ -81,18 +81,22 @@ def effective_macs(model: nn.Module, in_shape: Sequence[int]) -> int:
     return total
 
 
-def _claim(run_dir: Path, payload: dict[str, Any]) -> dict[str, Any] | None:
-    """Write the payload into ``run_dir``; return the summary when this exact run already finished there."""
+def _claim(run_dir: Path, identity: dict[str, Any], cfg: RunConfig) -> dict[str, Any] | None:
+    """Write the run's identity (and its config, for reading) into ``run_dir``; return the summary when this exact
+    run already finished there."""
     key_path = run_dir / KEY_FILE
+    canonical = json.loads(json.dumps(identity, sort_keys=True, default=str))
     if key_path.is_file():
-        if json.loads(key_path.read_text()) != json.loads(json.dumps(payload, sort_keys=True, default=str)):
+        stored = json.loads(key_path.read_text())
+        if {k: stored.get(k) for k in canonical} != canonical:
             raise KdlabError(f"'{run_dir}' holds a different in-process run; delete it to start over")
         summary = run_dir / SUMMARY
         return json.loads(summary.read_text()) if summary.is_file() else None
     from ..io import atomic_write_text
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(key_path, json.dumps(payload, sort_keys=True, indent=1, default=str))
+    atomic_write_text(key_path, json.dumps({**canonical, "config": cfg.to_dict()}, sort_keys=True, indent=1,
+                                           default=str))
     return None
 
 
@@ -100,7 +104,7 @@ def finetune(model: nn.Module, train, val, cfg: RunConfig, root: str | Path, pay
              test=None, loss: nn.Module | None = None, teacher_logits: torch.Tensor | None = None,
              progress: bool | None = None,
              on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Train ``model`` IN PLACE with :func:`kdlab.train.fit` in ``root/<run_key(payload + cfg)[:16]>``.
+    """Train ``model`` IN PLACE with :func:`kdlab.train.fit` in ``root/<run_key(payload + cfg.digest())[:16]>``.
 
     ``train`` / ``val`` / ``test`` are :class:`kdlab.data.ArrayDataset` s (``test`` optional); ``cfg`` supplies
     optimiser, schedule, epochs, batch size and seed (its ``model`` and ``data`` sections are only recorded);
@@ -124,9 +128,11 @@ def finetune(model: nn.Module, train, val, cfg: RunConfig, root: str | Path, pay
     from ..train import evaluate, fit, load_model_weights, save_model_weights, seed_everything
     from .pruning import nonzero_params, remove_pruning
 
-    full_payload = {"payload": payload, "run": cfg.to_dict()}
-    run_dir = finetune_dir(root, full_payload)
-    finished = _claim(run_dir, full_payload)
+    # the run's identity: how the model was made + the RunConfig's digest (which, as in the run store, leaves out
+    # execution-only settings such as checkpoint_every at their defaults)
+    identity = {"payload": payload, "run": cfg.digest()}
+    run_dir = finetune_dir(root, identity)
+    finished = _claim(run_dir, identity, cfg)
     if finished is not None:
         log.info("%s is already finished; reusing it", run_dir)
         return {**finished, "run_dir": str(run_dir), "reused": True}
@@ -138,7 +144,7 @@ def finetune(model: nn.Module, train, val, cfg: RunConfig, root: str | Path, pay
     distiller = Distiller(model, loss, teacher_logits=teacher_logits)
     train_loader = TensorLoader(train, cfg.train.batch_size, shuffle=True, seed=cfg.train.seed)
     val_loader = TensorLoader(val, cfg.train.eval_batch_size)
-    result = fit(distiller, train_loader, val_loader, cfg, run_dir, metadata={"run_key": run_key(full_payload)},
+    result = fit(distiller, train_loader, val_loader, cfg, run_dir, metadata={"run_key": run_key(identity)},
                  progress=progress, on_epoch_end=on_epoch_end)
     best = run_dir / "checkpoints" / "best.safetensors"
     load_model_weights(best, model)
@@ -150,7 +156,7 @@ def finetune(model: nn.Module, train, val, cfg: RunConfig, root: str | Path, pay
     in_shape = tuple(getattr(model, "in_shape", train.x.shape[1:]))
     last = result["history"][-1]
     summary = {
-        "run_key": run_key(full_payload),
+        "run_key": run_key(identity),
         "params": count_params(model),
         "nonzero_params": nonzero_params(model),
         "macs": count_macs(model, in_shape),

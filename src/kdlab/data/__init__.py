@@ -5,6 +5,7 @@ from .fashion_mnist import fetch_fashion_mnist, locate_fashion_mnist
 from .idx import read_idx, write_idx
 from .load import load_dataset
 from .loader import Batch, TensorLoader
+from .multiview import MultiViewData, MultiViewSample
 from .paths import default_data_dir
 from .synthetic import GaussianMixture
 from .transforms import Compose, HorizontalFlip, RandomCropPad, build_augment, normalize
@@ -17,6 +18,8 @@ __all__ = [
     "DataSplits",
     "GaussianMixture",
     "HorizontalFlip",
+    "MultiViewData",
+    "MultiViewSample",
     "RandomCropPad",
     "RawDataset",
     "TensorLoader",

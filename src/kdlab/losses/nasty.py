@@ -59,6 +59,7 @@ class NastyLoss(ResponseLoss):
         self.omega: float = self.hyperparams["omega"]
 
     def forward(self, student_logits: Tensor, teacher_logits: Tensor | None, targets: Tensor) -> Tensor:
+        """L = CE(z, y) - omega tau^2 KL(softmax(z/tau) || softmax(z_A/tau)); student = z, teacher = adversary z_A."""
         nasty, adversary, y = self._inputs(student_logits, teacher_logits, targets)
         assert adversary is not None
         t = self.temperature

@@ -58,11 +58,13 @@ class ModelSource:
 
     @property
     def label(self) -> str:
+        """A short name for tables: the model name and its capacity options."""
         options = ",".join(f"{k}={v}" for k, v in self.spec.items() if k not in ("name", "num_classes", "in_shape"))
         return f"{self.spec.get('name', '?')}({options})"
 
     def teacher_config(self) -> TeacherConfig:
-        """How a distillation run loads this model as its (frozen) teacher."""
+        """How a distillation run loads this model as its (frozen) teacher: ``run`` for a run's best weights, else
+        ``model`` + ``weights`` (e.g. the protected last-epoch weights of a nasty run)."""
         if self.run_dir is not None and self.weights == self.run_dir / "checkpoints" / "best.safetensors":
             return TeacherConfig(run=str(self.run_dir))
         if "pruned_from" in self.spec or "lowrank_from" in self.spec:
@@ -78,6 +80,7 @@ class ModelSource:
         return Component(**{k: v for k, v in self.spec.items() if k not in ("num_classes", "in_shape")})
 
     def load(self) -> nn.Module:
+        """The model with its weights, in eval mode."""
         from ..train import load_model_weights
 
         model = load_model_weights(self.weights)
@@ -252,6 +255,7 @@ AUDIT_PRESETS: dict[str, dict[str, Any]] = {
 
 
 def load_audit_config(preset: str | None, overrides: list[str] | tuple[str, ...]) -> AuditConfig:
+    """Defaults <- preset <- ``key=value`` overrides, validated (ConfigError names the key)."""
     from ..studies.common import load_study_config
 
     return load_study_config(AuditConfig, AUDIT_DEFAULTS, AUDIT_PRESETS, None, preset, list(overrides))
@@ -279,10 +283,12 @@ def first_tap(model: Component, num_classes: int, in_shape: Any) -> str:
 
 
 def kd_label(temperature: float) -> str:
+    """Method label of a KD probe student at this temperature, e.g. ``kd_T4``."""
     return f"kd_T{temperature:g}"
 
 
 def skeptical_label(temperature: float) -> str:
+    """Method label of a skeptical probe student at this temperature, e.g. ``skeptical_T4``."""
     return f"skeptical_T{temperature:g}"
 
 
@@ -453,6 +459,7 @@ def margin_verdict(diff: dict[str, Any]) -> str:
 
 def assemble_audit(cfg: AuditConfig, source: ModelSource, reference: ModelSource | None, data_cfg: DataConfig,
                    students: list[dict[str, Any]], profiles: dict[str, Any]) -> dict[str, Any]:
+    """results.json of the audit: per-probe tables, margins (best method - CE, paired), verdicts, profiles, claims."""
     from ..studies.stats import mean_std
 
     kd_methods = [kd_label(t) for t in cfg.temperatures]

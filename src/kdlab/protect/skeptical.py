@@ -75,6 +75,7 @@ class AuxiliaryHead(nn.Module):
             self.mlp = nn.Linear(width, num_classes)
 
     def forward(self, feature: Tensor) -> Tensor:
+        """Logits [N, K] from a tap output [N, C, H, W] (pooled) or [N, D]."""
         if self.pool:
             feature = feature.mean(dim=(2, 3))
         return self.mlp(feature.flatten(1))
@@ -115,10 +116,12 @@ class SkepticalObjective(nn.Module):
         self.__dict__["_taps"] = FeatureTaps(student, [tap])
 
     def set_epoch(self, epoch: int) -> None:
+        """Forward the epoch to the response loss (for losses that depend on training progress)."""
         if hasattr(self.loss, "set_epoch"):
             self.loss.set_epoch(epoch)
 
     def teacher_outputs(self, x: Tensor, index: Tensor) -> Tensor:
+        """The teacher's logits of this batch: cached rows ``index``, or the frozen teacher run without gradient."""
         if self.teacher_logits is not None:
             return self.teacher_logits[index]
         with torch.inference_mode():
@@ -126,6 +129,7 @@ class SkepticalObjective(nn.Module):
         return logits.clone()  # an inference tensor cannot be saved for backward; a clone can
 
     def forward(self, x: Tensor, y: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
+        """(objective, final-head logits) of a batch; see the class and module docstrings for the formula."""
         final = self.student(x)
         aux = self.aux_head(self._taps[self.tap])
         self._taps.clear()  # drop the reference to this batch's feature; the graph keeps what backward needs
@@ -171,11 +175,13 @@ class SkepticalRunConfig(Section):
     skeptical: SkepticalConfig
 
     def to_dict(self) -> dict[str, Any]:
+        """The config as plain JSON-able data."""
         return self.model_dump(mode="json", exclude_none=False)
 
     def digest(self) -> str:
-        """SHA-256 of the canonical JSON of the config (identity of the run; never equal to a RunConfig digest)."""
-        payload = {"kind": "skeptical", **self.to_dict()}
+        """SHA-256 identity of the run: the RunConfig's own digest (so its rules for which fields count apply) plus
+        the skeptical options; never equal to a RunConfig digest."""
+        payload = {"kind": "skeptical", "run": self.run.digest(), "skeptical": self.skeptical.model_dump(mode="json")}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -184,6 +190,9 @@ def check_skeptical(cfg: SkepticalRunConfig) -> None:
     check_components(cfg.run)
     if cfg.run.teacher is None:
         raise ConfigError("skeptical run: run.teacher is missing; the skeptical student distils from a teacher")
+    if cfg.run.features or cfg.run.hint_epochs or cfg.run.scheme is not None:
+        raise ConfigError("skeptical run: run.features, run.hint_epochs and run.scheme are not supported; the "
+                          "skeptical student routes one response loss to its auxiliary head (allowed: leave them unset)")
 
 
 def run_skeptical(cfg: SkepticalRunConfig, out_dir: str | Path, *, progress: bool | None = None,

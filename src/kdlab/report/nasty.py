@@ -36,14 +36,18 @@ def plot_dark_knowledge_curves(series: dict[str, dict[str, dict[str, float]]], p
     return save_figure(fig, path)
 
 
-def plot_sorted_outputs(teachers: list[dict[str, Any]], temperature: float, path: Path) -> Path:
-    """Average tempered output with classes sorted by probability, per teacher (a nasty one is multi-peaked)."""
+def plot_outputs_by_normal_rank(teachers: list[dict[str, Any]], temperature: float, path: Path) -> Path:
+    """Average tempered output per class, classes ranked by the normal teacher, one bar group per teacher.
+
+    A normal teacher's bars fall monotonically by construction; a nasty teacher that moved probability mass to
+    classes the normal teacher finds unlikely shows bumps further right (the paper's multi-peaked outputs).
+    """
     fig, ax = plt.subplots(figsize=(6, 4))
     width = 0.8 / len(teachers)
     for i, t in enumerate(teachers):
-        probs = t["sorted_probs"]
+        probs = t["probs_by_normal_rank"]
         ax.bar([k + i * width for k in range(len(probs))], probs, width=width, label=t["name"])
-    ax.set_xlabel("class rank (by the teacher's probability)")
+    ax.set_xlabel("class rank by the normal teacher's probability (0 = its top class)")
     ax.set_ylabel(f"mean softmax(z / {temperature:g})")
     ax.set_title("Average tempered output on the test split")
     ax.legend()
@@ -52,18 +56,19 @@ def plot_sorted_outputs(teachers: list[dict[str, Any]], temperature: float, path
 
 
 def write_nasty_report(results: dict[str, Any], out: Path) -> list[str]:
+    """PNG plots + report.md + report.html of the nasty study into ``out``; returns the file names."""
     from ..studies.stats import format_interval, format_pm
 
     out = Path(out)
     cfg = results["config"]
-    files = ["students.png", "dark_knowledge.png", "sorted_outputs.png"]
+    files = ["students.png", "dark_knowledge.png", "outputs_by_normal_rank.png"]
     keys = list(results["table"])
     bar_chart([STUDENT_LABELS.get(k, k) for k in keys], [results["table"][k]["mean"] * 100 for k in keys],
               [results["table"][k]["std"] * 100 for k in keys], out / files[0], "student test accuracy (%)",
               "Students by teacher and method (mean ± std over seeds)")
     plot_dark_knowledge_curves({t["name"]: t for t in results["teachers"]}, out / files[1],
                                "Dark knowledge of the normal and the nasty teacher (students' training inputs)")
-    plot_sorted_outputs(results["teachers"], cfg["kd"]["temperature"], out / files[2])
+    plot_outputs_by_normal_rank(results["teachers"], cfg["kd"]["temperature"], out / files[2])
 
     n, st = cfg["nasty"], cfg["student"]
     rep = Report(f"kdlab nasty-teacher study — {results['dataset']}")
@@ -98,7 +103,7 @@ def write_nasty_report(results: dict[str, Any], out: Path) -> list[str]:
               [[k, format_interval(v)] for k, v in results["differences"].items()])
     rep.image(files[0], "students by teacher and method")
     rep.image(files[1], "derived std and non-GT entropy against temperature")
-    rep.image(files[2], "average tempered output, classes sorted by probability")
+    rep.image(files[2], "average tempered output, classes ranked by the normal teacher")
     rep.heading("Reproduce")
     rep.code(results["command"])
     rep.paragraph(f"{results['runs_trained']} runs trained, {results['runs_reused']} reused from the run store; "
@@ -108,6 +113,7 @@ def write_nasty_report(results: dict[str, Any], out: Path) -> list[str]:
 
 
 def write_audit_report(results: dict[str, Any], out: Path) -> list[str]:
+    """PNG plots + report.md + report.html of a distillability audit into ``out``; returns the file names."""
     from ..studies.stats import format_interval, format_pm
 
     out = Path(out)

@@ -106,23 +106,27 @@ def _term(student_tap: str, loss: dict[str, Any], teacher_tap: str | None = None
 
 
 KD = {"name": "kd", "temperature": 4.0, "alpha": 0.9}
-# AT, RKD and SP train with CE plus the term at the weights of the CIFAR benchmark of Tian, Krishnan, Isola,
-# "Contrastive Representation Distillation", ICLR 2020 (AT beta = 1000, RKD distance 25 / angle 50, SP gamma = 3000:
-# the kdlab losses' own defaults, so term weight 1).
-METHODS: list[dict[str, Any]] = [
-    {"label": "kd", "kind": "response", "loss": KD},
-    # FitNets as published: a hint stage (the hint alone, up to the guided layer), then KD of the whole student
-    {"label": "fitnet", "kind": "feature", "loss": KD, "hint_epochs": 2,
-     "features": [_term("stage2", {"name": "fitnet"}, schedule={"end_epoch": 2})]},
-    {"label": "at", "kind": "feature", "features": [_term(f"stage{i}", {"name": "at"}) for i in (1, 2, 3)]},
-    {"label": "rkd", "kind": "relation", "features": [_term("pre_logits", {"name": "rkd"})]},
-    {"label": "sp", "kind": "relation", "features": [_term("stage3", {"name": "sp"})]},
-    {"label": "dml", "kind": "online", "scheme": {"name": "dml"}},
-    {"label": "joint", "kind": "online", "loss": KD, "scheme": {"name": "joint"}},
-    {"label": "ban", "kind": "self", "loss": {"name": "kd", "temperature": 1.0, "alpha": 1.0},
-     "scheme": {"name": "ban", "generations": 2}},
-    {"label": "byot", "kind": "self", "scheme": {"name": "byot"}},
-]
+
+
+def default_methods(hint_epochs: int) -> list[dict[str, Any]]:
+    """The study's methods; FitNets' hint stage lasts ``hint_epochs`` epochs."""
+    return [
+        {"label": "kd", "kind": "response", "loss": KD},
+        # FitNets as published: a hint stage (the hint alone, up to the guided layer), then KD of the whole student
+        {"label": "fitnet", "kind": "feature", "loss": KD, "hint_epochs": hint_epochs,
+         "features": [_term("stage2", {"name": "fitnet"}, schedule={"end_epoch": hint_epochs})]},
+        # AT, RKD and SP: CE plus the term at the weights of the CIFAR benchmark of Tian, Krishnan, Isola,
+        # "Contrastive Representation Distillation", ICLR 2020 (AT beta = 1000, RKD distance 25 / angle 50, SP
+        # gamma = 3000: the kdlab losses' own defaults, so term weight 1)
+        {"label": "at", "kind": "feature", "features": [_term(f"stage{i}", {"name": "at"}) for i in (1, 2, 3)]},
+        {"label": "rkd", "kind": "relation", "features": [_term("pre_logits", {"name": "rkd"})]},
+        {"label": "sp", "kind": "relation", "features": [_term("stage3", {"name": "sp"})]},
+        {"label": "dml", "kind": "online", "scheme": {"name": "dml"}},
+        {"label": "joint", "kind": "online", "loss": KD, "scheme": {"name": "joint"}},
+        {"label": "ban", "kind": "self", "loss": {"name": "kd", "temperature": 1.0, "alpha": 1.0},
+         "scheme": {"name": "ban", "generations": 2}},
+        {"label": "byot", "kind": "self", "scheme": {"name": "byot"}},
+    ]
 
 DEFAULTS: dict[str, Any] = {
     "data": {"name": "fashion_mnist", "val_size": 1000, "seed": 0},
@@ -133,7 +137,7 @@ DEFAULTS: dict[str, Any] = {
                 "train_subset": 3000, "optim": {"name": "sgd", "lr": 0.05}, "schedule": {"name": "cosine"}},
     "student": {"model": {"name": "cnn", "width": 0.25, "depth": 3}, "epochs": 10, "batch_size": 128,
                 "train_subset": 3000, "optim": {"name": "sgd", "lr": 0.05}, "schedule": {"name": "cosine"}},
-    "methods": METHODS,
+    "methods": default_methods(hint_epochs=2),
     "seeds": [0, 1, 2],
 }
 
@@ -143,7 +147,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data": {"val_size": 500},
         "teacher": {"epochs": 2, "train_subset": 1000},
         "student": {"epochs": 2, "train_subset": 1000},
-        "methods": METHODS + [
+        "methods": default_methods(hint_epochs=1) + [
             {"label": "feature_mix", "kind": "feature", "hint_epochs": 1, "features": [
                 _term("stage2", {"name": "agd"}), _term("stage3", {"name": "nonlocal"})]},
             {"label": "relation_mix", "kind": "relation", "features": [
@@ -171,8 +175,14 @@ def run_kinds(config: str | Path | None = None, out: str | Path = "runs/kinds", 
     ce_cfgs = {seed: stage_run_config(cfg.student, cfg.data, seed) for seed in cfg.seeds}
     chains = {(m.label, seed): method_run_configs(cfg, m, seed, teacher_dir, store)
               for m in cfg.methods for seed in cfg.seeds}
-    for run_cfg in [teacher_cfg, *ce_cfgs.values(), *(c for chain in chains.values() for c in chain)]:
+    for run_cfg in [teacher_cfg, *ce_cfgs.values()]:
         check_components(run_cfg)
+    for (label, _), chain in chains.items():
+        for run_cfg in chain:
+            try:
+                check_components(run_cfg)
+            except ConfigError as exc:
+                raise ConfigError(f"methods '{label}': {exc}") from None
     check_models_fit(cfg, chains)
 
     total = 1 + len(ce_cfgs) + sum(len(c) for c in chains.values())

@@ -219,7 +219,7 @@ def _check_tap(cfg: NastyStudyConfig) -> None:
 
 @torch.inference_mode()
 def _profile_teachers(cfg: NastyStudyConfig, sources: dict[str, TeacherConfig]) -> dict[str, Any]:
-    """Dark knowledge of both teachers on the students' training inputs and on test; affinity; KL; sorted outputs."""
+    """Dark knowledge of both teachers on the students' training inputs and on test; affinity; KL; outputs by rank."""
     from ..analysis import affinity_consistency
     from ..analysis.profile import profile_model
     from ..data import load_dataset
@@ -240,10 +240,12 @@ def _profile_teachers(cfg: NastyStudyConfig, sources: dict[str, TeacherConfig]) 
         affinities[name] = test_affinity
         profiles[name] = {"distill_set": distill_metrics, "test": test_metrics, "affinity": test_affinity.tolist()}
     t = cfg.kd.temperature
+    # the average tempered output with each sample's classes in the order the *normal* teacher ranks them: the
+    # normal teacher's curve falls monotonically; a nasty teacher moves mass to classes the normal one ranks low
+    order = torch.softmax(logits["normal"] / t, dim=-1).argsort(dim=-1, descending=True)
     for name in TEACHERS:
-        # the average tempered output with classes sorted by probability: a nasty teacher's is multi-peaked
-        probs = torch.softmax(logits[name] / t, dim=-1).sort(dim=-1, descending=True).values
-        profiles[name]["sorted_probs"] = probs.mean(0).tolist()
+        probs = torch.softmax(logits[name] / t, dim=-1).gather(1, order)
+        profiles[name]["probs_by_normal_rank"] = probs.mean(0).tolist()
     log_p, log_q = torch.log_softmax(logits["nasty"] / t, -1), torch.log_softmax(logits["normal"] / t, -1)
     profiles["kl_nasty_to_normal"] = float(t * t * (log_p.exp() * (log_p - log_q)).sum(-1).mean())
     profiles["affinity_consistency"] = affinity_consistency(affinities["normal"], affinities["nasty"])
@@ -272,7 +274,7 @@ def _teacher_entry(name: str, test_accuracy: float, weights: str, profile: dict[
         "target_prob": {k: v["target_prob"] for k, v in per_t.items()},
         "inherent_variance": profile["distill_set"]["inherent_variance"],
         "ece": profile["test"]["ece"],
-        "sorted_probs": profile["sorted_probs"],
+        "probs_by_normal_rank": profile["probs_by_normal_rank"],
     }
 
 
@@ -338,8 +340,9 @@ def _claims(teachers: list[dict[str, Any]], diffs: dict[str, dict[str, Any]]) ->
     })
     r = diffs["skeptical_nasty - kd_nasty"]
     gap = -d["mean"]
+    # the recovered fraction is only quoted when the gap itself is established (claim 2's interval below 0)
     recovered = (f"; it recovers {r['mean'] / gap * 100:.0f}% of the gap between the KD students of the two teachers"
-                 if gap > 0 and not math.isnan(r["mean"]) else "")
+                 if d["n"] >= 2 and d["high"] < 0 and not math.isnan(r["mean"]) else "")
     claims.append({
         "claim": "the skeptical student recovers from the nasty teacher",
         "holds": True if r["n"] >= 2 and r["low"] > 0 else False if r["mean"] <= 0 else None,

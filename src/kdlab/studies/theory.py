@@ -61,6 +61,8 @@ class TrainStage(Section):
     batch_size: int = Field(128, ge=1)
     optim: OptimConfig = Field(default_factory=lambda: OptimConfig(name="sgd", lr=0.05))
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    # resumable checkpoint every k epochs and after the last (these runs take seconds; per-epoch writes dominated)
+    checkpoint_every: int = Field(10, ge=1)
 
 
 class BoundConfig(Section):
@@ -124,6 +126,8 @@ class TheoryStudyConfig(Section):
     bound: BoundConfig
     variance: VarianceConfig = Field(default_factory=VarianceConfig)
     ntk: NTKConfig = Field(default_factory=NTKConfig)
+    # torch intra-op threads (None: leave as is); the models are small, so one thread avoids contention
+    num_threads: int | None = Field(1, ge=1)
 
 
 DEFAULTS: dict[str, Any] = {
@@ -165,6 +169,8 @@ def run_theory(config: str | Path | None = None, out: str | Path = "runs/theory"
     cfg: TheoryStudyConfig = load_study_config(TheoryStudyConfig, DEFAULTS, PRESETS, config, preset,
                                                list(overrides or []))
     _check_models(cfg)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
     out = Path(out)
     started = time.perf_counter()
     m = cfg.mixture
@@ -226,8 +232,8 @@ def _check_models(cfg: TheoryStudyConfig) -> None:
 
 def fit_in_memory(model: nn.Module, x: torch.Tensor, y: torch.Tensor, stage: TrainStage, seed: int,
                   runs_dir: Path, name: str, counter: dict[str, int], loss: Component | None = None,
-                  teacher_logits: torch.Tensor | None = None, progress: bool | None = None) -> nn.Module:
-    """Train ``model`` on (x, y) with ``kdlab.train.fit`` through a Distiller; reuse a finished run.
+                  teacher_logits: torch.Tensor | None = None, progress: bool | None = None) -> Path:
+    """Train ``model`` in place on (x, y) with ``kdlab.train.fit`` through a Distiller; return its run directory.
 
     The run directory is ``runs_dir/<name>-<digest>``, the digest covering the stage, the seed, the loss, the
     model spec, the data's fingerprint and the teacher logits' bytes, so a finished directory holds exactly this
@@ -250,14 +256,14 @@ def fit_in_memory(model: nn.Module, x: torch.Tensor, y: torch.Tensor, stage: Tra
     run_dir = runs_dir / f"{name}-{digest.hexdigest()[:16]}"
     run_cfg = RunConfig(model=stage.model, loss=loss, optim=stage.optim, schedule=stage.schedule,
                         train=TrainConfig(epochs=stage.epochs, batch_size=stage.batch_size, seed=seed,
-                                          progress=False))
+                                          progress=False, checkpoint_every=stage.checkpoint_every))
     finished = (run_dir / "checkpoints" / f"epoch-{stage.epochs:04d}").is_dir()
     distiller = Distiller(model, build_loss(loss.name, **loss.options), teacher_logits=teacher_logits)
     loader = TensorLoader(data, stage.batch_size, shuffle=True, seed=seed)
     fit(distiller, loader, None, run_cfg, run_dir, progress=progress if progress is not None else False)
     counter["reused" if finished else "trained"] += 1
     model.eval()
-    return model
+    return run_dir
 
 
 def _create(model_cfg: Component, num_classes: int, dim: int, seed: int, **overrides: Any) -> nn.Module:
@@ -298,8 +304,8 @@ def _bound_part(cfg: TheoryStudyConfig, x_tr: torch.Tensor, y_tr: torch.Tensor, 
         label = _label(b.student.model, capacity)
         for seed in b.seeds:
             student = _create(b.student.model, k, d, seed, **capacity)
-            fit_in_memory(student, x_tr, y_tr, b.student, seed, runs_dir, f"student{arch}", counter, loss=b.loss,
-                          teacher_logits=t_train, progress=progress)
+            run_dir = fit_in_memory(student, x_tr, y_tr, b.student, seed, runs_dir, f"student{arch}", counter,
+                                    loss=b.loss, teacher_logits=t_train, progress=progress)
             s_train, s_test = predict_logits(student, x_tr), predict_logits(student, x_te)
             row = {"student": label, "architecture": arch, "seed": seed, "params": count_params(student),
                    "student_test_error": float((s_test.argmax(1) != y_te).float().mean()),
@@ -308,7 +314,7 @@ def _bound_part(cfg: TheoryStudyConfig, x_tr: torch.Tensor, y_tr: torch.Tensor, 
             rows.append(row)
             records.append({"teacher": _label(b.teacher.model, {}), "method": "kd", "hyperparams": b.loss.as_dict(),
                             "seed": seed, "student": label, "test_accuracy": 1 - row["student_test_error"],
-                            "run_dir": None})
+                            "run_dir": str(run_dir)})
             models[(arch, seed)] = student
             log.info("student %s seed %d: test error %.4f, bound %.3f", label, seed, row["student_test_error"],
                      row["total"])
