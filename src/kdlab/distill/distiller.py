@@ -93,6 +93,8 @@ class Distiller(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         student_logits = self.student(x)
         if self.teacher_dropped:
+            if self.student_taps is not None:
+                self.student_taps.clear()  # features of a dropped teacher's terms: not needed, do not keep the graph
             objective = F.cross_entropy(student_logits, y)
             self._set_parts({"ce": float(objective.detach())})
             return objective, student_logits

@@ -335,7 +335,7 @@ def _sweep_entries(cfg: FitStudyConfig, models: list[Component], runs: list[list
     reference = verdicts[0]["reference_train_acc"]
     entries = []
     for model, model_runs, curves, verdict in zip(models, runs, means, verdicts):
-        seed_verdicts = [fit_verdict(**_named(_verdict_inputs(r["curves"])), reference_train_acc=reference,
+        seed_verdicts = [fit_verdict(**_verdict_inputs(r["curves"]), reference_train_acc=reference,
                                      **thresholds)["verdict"] for r in model_runs]
         entries.append({
             "name": _label(model),
@@ -354,11 +354,6 @@ def _sweep_entries(cfg: FitStudyConfig, models: list[Component], runs: list[list
             "run_dirs": [r["run_dir"] for r in model_runs],
         })
     return entries
-
-
-def _named(curves: dict[str, list[float]]) -> dict[str, list[float]]:
-    return {"train_acc": curves["train_acc"], "val_acc": curves["val_acc"], "train_loss": curves["train_loss"],
-            "val_loss": curves["val_loss"]}
 
 
 def _pick_regularised(cfg: FitStudyConfig, sweep: list[dict[str, Any]]) -> list[int]:
