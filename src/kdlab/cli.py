@@ -94,16 +94,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s",
                         stream=sys.stderr)
+    from .train import distributed
+
+    ranks = distributed.init_from_env() if args.command in ("train", "distill") else distributed.SINGLE
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
+        code = 130
     except KdlabError as exc:
         code = next(c for cls, c in EXIT_CODES if isinstance(exc, cls))
         label = {2: "config error", 3: "data error", 4: "training diverged"}.get(code, "error")
-        print(f"kdlab: {label}: {exc}", file=sys.stderr)
-        return code
+        if ranks.is_main:
+            print(f"kdlab: {label}: {exc}", file=sys.stderr)
+    if ranks.enabled:
+        distributed.shutdown_and_exit(code)  # never returns: avoids gloo's abort at interpreter teardown
+    return code
 
 
 def _default_out(args: argparse.Namespace, fallback: str) -> Path:
@@ -122,8 +128,11 @@ def cmd_train(args: argparse.Namespace, require_teacher: bool = False) -> int:
                           "or teacher.model + teacher.weights)")
     out = _default_out(args, "train")
     summary = run(cfg, out, progress=args.progress)
-    print(f"test accuracy {summary['test_accuracy']:.4f}  (best epoch {summary['best_epoch']}, "
-          f"{summary['params']:,} params)  run: {out}")
+    from .train.distributed import current
+
+    if current().is_main:
+        print(f"test accuracy {summary['test_accuracy']:.4f}  (best epoch {summary['best_epoch']}, "
+              f"{summary['params']:,} params)  run: {out}")
     return 0
 
 

@@ -20,6 +20,7 @@ from torch import nn
 from .config import RunConfig, check_components
 from .errors import ConfigError
 from .io import atomic_write_json, atomic_write_text
+from .train import distributed
 
 log = logging.getLogger("kdlab")
 
@@ -41,8 +42,13 @@ def run(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None = None,
     from .train import evaluate, fit, load_model_weights, seed_everything
 
     check_components(cfg)
+    ranks = distributed.current()
+    if cfg.train.batch_size % ranks.world_size:
+        raise ConfigError(f"train.batch_size={cfg.train.batch_size} is the global batch and must divide evenly over "
+                          f"the {ranks.world_size} processes; allowed: a multiple of {ranks.world_size}")
     out_dir = Path(out_dir)
-    finished = _claim_run_dir(out_dir, cfg)
+    finished = _claim_run_dir(out_dir, cfg, write=ranks.is_main)
+    distributed.barrier()
     if finished is not None:
         log.info("%s is already finished; reusing it", out_dir)
         return finished
@@ -63,9 +69,12 @@ def run(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None = None,
     if cfg.teacher is not None and (getattr(loss, "requires_teacher", True) or cfg.features):
         teacher = load_teacher(cfg.teacher, data.num_classes, data.in_shape)
         if cfg.teacher.cache and augment is None and not cfg.features:
-            teacher_logits = cached_teacher_logits(teacher, data.train.x, data.train.fingerprint(),
-                                                   cache_dir=teacher_cache_dir,
-                                                   batch_size=cfg.train.eval_batch_size)
+            for building in (True, False):  # rank 0 builds the cache, the other ranks then read it
+                if building == ranks.is_main:
+                    teacher_logits = cached_teacher_logits(teacher, data.train.x, data.train.fingerprint(),
+                                                           cache_dir=teacher_cache_dir,
+                                                           batch_size=cfg.train.eval_batch_size)
+                distributed.barrier()
 
     # student: initialised right after seeding so every method with this seed starts from the same weights
     torch.manual_seed(cfg.train.seed)
@@ -77,8 +86,10 @@ def run(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None = None,
     distiller = build_objective(cfg, student, loss, data.num_classes, data.in_shape, teacher=teacher,
                                 teacher_logits=teacher_logits)
 
-    train_loader = TensorLoader(data.train, cfg.train.batch_size, shuffle=True, seed=cfg.train.seed,
-                                augment=augment)
+    # under torchrun each rank takes a strided shard with batch_size / world_size samples per step: together they
+    # form exactly the single-process batch
+    train_loader = TensorLoader(data.train, cfg.train.batch_size // ranks.world_size, shuffle=True,
+                                seed=cfg.train.seed, augment=augment, rank=ranks.rank, world_size=ranks.world_size)
     val_loader = TensorLoader(data.val, cfg.train.eval_batch_size)
     test_loader = TensorLoader(data.test, cfg.train.eval_batch_size)
 
@@ -113,11 +124,13 @@ def run(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None = None,
         "seconds": time.perf_counter() - started,
         "weights": str(out_dir / "checkpoints" / "best.safetensors"),
     }
-    atomic_write_json(out_dir / SUMMARY, summary)
+    if ranks.is_main:
+        atomic_write_json(out_dir / SUMMARY, summary)
+    distributed.barrier()
     return summary
 
 
-def _claim_run_dir(out_dir: Path, cfg: RunConfig) -> dict[str, Any] | None:
+def _claim_run_dir(out_dir: Path, cfg: RunConfig, write: bool = True) -> dict[str, Any] | None:
     """Write the config into ``out_dir``; return the summary if this exact run already finished there."""
     config_path = out_dir / CONFIG
     if config_path.is_file():
@@ -129,8 +142,9 @@ def _claim_run_dir(out_dir: Path, cfg: RunConfig) -> dict[str, Any] | None:
         if summary.is_file():
             return json.loads(summary.read_text())
         return None
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(config_path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    if write:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(config_path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     return None
 
 
