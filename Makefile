@@ -7,6 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 PIP    := $(BIN)/pip install --disable-pip-version-check -q $(FIND_LINKS)
 OUT    ?= runs/main
+STORE  ?= runs/store
 ARGS   ?=
 
 .PHONY: venv run test test-fast data bench clean
@@ -28,8 +29,10 @@ venv: $(VENV)/.base
 data: venv
 	$(BIN)/kdlab data fetch fashion-mnist
 
+# the capacity-mismatch study, then the per-class (undistillable) analysis reusing its runs from the same store
 run: data
-	$(BIN)/kdlab study baseline --out $(OUT) $(ARGS)
+	$(BIN)/kdlab study capacity --out $(OUT) --set store=$(STORE) $(ARGS)
+	$(BIN)/kdlab study undistillable --out $(OUT)/undistillable --set store=$(STORE) $(ARGS)
 
 test: $(VENV)/.test
 	$(BIN)/python -m pytest -q $(ARGS)
@@ -39,6 +42,7 @@ test-fast: $(VENV)/.test
 
 bench: venv
 	$(BIN)/python benchmarks/bench_loop.py
+	$(BIN)/python benchmarks/bench_loop.py --model cnn
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -230,6 +230,8 @@ def _fields_at(model_cls: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | 
     """The allowed keys of the section at ``loc`` (to suggest a spelling for an unknown key)."""
     cls: Any = model_cls
     for part in loc:
+        if isinstance(part, int):
+            continue  # a list index (features.0.loss): the list's item type was taken at the list's key
         if not (isinstance(cls, type) and issubclass(cls, BaseModel)) or part not in cls.model_fields:
             return None
         ann = cls.model_fields[part].annotation

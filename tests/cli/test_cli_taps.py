@@ -23,7 +23,8 @@ def test_models_taps_mlp_lists_kdlab_taps_then_module_paths(capsys):
     # the ModuleList is never called itself; it is listed only with --all
     assert not any(p[0] == "hidden" for p in paths)
     assert main(["models", "taps", "mlp", "--all"]) == 0
-    assert any(line.split() == ["hidden", "(not", "called)", "ModuleList"] for line in capsys.readouterr().out.splitlines())
+    listed = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert ["hidden", "(not", "called)", "ModuleList"] in listed
 
 
 def test_models_taps_with_options_and_from_a_weights_file(tmp_path, capsys):

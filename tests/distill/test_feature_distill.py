@@ -75,7 +75,8 @@ def test_mlp_to_mlp_terms_are_logged_weighted_and_kept_out_of_the_student_weight
 
 
 def test_cnn_teacher_to_mlp_student_through_adapters_and_relations(tmp_path, teachers):
-    raw = {**BASE, "teacher": {"run": teachers["cnn"]}, "loss": {"name": "ce"},
+    # response (kd), feature (fitnet through an adapter) and relation knowledge across families in one run
+    raw = {**BASE, "teacher": {"run": teachers["cnn"]}, "loss": {"name": "kd", "temperature": 2, "alpha": 0.5},
            "features": [
                # MLP vector [32] -> CNN pooled vector [16]: linear adapter
                {"student_tap": "hidden1", "teacher_tap": "pre_logits", "loss": {"name": "fitnet"}},
@@ -85,7 +86,7 @@ def test_cnn_teacher_to_mlp_student_through_adapters_and_relations(tmp_path, tea
     summary = run(parse_config(raw), tmp_path / "s")
     assert summary["test_accuracy"] > 0.75
     rec = _metrics(tmp_path / "s")[-1]
-    assert rec["train_loss"] == pytest.approx(rec["train_ce"] + rec["train_fitnet_hidden1"]
+    assert rec["train_loss"] == pytest.approx(0.5 * rec["train_ce"] + 0.5 * rec["train_kd"] + rec["train_fitnet_hidden1"]
                                               + rec["train_rkd_distance_pre_logits"], rel=1e-4)
     tensors, _ = load_latest_checkpoint(tmp_path / "s")
     assert tensors["terms.0.adapter.weight"].shape == (16, 32)
@@ -126,6 +127,8 @@ def test_config_errors_for_features_name_the_key():
         check({**teacher, "features": [term], "hint_epochs": 3})
     with pytest.raises(ConfigError, match="hint_epochs=1 needs at least one term"):
         check({"hint_epochs": 1})
+    with pytest.raises(ConfigError, match=r"unknown key 'features.0.schedule.start'. Did you mean 'start_epoch'\?"):
+        parse_config({**BASE, **teacher, "features": [{**term, "schedule": {"start": 2}}]})
     with pytest.raises(ConfigError, match="end_epoch=1 must be >= start_epoch=2"):
         parse_config({**BASE, **teacher, "features": [{**term, "schedule": {"start_epoch": 2, "end_epoch": 1}}]})
 

@@ -123,8 +123,11 @@ def write_capacity_report(results: dict[str, Any], profiles: list[dict[str, Any]
     for i, name in enumerate(files[3:]):
         rep.image(name, f"T{i + 1} affinity")
     rep.heading("Further analysis")
-    rep.paragraph("Per-class transfer for each teacher (which classes KD hurts) is the job of "
-                  "`kdlab study undistillable`, which reuses this study's runs.")
+    rep.paragraph("Per-class transfer for each teacher (which classes KD hurts, with intervals, and TLLM) is in "
+                  "undistillable/report.html beside this report: `make run` writes it with `kdlab study undistillable "
+                  "--out <this dir>/undistillable --set store=<same store>`, which reuses this study's runs.")
+    rep.bullets([f"T{i + 1} {t['name']}: see undistillable/report.html, section for this teacher"
+                 for i, t in enumerate(results["teachers"])])
     rep.heading("Reproduce")
     rep.code(results["command"])
     rep.paragraph(f"{results['runs_trained']} runs trained, {results['runs_reused']} reused from the run store; "

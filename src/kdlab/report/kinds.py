@@ -80,7 +80,7 @@ def plot_loss_terms(results: dict[str, Any], path: Path) -> Path | None:
         return None
     cols = min(3, len(runs))
     rows = math.ceil(len(runs) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False, constrained_layout=True)
     for ax, (method, run_dir) in zip(axes.flat, runs):
         history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
         keys = sorted({k for h in history for k in h if k.startswith("train_") and k not in
@@ -138,9 +138,9 @@ def write_kinds_report(results: dict[str, Any], out: Path) -> list[str]:
     rep.paragraph(
         f"Teacher: {t['name']} ({t['params']:,} params, test accuracy {t['test_accuracy'] * 100:.2f}%), trained "
         f"{cfg['teacher']['epochs']} epochs on {cfg['teacher']['train_subset'] or 'all'} labelled images. Student: "
-        f"{st['model']} trained {st['epochs']} epochs on {st['train_subset'] or 'all'} labelled images, seeds "
-        f"{cfg['seeds']}; for a given seed every method's student starts from the same initial weights and sees the "
-        f"same batches, so differences are paired. Offline methods distil from the trained teacher; online methods "
+        f"{_model_text(st['model'])} trained {st['epochs']} epochs on {st['train_subset'] or 'all'} labelled images, "
+        f"seeds {cfg['seeds']}; for a given seed every method's student starts from the same initial weights and sees "
+        f"the same batches, so differences are paired. Offline methods distil from the trained teacher; online methods "
         f"train a network of the teacher's architecture alongside the student from scratch; self-distillation uses "
         f"no other architecture.")
     rep.heading("Claims")
@@ -178,3 +178,7 @@ def _describe(method: dict[str, Any]) -> str:
     if method.get("hint_epochs"):
         parts.append(f"after {method['hint_epochs']} hint epoch(s)")
     return " ".join(parts)
+
+
+def _model_text(model: dict[str, Any]) -> str:
+    return f"{model['name']}(" + ", ".join(f"{k}={v}" for k, v in model.items() if k != "name") + ")"

@@ -134,9 +134,9 @@ DEFAULTS: dict[str, Any] = {
     # the student would make "online vs offline" a comparison of data, not of schemes. CNN 16-32-64 channels (24k
     # params) teaching CNN 8-16-32 (6.5k params): same family, so every feature loss has maps on both sides.
     "teacher": {"model": {"name": "cnn", "width": 0.5, "depth": 3}, "epochs": 10, "batch_size": 128,
-                "train_subset": 3000, "optim": {"name": "sgd", "lr": 0.05}, "schedule": {"name": "cosine"}},
+                "train_subset": 2500, "optim": {"name": "sgd", "lr": 0.05}, "schedule": {"name": "cosine"}},
     "student": {"model": {"name": "cnn", "width": 0.25, "depth": 3}, "epochs": 10, "batch_size": 128,
-                "train_subset": 3000, "optim": {"name": "sgd", "lr": 0.05}, "schedule": {"name": "cosine"}},
+                "train_subset": 2500, "optim": {"name": "sgd", "lr": 0.05}, "schedule": {"name": "cosine"}},
     "methods": default_methods(hint_epochs=2),
     "seeds": [0, 1, 2],
 }

@@ -44,7 +44,8 @@ def fit(distiller: nn.Module, train_loader, val_loader, cfg: RunConfig, run_dir:
     optimizer = build_optimizer(distiller.parameters(), cfg.optim)
     ranks = distributed.current()
     # under torchrun the same Distiller runs wrapped in DDP, which averages gradients over ranks in backward()
-    step_module = DistributedDataParallel(distiller) if ranks.enabled else distiller
+    # find_unused_parameters: hint stages, scheduled-off terms and auxiliary heads leave some parameters unused
+    step_module = DistributedDataParallel(distiller, find_unused_parameters=True) if ranks.enabled else distiller
     epochs, base_lr = cfg.train.epochs, cfg.optim.lr
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
