@@ -471,7 +471,10 @@ def _remedy_claim(cfg: CapacityStudyConfig, teachers: list[dict[str, Any]], stud
     remedy = max(remedies, key=lambda m: mean_std(list(_by_seed(students, largest, m).values()))["mean"])
     kd_teacher, (kd_label, _) = max(kd_best, key=lambda tk: tk[1][1])
     diff = _paired(_by_seed(students, largest, remedy), _by_seed(students, kd_teacher, kd_label))
-    if diff["mean"] >= 0:
+    no_gap = kd_teacher == largest
+    if no_gap:
+        holds: bool | None = None  # nothing to close: the largest teacher already gave the best KD student
+    elif diff["mean"] >= 0:
         holds: bool | None = True
     elif diff["n"] > 1 and diff["high"] < 0:
         holds = False
@@ -479,9 +482,12 @@ def _remedy_claim(cfg: CapacityStudyConfig, teachers: list[dict[str, Any]], stud
         holds = None
     return {"claim": "a remedy closes the capacity-mismatch gap",
             "holds": holds,
-            "evidence": f"best remedy from the largest teacher {largest}: {remedy}; best KD student overall: "
+            "evidence": (("there is no gap to close in this run: the best KD student already came from the largest "
+                          "teacher. ") if no_gap else "")
+                        + f"best remedy from the largest teacher {largest}: {remedy}; best KD student overall: "
                         f"{kd_label} from {kd_teacher}; paired difference {format_interval(diff)} points "
-                        "(rule: holds if the mean difference >= 0, fails if the interval is below 0)"}
+                        "(rule: undecided when the largest teacher is already the best KD teacher; else holds if "
+                        "the mean difference >= 0, fails if the interval is below 0)"}
 
 
 def _print_summary(results: dict[str, Any], out: Path) -> None:
