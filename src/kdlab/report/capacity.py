@@ -15,19 +15,21 @@ def plot_capacity_curve(results: dict[str, Any], path: Path) -> Path:
     """Student accuracy against teacher parameters per method (mean ± std), CE as a band; teacher accuracy below."""
     teachers = results["teachers"]
     params = [t["params"] for t in teachers]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 7), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 7), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
     methods = [m["label"] for m in results["config"]["methods"]]
-    for method in methods:
+    colors = plt.get_cmap("tab20").colors
+    markers = "os^vDP*Xhd<>"
+    for i, method in enumerate(methods):
         cells = [(t["params"], results["table"][t["name"]].get(method)) for t in teachers]
         cells = [(p, c["test_accuracy"]) for p, c in cells if c is not None]
         top.errorbar([p for p, _ in cells], [a["mean"] * 100 for _, a in cells], yerr=[a["std"] * 100 for _, a in cells],
-                     marker="o", capsize=3, label=method)
+                     marker=markers[i % len(markers)], color=colors[i % len(colors)], capsize=3, label=method)
     ce = results["ce_student"]
     top.axhline(ce["mean"] * 100, color="k", linestyle="--", label="CE only")
     top.axhspan((ce["mean"] - ce["std"]) * 100, (ce["mean"] + ce["std"]) * 100, color="k", alpha=0.08)
     top.set_ylabel("student test accuracy (%)")
     top.set_title("Capacity-mismatch curve (mean ± std over seeds)")
-    top.legend(fontsize=8)
+    top.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     top.grid(alpha=0.3)
     bottom.plot(params, [t["test_accuracy"] * 100 for t in teachers], marker="s", color="#444")
     bottom.set_ylabel("teacher test acc (%)")
