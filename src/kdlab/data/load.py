@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -16,7 +18,39 @@ from .splits import check_train_subset, resolve_val_size, stratified_split
 from .transforms import channel_mean_std, normalize
 
 
+_RECENT: "OrderedDict[str, DataSplits]" = OrderedDict()
+_RECENT_SIZE = 4
+
+
 def load_dataset(
+    name: str,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    val_size: float | int = 0.1,
+    seed: int = 0,
+    train_subset: int | None = None,
+    download: bool = True,
+    **options: Any,
+) -> DataSplits:
+    """Load dataset ``name`` as seeded, stratified, normalised splits (see :func:`build_splits`).
+
+    The result is a pure function of the arguments, so the last few results are kept in memory: a study that
+    trains dozens of models on the same data reads and normalises it once. Treat the returned tensors as read-only.
+    """
+    key = json.dumps([name, str(data_dir) if data_dir is not None else None, val_size, seed, train_subset, download,
+                      options], sort_keys=True, default=str)
+    if key in _RECENT:
+        _RECENT.move_to_end(key)
+        return _RECENT[key]
+    splits = build_splits(name, data_dir=data_dir, val_size=val_size, seed=seed, train_subset=train_subset,
+                          download=download, **options)
+    _RECENT[key] = splits
+    while len(_RECENT) > _RECENT_SIZE:
+        _RECENT.popitem(last=False)
+    return splits
+
+
+def build_splits(
     name: str,
     *,
     data_dir: str | os.PathLike | None = None,
