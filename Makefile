@@ -21,7 +21,7 @@ $(VENV)/.base: $(BIN)/python pyproject.toml
 	touch $@
 
 $(VENV)/.test: $(VENV)/.base
-	$(PIP) -e ".[test]"
+	$(PIP) -e ".[test,ray]"
 	touch $@
 
 venv: $(VENV)/.base

@@ -57,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="study name (see `kdlab list studies`)")
     _add_run_args(p, config_required=False)
     p.add_argument("--preset", default=None, help="named preset, e.g. quick")
+    # shorthands for --set executor.*=... (studies whose config has an 'executor' section, e.g. capacity)
+    p.add_argument("--executor", choices=("local", "pool", "ray"), default=None,
+                   help="where the study's runs train: this process, local worker processes, or a Ray cluster")
+    p.add_argument("--workers", type=int, default=None, metavar="N", help="parallel runs (pool; local Ray cluster)")
+    p.add_argument("--address", default=None, metavar="ADDR", help="address of a running Ray cluster (ray only)")
 
     p = sub.add_parser("list", help="list registered components")
     p.add_argument("what", choices=("models", "losses", "datasets", "studies"))
@@ -180,7 +185,13 @@ def cmd_study(args: argparse.Namespace) -> int:
 
     study = STUDIES.get(args.name)
     out = Path(args.out) if args.out else Path("runs") / args.name
-    study(config=args.config, out=out, preset=args.preset, overrides=args.overrides, progress=args.progress)
+    # appended after the user's --set so the explicit flags win; a study without an 'executor' key rejects them
+    # (the address is quoted: YAML would read some host:port forms as numbers)
+    executor = [f"executor.{key}={value}" for key, value in
+                (("name", args.executor), ("workers", args.workers),
+                 ("address", json.dumps(args.address) if args.address is not None else None)) if value is not None]
+    study(config=args.config, out=out, preset=args.preset, overrides=[*args.overrides, *executor],
+          progress=args.progress)
     return 0
 
 

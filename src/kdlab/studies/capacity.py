@@ -32,6 +32,7 @@ from ..config import Component, DataConfig, Section, check_components
 from ..io import atomic_write_json
 from . import STUDIES
 from .common import StageConfig, command_line, load_study_config, stage_run_config
+from .executor import ExecutorConfig, executor_from_config
 from .stats import format_interval, mean_std, paired_difference
 from .store import RunStore
 
@@ -83,6 +84,8 @@ class CapacityStudyConfig(Section):
     teacher_seed: int = 0
     temperatures: list[float] = Field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0], min_length=1)
     claim_temperature: float = 4.0
+    # where the runs train: in this process (local), on local processes (pool) or on a Ray cluster (ray)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
 
     @field_validator("methods")
     @classmethod
@@ -193,27 +196,24 @@ def run_capacity(config: str | Path | None = None, out: str | Path = "runs/capac
         check_components(run_cfg)
 
     overall = tqdm(total=len(all_cfgs), desc="capacity study", unit="run", disable=progress is False)
-    teachers = []
-    for i, run_cfg in enumerate(teacher_cfgs):
-        summary = store.run(run_cfg, progress=progress)
-        overall.update()
-        log.info("teacher %d/%d %s: %s params, test accuracy %.4f", i + 1, len(teacher_cfgs), labels[i],
-                 f"{summary['params']:,}", summary["test_accuracy"])
-        teachers.append(summary)
-    assistants = []
-    for ti, ai, m, a_cfg in assistant_cfgs:
-        summary = store.run(a_cfg, progress=progress)
-        overall.update()
-        assistants.append({"teacher": labels[ti], "assistant": labels[ai], "method": m.label,
-                           "test_accuracy": summary["test_accuracy"], "run_dir": summary["run_dir"]})
-    students = []
-    for seed, run_cfg in ce_cfgs.items():
-        summary = store.run(run_cfg, progress=progress)
-        overall.update()
-        students.append(_student_record(None, "ce", {}, seed, summary))
-    for fields, run_cfg in student_jobs:
-        summary = store.run(run_cfg, progress=progress)
-        overall.update()
+    # three waves, each a batch of independent runs: assistants need their teacher, students their teacher or
+    # assistant; within a wave the executor may run them in parallel (results do not depend on where they ran)
+    with executor_from_config(cfg.executor) as executor:
+        teachers = executor.run(store, teacher_cfgs, progress=progress, bar=overall)
+        for i, summary in enumerate(teachers):
+            log.info("teacher %d/%d %s: %s params, test accuracy %.4f", i + 1, len(teacher_cfgs), labels[i],
+                     f"{summary['params']:,}", summary["test_accuracy"])
+        assistant_summaries = executor.run(store, [a_cfg for *_, a_cfg in assistant_cfgs], progress=progress,
+                                           bar=overall)
+        student_summaries = executor.run(store, [*ce_cfgs.values(), *(c for _, c in student_jobs)],
+                                         progress=progress, bar=overall)
+    overall.close()
+    assistants = [{"teacher": labels[ti], "assistant": labels[ai], "method": m.label,
+                   "test_accuracy": summary["test_accuracy"], "run_dir": summary["run_dir"]}
+                  for (ti, ai, m, _), summary in zip(assistant_cfgs, assistant_summaries)]
+    students = [_student_record(None, "ce", {}, seed, summary)
+                for seed, summary in zip(ce_cfgs, student_summaries[:len(ce_cfgs)])]
+    for (fields, _), summary in zip(student_jobs, student_summaries[len(ce_cfgs):]):
         m = fields["m"]
         record = _student_record(fields["teacher"], m.label, m.loss.as_dict(), fields["seed"], summary)
         if "assistant" in fields:
@@ -223,7 +223,6 @@ def run_capacity(config: str | Path | None = None, out: str | Path = "runs/capac
         students.append(record)
         log.info("student %s from %s seed %d: test accuracy %.4f", m.label, fields["teacher"], fields["seed"],
                  summary["test_accuracy"])
-    overall.close()
     _select_assistants(students)
 
     profiles = _profile_teachers(cfg, teacher_cfgs, teacher_dirs)
