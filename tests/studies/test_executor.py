@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import runpy
+import sys
 from pathlib import Path
 
 import pytest
@@ -116,7 +117,7 @@ def test_local_retries_a_failed_run_up_to_retries_and_raises_kdlab_errors_at_onc
     assert len(failures) == 1  # a verdict on the config: retrying cannot help
 
 
-def test_executor_config_errors(tmp_path, capsys):
+def test_executor_config_errors(tmp_path, tiny_run, capsys, monkeypatch):
     with pytest.raises(ConfigError, match="executor"):
         run_capacity(out=tmp_path, preset="quick", overrides=TINY + ["executor.name=spark"], progress=False)
     with pytest.raises(ConfigError, match="executor"):
@@ -125,6 +126,10 @@ def test_executor_config_errors(tmp_path, capsys):
         run_capacity(out=tmp_path, preset="quick", overrides=TINY + ["executor.address=auto"], progress=False)
     with pytest.raises(ConfigError, match="not allowed"):
         make_executor("spark")
+    with monkeypatch.context() as mp:
+        mp.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+        with pytest.raises(ConfigError, match=r"pip install 'kdlab\[ray\]'"):
+            make_executor("ray").run(RunStore(tmp_path / "store"), [_one_epoch(tiny_run, 0)], progress=False)
     # the CLI flags become executor.* overrides, so a study without that key rejects them before anything runs
     assert main(["study", "fit", "--preset", "quick", "--out", str(tmp_path / "fit"), "--workers", "2",
                  "--no-progress"]) == 2

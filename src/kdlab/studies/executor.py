@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -100,13 +101,14 @@ class Executor:
 
         ``bar``: an existing tqdm bar to advance per finished config, else one is made (off when progress is False).
         """
+        digests = [cfg.digest() for cfg in cfgs]
         unique: dict[str, RunConfig] = {}
-        for cfg in cfgs:
-            unique.setdefault(cfg.digest(), cfg)
+        for digest, cfg in zip(digests, cfgs):
+            unique.setdefault(digest, cfg)
+        counts = Counter(digests)
         own_bar = bar is None
         if own_bar:
             bar = tqdm(total=len(cfgs), desc=desc, unit="run", disable=progress is False)
-        counts = {d: sum(1 for c in cfgs if c.digest() == d) for d in unique}
 
         def done(digest: str) -> None:
             bar.update(counts[digest])
@@ -121,7 +123,7 @@ class Executor:
             trained = results[digest][1]
             store.trained += int(trained)
             store.reused += counts[digest] - int(trained)
-        return [results[cfg.digest()][0] for cfg in cfgs]
+        return [results[digest][0] for digest in digests]
 
     def _run_unique(self, store: RunStore, cfgs: dict[str, RunConfig], progress: bool | None,
                     done: Callable[[str], None]) -> dict[str, tuple[dict[str, Any], bool]]:
