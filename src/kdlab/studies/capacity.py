@@ -154,6 +154,16 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def teacher_family_configs(teachers: TeacherFamily, data: DataConfig, seed: int) -> list:
+    """The RunConfig of every teacher of the family, in capacity order.
+
+    The one definition shared by every study that reuses the capacity study's teachers (their run-store keys must
+    match exactly).
+    """
+    return [stage_run_config(teachers, data, seed, model=Component(**{**teachers.model.as_dict(), **capacity}))
+            for capacity in teachers.capacities]
+
+
 @STUDIES.register("capacity")
 def run_capacity(config: str | Path | None = None, out: str | Path = "runs/capacity", preset: str | None = None,
                  overrides: list[str] | None = None, progress: bool | None = None) -> dict[str, Any]:
@@ -165,10 +175,7 @@ def run_capacity(config: str | Path | None = None, out: str | Path = "runs/capac
     started = time.perf_counter()
 
     # every run's config, validated before anything trains
-    teacher_cfgs = []
-    for capacity in cfg.teachers.capacities:
-        model = Component(**{**cfg.teachers.model.as_dict(), **capacity})
-        teacher_cfgs.append(stage_run_config(cfg.teachers, cfg.data, cfg.teacher_seed, model=model))
+    teacher_cfgs = teacher_family_configs(cfg.teachers, cfg.data, cfg.teacher_seed)
     teacher_dirs = [store.path(t) for t in teacher_cfgs]
     labels = [_model_label(t.model) for t in teacher_cfgs]
     # TAKD assistants: every smaller family member distilled from each teacher (teachers' recipe and data)

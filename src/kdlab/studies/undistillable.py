@@ -36,7 +36,7 @@ from ..io import atomic_write_json
 from . import STUDIES
 from .capacity import DEFAULTS as CAPACITY_DEFAULTS
 from .capacity import PRESETS as CAPACITY_PRESETS
-from .capacity import TeacherFamily
+from .capacity import TeacherFamily, teacher_family_configs
 from .common import StageConfig, command_line, load_study_config, stage_run_config
 from .stats import format_interval, mean_std, paired_difference
 from .store import RunStore
@@ -119,10 +119,7 @@ def run_undistillable(config: str | Path | None = None, out: str | Path = "runs/
     started = time.perf_counter()
 
     # every first-pass run's config, validated before anything trains (the same configs as the capacity study)
-    teacher_cfgs = []
-    for capacity in cfg.teachers.capacities:
-        model = Component(**{**cfg.teachers.model.as_dict(), **capacity})
-        teacher_cfgs.append(stage_run_config(cfg.teachers, cfg.data, cfg.teacher_seed, model=model))
+    teacher_cfgs = teacher_family_configs(cfg.teachers, cfg.data, cfg.teacher_seed)
     teacher_dirs = [store.path(t) for t in teacher_cfgs]
     ce_cfgs = {seed: stage_run_config(cfg.student, cfg.data, seed) for seed in cfg.seeds}
     kd_cfgs = {(ti, seed): stage_run_config(cfg.student, cfg.data, seed, loss=cfg.kd, teacher_run=teacher_dirs[ti])
