@@ -102,6 +102,11 @@ class TrainConfig(Section):
     # write the resumable checkpoint (and best/last weights, metrics) every k epochs and after the last one;
     # a resumed run still equals an uninterrupted one, it just repeats up to k-1 epochs after a crash
     checkpoint_every: int = Field(1, ge=1)
+    # mixed precision for the forward pass and loss: bf16 autocast (CPU and GPU); off by default, since on this
+    # project's CPU machines it does not speed up small models
+    precision: Literal["fp32", "bf16"] = "fp32"
+    # NHWC memory layout for conv nets (student, and the teacher when it runs live); off by default
+    channels_last: bool = False
 
 
 class TermSchedule(Section):
@@ -181,7 +186,8 @@ class RunConfig(Section):
 
 # dotted paths of fields left out of the digest while at these values (fields added after runs existed, and
 # execution-only settings), so adding them changes no earlier run's identity
-_DIGEST_OPTIONAL: dict[str, Any] = {"features": [], "hint_epochs": 0, "scheme": None, "train.checkpoint_every": 1}
+_DIGEST_OPTIONAL: dict[str, Any] = {"features": [], "hint_epochs": 0, "scheme": None, "train.checkpoint_every": 1,
+                                     "train.precision": "fp32", "train.channels_last": False}
 
 
 # ---------------------------------------------------------------------------------------------- loading

@@ -147,3 +147,18 @@ def test_sparse_checkpoints_still_resume_exactly(tmp_path, tiny_run):
     b = load_tensors(tmp_path / "resumed" / "checkpoints" / "best.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed["best_epoch"] == full["best_epoch"] and resumed["test_accuracy"] == full["test_accuracy"]
+
+
+def test_bf16_autocast_and_channels_last_train_a_conv_net(tmp_path, tiny_run):
+    """Both switches are off by default (not part of a run's identity then) and, when on, still learn digits."""
+    base = {**tiny_run, "model": {"name": "cnn", "width": 0.25, "depth": 2}}
+    assert parse_config({**base, "train": {**base["train"], "precision": "fp32", "channels_last": False}}).digest() \
+        == parse_config(base).digest()
+    raw = {**base, "train": {**base["train"], "precision": "bf16", "channels_last": True}}
+    summary = run(parse_config(raw), tmp_path / "r")
+    assert summary["test_accuracy"] > 0.5
+    lines = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(line["train_loss"]) for line in lines)
+    assert lines[-1]["train_loss"] < lines[0]["train_loss"]
+    with pytest.raises(ConfigError, match="train.precision='fp16'"):
+        parse_config({**base, "train": {**base["train"], "precision": "fp16"}})

@@ -8,6 +8,7 @@ continues after the last complete epoch; the result equals an uninterrupted run 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -51,6 +52,12 @@ def fit(distiller: nn.Module, train_loader, val_loader, cfg: RunConfig, run_dir:
     if steps_per_epoch == 0:
         raise KdlabError("the training loader yields no batch: the training set is smaller than one batch with drop_last")
     show = ranks.is_main and _want_progress(progress if progress is not None else cfg.train.progress)
+    channels_last = cfg.train.channels_last
+    if channels_last:
+        student.to(memory_format=torch.channels_last)
+    device_type = next(student.parameters()).device.type
+    autocast = (torch.autocast(device_type, dtype=torch.bfloat16) if cfg.train.precision == "bf16"
+                else contextlib.nullcontext())
 
     start_epoch, best_acc, best_epoch, history = 0, -math.inf, -1, []
     best_weights: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None
@@ -78,7 +85,11 @@ def fit(distiller: nn.Module, train_loader, val_loader, cfg: RunConfig, run_dir:
         for i, (x, y, index) in enumerate(bar):
             step = epoch * steps_per_epoch + i
             set_lr(optimizer, base_lr * lr_factor(step, steps_per_epoch, epochs, cfg.schedule, base_lr))
-            loss, logits = step_module(x, y, index)
+            if channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast:
+                loss, logits = step_module(x, y, index)
+            loss = loss.float()
             value = loss.item()
             if not math.isfinite(value):
                 raise TrainingDiverged(
