@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import Field
 from tqdm.auto import tqdm
 
-from ..config import Component, DataConfig, Section
+from ..config import Component, DataConfig, Section, check_components
 from ..io import atomic_write_json
 from ..report import Report, bar_chart
 from . import STUDIES
@@ -66,7 +66,6 @@ def run_baseline(config: str | Path | None = None, out: str | Path = "runs/basel
     started = time.perf_counter()
     # validate every run's config before any training
     teacher_cfg = stage_run_config(cfg.teacher, cfg.data, cfg.teacher_seed)
-    from ..config import check_components
     check_components(teacher_cfg)
     teacher_dir = store.path(teacher_cfg)
     student_cfgs = [(seed, method, stage_run_config(cfg.student, cfg.data, seed, loss=method,

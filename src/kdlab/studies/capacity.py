@@ -390,12 +390,8 @@ def _claims(cfg: CapacityStudyConfig, teachers: list[dict[str, Any]], students: 
         "evidence": f"minimum pairwise Spearman correlation of the off-diagonal affinity entries = {min_rho:.3f} "
                     f"(rule: holds if >= 0.7)",
     })
-    kd_labels = [m.label for m in cfg.methods if m.role == "kd"]
-    best_kd = {}  # teacher -> (label, mean accuracy) of its best KD method
-    for t in teachers:
-        options = [(lbl, mean_std(list(_by_seed(students, t["name"], lbl).values()))["mean"]) for lbl in kd_labels]
-        if options:
-            best_kd[t["name"]] = max(options, key=lambda o: o[1])
+    # teacher -> (label, mean accuracy) of its best KD method
+    best_kd = {t["name"]: kd for t in teachers if (kd := _best_kd(cfg, students, t["name"])) is not None}
     if best_kd:
         best_teacher = max(best_kd, key=lambda n: best_kd[n][1])
         most_accurate = max(teachers, key=lambda t: t["test_accuracy"])["name"]
