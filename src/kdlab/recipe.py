@@ -47,7 +47,7 @@ def run(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None = None,
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} is the global batch and must divide evenly over "
                           f"the {ranks.world_size} processes; allowed: a multiple of {ranks.world_size}")
     out_dir = Path(out_dir)
-    finished = _claim_run_dir(out_dir, cfg, write=ranks.is_main)
+    finished = claim_run_dir(out_dir, cfg, write=ranks.is_main)
     distributed.barrier()
     if finished is not None:
         log.info("%s is already finished; reusing it", out_dir)
@@ -80,7 +80,7 @@ def run(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None = None,
     torch.manual_seed(cfg.train.seed)
     student = create_model(cfg.model.name, data.num_classes, data.in_shape, **cfg.model.options)
     if cfg.init is not None:
-        _init_from(student, cfg.init)
+        init_from(student, cfg.init)
     # the objective: a Distiller (response loss + feature terms with adapters) or a scheme's (peers, live teacher,
     # auxiliary heads); taps, shapes and adapters are checked here, before any training
     distiller = build_objective(cfg, student, loss, data.num_classes, data.in_shape, teacher=teacher,
@@ -130,12 +130,20 @@ def run(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None = None,
     return summary
 
 
-def _claim_run_dir(out_dir: Path, cfg: RunConfig, write: bool = True) -> dict[str, Any] | None:
-    """Write the config into ``out_dir``; return the summary if this exact run already finished there."""
+def claim_run_dir(out_dir: Path, cfg: Any, write: bool = True) -> dict[str, Any] | None:
+    """Write the config into ``out_dir``; return the summary if this exact run already finished there.
+
+    ``cfg`` is any config with ``digest()`` and ``to_dict()`` (a RunConfig, or a protect/ run config); a directory
+    holding a different (or unreadable) config of that kind is refused rather than overwritten.
+    """
     config_path = out_dir / CONFIG
     if config_path.is_file():
         existing = yaml.safe_load(config_path.read_text()) or {}
-        if RunConfig.model_validate(existing).digest() != cfg.digest():
+        try:
+            same = type(cfg).model_validate(existing).digest() == cfg.digest()
+        except ValueError:
+            same = False
+        if not same:
             raise ConfigError(f"--out '{out_dir}' already holds a run with a different config; "
                               "choose another --out (or delete that directory to start over)")
         summary = out_dir / SUMMARY
@@ -148,7 +156,7 @@ def _claim_run_dir(out_dir: Path, cfg: RunConfig, write: bool = True) -> dict[st
     return None
 
 
-def _init_from(model: nn.Module, source: str) -> None:
+def init_from(model: nn.Module, source: str) -> None:
     """Start ``model`` from the weights in ``source`` (a .safetensors file or a run directory)."""
     from .distill.teacher import resolve_weights_file
     from .train import load_model_weights

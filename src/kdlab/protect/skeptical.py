@@ -47,13 +47,12 @@ from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
-import yaml
 from pydantic import Field
 from torch import Tensor, nn
 
 from ..config import RunConfig, Section, check_components
 from ..errors import ConfigError
-from ..io import atomic_write_json, atomic_write_text
+from ..io import atomic_write_json
 
 log = logging.getLogger("kdlab")
 
@@ -207,13 +206,13 @@ def run_skeptical(cfg: SkepticalRunConfig, out_dir: str | Path, *, progress: boo
     from ..distill import cached_teacher_logits, load_teacher
     from ..losses import build as build_loss
     from ..models import count_macs, count_params, create_model
-    from ..recipe import SUMMARY, _init_from
+    from ..recipe import SUMMARY, claim_run_dir, init_from
     from ..train import evaluate, fit, load_model_weights, seed_everything
 
     check_skeptical(cfg)
     run_cfg = cfg.run
     out_dir = Path(out_dir)
-    finished = _claim_run_dir(out_dir, cfg)
+    finished = claim_run_dir(out_dir, cfg)
     if finished is not None:
         return finished
     if run_cfg.train.num_threads:
@@ -237,7 +236,7 @@ def run_skeptical(cfg: SkepticalRunConfig, out_dir: str | Path, *, progress: boo
     torch.manual_seed(run_cfg.train.seed)
     student = create_model(run_cfg.model.name, data.num_classes, data.in_shape, **run_cfg.model.options)
     if run_cfg.init is not None:
-        _init_from(student, run_cfg.init)
+        init_from(student, run_cfg.init)
     sk = cfg.skeptical
     objective = SkepticalObjective(student, loss, sk.tap, data.in_shape, data.num_classes,
                                    teacher=None if teacher_logits is not None else teacher,
@@ -275,27 +274,6 @@ def run_skeptical(cfg: SkepticalRunConfig, out_dir: str | Path, *, progress: boo
     }
     atomic_write_json(out_dir / SUMMARY, summary)
     return summary
-
-
-def _claim_run_dir(out_dir: Path, cfg: SkepticalRunConfig) -> dict[str, Any] | None:
-    """Write the config into ``out_dir``; the summary if this exact run finished there; refuse a different run."""
-    from ..recipe import CONFIG, SUMMARY
-
-    config_path = out_dir / CONFIG
-    if config_path.is_file():
-        existing = yaml.safe_load(config_path.read_text()) or {}
-        try:
-            same = SkepticalRunConfig.model_validate(existing).digest() == cfg.digest()
-        except ValueError:
-            same = False
-        if not same:
-            raise ConfigError(f"--out '{out_dir}' already holds a run with a different config; "
-                              "choose another --out (or delete that directory to start over)")
-        summary = out_dir / SUMMARY
-        return json.loads(summary.read_text()) if summary.is_file() else None
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(config_path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    return None
 
 
 def run_skeptical_in_store(store: Any, cfg: SkepticalRunConfig, progress: bool | None = None) -> dict[str, Any]:
