@@ -10,7 +10,7 @@ OUT    ?= runs/main
 STORE  ?= runs/store
 ARGS   ?=
 
-.PHONY: venv run test test-fast data bench clean
+.PHONY: venv run test test-fast data bench bench-torchdistill clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,9 +40,25 @@ test: $(VENV)/.test
 test-fast: $(VENV)/.test
 	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
 
-bench: venv
+# each script prints ratios measured in one run; kdlab vs torchdistill is `make bench-torchdistill` (its own venv)
+bench: data
 	$(BIN)/python benchmarks/bench_loop.py
 	$(BIN)/python benchmarks/bench_loop.py --model cnn
+	$(BIN)/python benchmarks/bench_study_workers.py
+	$(BIN)/python benchmarks/bench_analysis_memory.py
+	$(BIN)/python benchmarks/bench_compile_teacher.py
+
+# kdlab vs torchdistill: torchdistill needs torchvision, which needs this CUDA build of torch (about 5.7 GB), so it gets
+# its own venv holding both packages; never kdlab's venv or CI
+TD_VENV ?= .venv-torchdistill
+$(TD_VENV)/.ready: pyproject.toml
+	$(PYTHON) -m venv $(TD_VENV)
+	$(TD_VENV)/bin/pip install --disable-pip-version-check -q $(FIND_LINKS) torch==2.14.1 torchvision==0.29.1 torchdistill==1.1.5 numpy
+	$(TD_VENV)/bin/pip install --disable-pip-version-check -q $(FIND_LINKS) -e .
+	touch $@
+
+bench-torchdistill: $(TD_VENV)/.ready data
+	$(TD_VENV)/bin/python benchmarks/bench_torchdistill.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(TD_VENV) runs .pytest_cache

@@ -61,6 +61,9 @@ class TeacherConfig(Section):
     epoch: int | None = Field(None, ge=1)
     # after this many student epochs the teacher is dropped and the objective becomes plain CE (ESKD's kd_stop_epoch)
     stop_epoch: int | None = Field(None, ge=0)
+    # torch.compile the teacher for inference (building the output cache, or its live forward pass); off by default:
+    # compiling costs tens of seconds, which only a long run on a large teacher earns back (see the README's table)
+    compile: bool = False
 
     @model_validator(mode="after")
     def _one_source(self) -> "TeacherConfig":
@@ -102,9 +105,12 @@ class TrainConfig(Section):
     # write the resumable checkpoint (and best/last weights, metrics) every k epochs and after the last one;
     # a resumed run still equals an uninterrupted one, it just repeats up to k-1 epochs after a crash
     checkpoint_every: int = Field(1, ge=1)
-    # mixed precision for the forward pass and loss: bf16 autocast (CPU and GPU); off by default, since on this
-    # project's CPU machines it does not speed up small models
-    precision: Literal["fp32", "bf16"] = "fp32"
+    # where to train: auto (cuda:LOCAL_RANK when CUDA is available, else cpu), cpu, cuda, cuda:N or mps
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
+    # mixed precision for the forward pass and loss: bf16 autocast (CPU and GPU), or fp16 autocast with a dynamic
+    # gradient scaler (meant for GPUs; it runs on the CPU too, slowly). Off by default: on this project's CPU
+    # machines neither speeds up small models
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     # NHWC memory layout for conv nets (student, and the teacher when it runs live); off by default
     channels_last: bool = False
 
@@ -187,7 +193,8 @@ class RunConfig(Section):
 # dotted paths of fields left out of the digest while at these values (fields added after runs existed, and
 # execution-only settings), so adding them changes no earlier run's identity
 _DIGEST_OPTIONAL: dict[str, Any] = {"features": [], "hint_epochs": 0, "scheme": None, "train.checkpoint_every": 1,
-                                     "train.precision": "fp32", "train.channels_last": False}
+                                     "train.precision": "fp32", "train.channels_last": False,
+                                     "train.device": "auto", "teacher.compile": False}
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -315,6 +322,9 @@ def check_components(cfg: RunConfig) -> None:
         loss = build_loss(cfg.loss.name, **cfg.loss.options)
     except ConfigError as exc:
         raise ConfigError(f"loss: {exc}") from None
+    if cfg.teacher is not None and cfg.teacher.compile and cfg.features:
+        raise ConfigError("teacher.compile=true cannot be combined with 'features': feature terms hook the teacher's "
+                          "modules by path, which a compiled teacher does not expose; set teacher.compile: false")
     if cfg.scheme is not None:
         from .distill.schemes import check_scheme
 

@@ -36,10 +36,10 @@ def run(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None = None,
     ``on_epoch_end(record, distiller)`` is called after every epoch's checkpoint (for callbacks and tests).
     """
     from .data import TensorLoader, build_augment, load_dataset
-    from .distill import build_objective, cached_teacher_logits, load_teacher
+    from .distill import build_objective, cached_teacher_logits, compile_for_inference, load_teacher
     from .losses import build as build_loss
     from .models import count_macs, count_params, create_model
-    from .train import evaluate, fit, load_model_weights, seed_everything
+    from .train import evaluate, fit, load_model_weights, resolve_device, seed_everything
 
     check_components(cfg)
     ranks = distributed.current()
@@ -52,6 +52,7 @@ def run(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None = None,
     if finished is not None:
         log.info("%s is already finished; reusing it", out_dir)
         return finished
+    device = resolve_device(cfg.train.device, ranks.local_rank)  # an unavailable device fails here, before data
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     seed_everything(cfg.train.seed, cfg.train.deterministic)
@@ -67,7 +68,9 @@ def run(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None = None,
     teacher, teacher_logits = None, None
     loss = build_loss(cfg.loss.name, **cfg.loss.options)
     if cfg.teacher is not None and (getattr(loss, "requires_teacher", True) or cfg.features):
-        teacher = load_teacher(cfg.teacher, data.num_classes, data.in_shape)
+        teacher = load_teacher(cfg.teacher, data.num_classes, data.in_shape).to(device)
+        if cfg.teacher.compile:
+            teacher = compile_for_inference(teacher)
         if cfg.teacher.cache and augment is None and not cfg.features:
             for building in (True, False):  # rank 0 builds the cache, the other ranks then read it
                 if building == ranks.is_main:
@@ -75,16 +78,18 @@ def run(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None = None,
                                                            cache_dir=teacher_cache_dir,
                                                            batch_size=cfg.train.eval_batch_size)
                 distributed.barrier()
+            teacher_logits = teacher_logits.to(device) if teacher_logits is not None else None
 
     # student: initialised right after seeding so every method with this seed starts from the same weights
     torch.manual_seed(cfg.train.seed)
     student = create_model(cfg.model.name, data.num_classes, data.in_shape, **cfg.model.options)
     if cfg.init is not None:
         init_from(student, cfg.init)
+    student.to(device)
     # the objective: a Distiller (response loss + feature terms with adapters) or a scheme's (peers, live teacher,
     # auxiliary heads); taps, shapes and adapters are checked here, before any training
     distiller = build_objective(cfg, student, loss, data.num_classes, data.in_shape, teacher=teacher,
-                                teacher_logits=teacher_logits)
+                                teacher_logits=teacher_logits).to(device)  # adapters, peers, auxiliary heads
 
     # under torchrun each rank takes a strided shard with batch_size / world_size samples per step: together they
     # form exactly the single-process batch

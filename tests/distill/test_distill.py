@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kdlab.config import parse_config
+from kdlab.config import check_components, parse_config
 from kdlab.distill import Distiller, cache as cache_module, cached_teacher_logits, weights_digest
 from kdlab.errors import ConfigError
 from kdlab.io import load_tensors
@@ -104,3 +104,44 @@ def test_seeds_are_paired_across_methods(tmp_path, tiny_run, teacher_dir):
     b = load_tensors(tmp_path / "kd0" / "checkpoints" / "last.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert ce["test_accuracy"] == kd0["test_accuracy"]
+
+
+@pytest.mark.slow  # torch.compile's first call compiles (10-30 s here)
+def test_compiled_teacher_gives_the_eager_outputs_and_the_same_cache_entry(tmp_path, tiny_run, teacher_dir,
+                                                                            monkeypatch):
+    from kdlab.data import load_dataset
+    from kdlab.distill import compile_for_inference
+    from kdlab.distill.teacher import teacher_weights_path
+    from kdlab.train import load_model_weights, predict_logits
+
+    teacher = load_model_weights(teacher_weights_path(teacher_dir)).eval()
+    compiled = compile_for_inference(teacher)
+    assert compiled is not teacher
+    assert cache_module.cache_key(compiled, "d") == cache_module.cache_key(teacher, "d")
+    x = load_dataset("digits", val_size=200, seed=0).train.x
+    torch.testing.assert_close(predict_logits(compiled, x, 256), predict_logits(teacher, x, 256),
+                               rtol=1e-5, atol=1e-5)
+    # end to end: the compiled teacher builds the cache (once) and its run is a normal KD run
+    monkeypatch.setenv("KDLAB_CACHE", str(tmp_path / "cache"))
+    raw = {**tiny_run, "teacher": {"run": str(teacher_dir), "compile": True},
+           "loss": {"name": "kd", "temperature": 4, "alpha": 0.9}}
+    summary = run(parse_config(raw), tmp_path / "compiled")
+    assert summary["test_accuracy"] > 0.7
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 1
+    # the eager twin of the run reuses that cache entry: compiling is not part of the run's or the cache's identity
+    eager = {**raw, "teacher": {"run": str(teacher_dir)}}
+    assert parse_config(eager).digest() == parse_config({**eager, "teacher": {**eager["teacher"],
+                                                                              "compile": False}}).digest()
+    run(parse_config(eager), tmp_path / "eager")
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 1
+    # a live compiled teacher (no cache) trains too
+    live = {**raw, "teacher": {**raw["teacher"], "cache": False}, "train": {**raw["train"], "epochs": 1}}
+    assert run(parse_config(live), tmp_path / "live")["test_accuracy"] > 0.3
+
+
+def test_compiled_teacher_with_feature_terms_is_refused(tiny_run, teacher_dir):
+    raw = {**tiny_run, "teacher": {"run": str(teacher_dir), "compile": True},
+           "loss": {"name": "kd"},
+           "features": [{"student_tap": "pre_logits", "teacher_tap": "pre_logits", "loss": {"name": "fitnet"}}]}
+    with pytest.raises(ConfigError, match="teacher.compile=true cannot be combined with 'features'"):
+        check_components(parse_config(raw))

@@ -139,9 +139,15 @@ def test_a_config_without_features_keeps_its_identity():
 
     cfg = parse_config(BASE)
     legacy = {k: v for k, v in cfg.to_dict().items() if k not in ("features", "hint_epochs", "scheme")}
-    for later_field in ("checkpoint_every", "precision", "channels_last"):  # added later, at defaults: no identity
+    for later_field in ("checkpoint_every", "precision", "channels_last", "device"):  # later, at defaults: no identity
         legacy["train"].pop(later_field)
     assert cfg.digest() == hashlib.sha256(json.dumps(legacy, sort_keys=True).encode()).hexdigest()
+    distil = parse_config({**BASE, "teacher": {"run": "t"}})
+    legacy = {k: v for k, v in distil.to_dict().items() if k not in ("features", "hint_epochs", "scheme")}
+    for later_field in ("checkpoint_every", "precision", "channels_last", "device"):
+        legacy["train"].pop(later_field)
+    legacy["teacher"].pop("compile")
+    assert distil.digest() == hashlib.sha256(json.dumps(legacy, sort_keys=True).encode()).hexdigest()
     with_term = parse_config({**BASE, "teacher": {"run": "t"}, "features": [
         {"student_tap": "hidden1", "teacher_tap": "hidden1", "loss": {"name": "fitnet"}}]})
     assert with_term.digest() != parse_config({**BASE, "teacher": {"run": "t"}}).digest()

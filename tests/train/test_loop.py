@@ -160,5 +160,57 @@ def test_bf16_autocast_and_channels_last_train_a_conv_net(tmp_path, tiny_run):
     lines = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
     assert all(math.isfinite(line["train_loss"]) for line in lines)
     assert lines[-1]["train_loss"] < lines[0]["train_loss"]
-    with pytest.raises(ConfigError, match="train.precision='fp16'"):
-        parse_config({**base, "train": {**base["train"], "precision": "fp16"}})
+    with pytest.raises(ConfigError, match="train.precision='fp8'"):
+        parse_config({**base, "train": {**base["train"], "precision": "fp8"}})
+
+
+def test_fp16_trains_with_a_grad_scaler_whose_state_resumes_exactly(tmp_path, tiny_run):
+    """fp16 autocast + dynamic loss scaling (CPU here; the same code path runs on CUDA): it learns, the scaler's
+    state is in the checkpoint, and a run interrupted after epoch 2 ends with the weights of an uninterrupted one."""
+    cfg = parse_config({**tiny_run, "train": {**tiny_run["train"], "precision": "fp16"}})
+    full = run(cfg, tmp_path / "full")
+    assert full["test_accuracy"] > 0.5
+    _, state = load_latest_checkpoint(tmp_path / "full")
+    assert state["scaler"]["scale"] > 0 and state["scaler"]["_growth_tracker"] > 0
+    with pytest.raises(Interrupt):
+        run(cfg, tmp_path / "resumed", on_epoch_end=_stop_after(2))
+    run(cfg, tmp_path / "resumed")
+    a = load_tensors(tmp_path / "full" / "checkpoints" / "last.safetensors")
+    b = load_tensors(tmp_path / "resumed" / "checkpoints" / "last.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # fp32 runs store no scaler state
+    run(parse_config({**tiny_run, "train": {**tiny_run["train"], "epochs": 1}}), tmp_path / "fp32")
+    assert load_latest_checkpoint(tmp_path / "fp32")[1]["scaler"] is None
+
+
+def test_the_fp16_scaler_skips_a_step_whose_gradients_overflow():
+    from kdlab.train.device import grad_scaler
+
+    layer = torch.nn.Linear(3, 1)
+    before = layer.weight.detach().clone()
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.1)
+    scaler = grad_scaler(torch.device("cpu"), "fp16")
+    start = scaler.get_scale()
+    scaler.scale(layer(torch.tensor([[1.0, 2.0, 3.0]])).sum() * float("inf")).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    assert torch.equal(layer.weight, before)  # step skipped
+    assert scaler.get_scale() == start * 0.5  # and the scale backed off
+    assert not grad_scaler(torch.device("cpu"), "bf16").is_enabled()
+
+
+def test_device_is_resolved_before_any_training(tmp_path, tiny_run):
+    from kdlab.train import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto") == (torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu"))
+    # the default is not part of a run's identity; an explicit device is an execution setting too
+    assert parse_config({**tiny_run, "train": {**tiny_run["train"], "device": "auto"}}).digest() == \
+        parse_config(tiny_run).digest()
+    with pytest.raises(ConfigError, match="train.device='gpu'"):
+        parse_config({**tiny_run, "train": {**tiny_run["train"], "device": "gpu"}})
+    if not torch.cuda.is_available():
+        cfg = parse_config({**tiny_run, "train": {**tiny_run["train"], "device": "cuda:1"}})
+        with pytest.raises(ConfigError, match=r"train.device='cuda:1' but CUDA is not available"):
+            run(cfg, tmp_path / "r")
+        assert not (tmp_path / "r" / "checkpoints").exists()

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from ..train.evaluate import model_device
 from .affinity import AffinityAccumulator
 from .dark_knowledge import DarkKnowledgeAccumulator
 
@@ -22,11 +23,12 @@ def profile_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classe
     """
     dark = DarkKnowledgeAccumulator(num_classes, temperatures)
     affinity = AffinityAccumulator(num_classes, temperature=affinity_temperature)
+    device = model_device(model)
     was_training = model.training
     model.eval()
     try:
         for i in range(0, len(x), batch_size):
-            logits = model(x[i:i + batch_size]).float()
+            logits = model(x[i:i + batch_size].to(device)).float()
             targets = y[i:i + batch_size]
             dark.update(logits, targets)
             affinity.update(logits, targets)

@@ -9,9 +9,10 @@ from .terms import FeatureTerm, build_feature_terms, scheduled_weight
 from .aux_heads import AuxiliaryHead, make_aux_heads
 from .schemes import SCHEMES, born_again, born_again_configs, build_scheme, check_scheme
 from .objective import build_objective
-from .teacher import load_teacher, teacher_weights_path
+from .teacher import compile_for_inference, load_teacher, teacher_weights_path
 
 __all__ = ["Distiller", "freeze", "FeatureTaps", "resolve_tap", "make_adapter", "infer_feature_shapes",
            "FeatureTerm", "build_feature_terms", "scheduled_weight", "AuxiliaryHead", "make_aux_heads", "SCHEMES",
            "born_again", "born_again_configs", "build_scheme", "check_scheme", "build_objective", "load_teacher",
-           "teacher_weights_path", "cached_teacher_logits", "default_cache_dir", "weights_digest"]
+           "compile_for_inference", "teacher_weights_path", "cached_teacher_logits", "default_cache_dir",
+           "weights_digest"]

@@ -40,6 +40,7 @@ def weights_digest(model: nn.Module) -> str:
 
 
 def cache_key(teacher: nn.Module, data_fingerprint: str, transform: Any = None) -> str:
+    teacher = getattr(teacher, "_orig_mod", teacher)  # a torch.compile'd teacher keys as the teacher it wraps
     payload = {"v": CACHE_VERSION, "weights": weights_digest(teacher), "data": data_fingerprint,
                "transform": transform, "class": type(teacher).__qualname__}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]

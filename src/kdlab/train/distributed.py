@@ -65,7 +65,9 @@ def all_reduce_sum(values: list[float]) -> list[float]:
     """Sum a list of numbers over all ranks (identity in a single process)."""
     if not current().enabled:
         return values
-    t = torch.tensor(values, dtype=torch.float64)
+    # NCCL reduces only CUDA tensors; gloo reduces CPU ones
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t.tolist()
 

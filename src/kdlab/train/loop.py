@@ -8,7 +8,6 @@ continues after the last complete epoch; the result equals an uninterrupted run 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -27,6 +26,7 @@ from ..errors import KdlabError, TrainingDiverged
 from ..io import atomic_write_text
 from . import distributed
 from .checkpoint import CHECKPOINTS, load_latest_checkpoint, save_checkpoint, save_model_weights
+from .device import autocast_context, grad_scaler
 from .evaluate import evaluate
 from .optim import build_optimizer, lr_factor, set_lr
 from .seeding import rng_state, set_rng_state
@@ -46,7 +46,9 @@ def fit(distiller: nn.Module, train_loader, val_loader, cfg: RunConfig, run_dir:
     ranks = distributed.current()
     # under torchrun the same Distiller runs wrapped in DDP, which averages gradients over ranks in backward()
     # find_unused_parameters: hint stages, scheduled-off terms and auxiliary heads leave some parameters unused
-    step_module = DistributedDataParallel(distiller, find_unused_parameters=True) if ranks.enabled else distiller
+    device = next(student.parameters()).device  # the recipe moved the objective to train.device
+    step_module = (DistributedDataParallel(distiller, device_ids=[device.index] if device.type == "cuda" else None,
+                                           find_unused_parameters=True) if ranks.enabled else distiller)
     epochs, base_lr = cfg.train.epochs, cfg.optim.lr
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
@@ -55,9 +57,8 @@ def fit(distiller: nn.Module, train_loader, val_loader, cfg: RunConfig, run_dir:
     channels_last = cfg.train.channels_last
     if channels_last:
         student.to(memory_format=torch.channels_last)
-    device_type = next(student.parameters()).device.type
-    autocast = (torch.autocast(device_type, dtype=torch.bfloat16) if cfg.train.precision == "bf16"
-                else contextlib.nullcontext())
+    autocast = autocast_context(device, cfg.train.precision)
+    scaler = grad_scaler(device, cfg.train.precision)  # a pass-through unless precision is fp16
 
     start_epoch, best_acc, best_epoch, history = 0, -math.inf, -1, []
     best_weights: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None
@@ -66,6 +67,8 @@ def fit(distiller: nn.Module, train_loader, val_loader, cfg: RunConfig, run_dir:
         tensors, state = resumed
         distiller.load_state_dict(tensors, strict=True)
         optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
         start_epoch, best_acc, best_epoch = state["epoch"] + 1, state["best_val_accuracy"], state["best_epoch"]
         history = [h for h in _read_metrics(run_dir) if h["epoch"] <= state["epoch"] + 1]
@@ -85,6 +88,8 @@ def fit(distiller: nn.Module, train_loader, val_loader, cfg: RunConfig, run_dir:
         for i, (x, y, index) in enumerate(bar):
             step = epoch * steps_per_epoch + i
             set_lr(optimizer, base_lr * lr_factor(step, steps_per_epoch, epochs, cfg.schedule, base_lr))
+            if device.type != "cpu":
+                x, y, index = (t.to(device, non_blocking=True) for t in (x, y, index))
             if channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast:
@@ -97,8 +102,9 @@ def fit(distiller: nn.Module, train_loader, val_loader, cfg: RunConfig, run_dir:
                     f"stopped. The last good checkpoint is kept in {run_dir / CHECKPOINTS} "
                     f"(epoch {epoch if epoch > 0 else 'none'}). Lower optim.lr or check the inputs.")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)  # with fp16: unscales, and skips the step if a gradient overflowed
+            scaler.update()
             n = len(y)
             loss_sum += value * n
             correct += (logits.detach().argmax(1) == y).sum().item()
@@ -142,6 +148,7 @@ def fit(distiller: nn.Module, train_loader, val_loader, cfg: RunConfig, run_dir:
             atomic_write_text(run_dir / METRICS, "".join(json.dumps(h) + "\n" for h in history))
             save_checkpoint(run_dir, epoch, _trainable_state(distiller), {
                 "epoch": epoch, "optimizer": optimizer.state_dict(), "rng": rng_state(),
+                "scaler": scaler.state_dict() if scaler.is_enabled() else None,
                 "best_val_accuracy": best_acc, "best_epoch": best_epoch,
             }, keep_epochs=cfg.train.keep_epochs)
         if is_checkpoint:
