@@ -121,7 +121,10 @@ def run_kdlab(spec: dict[str, Any], weights: Path, out: Path, train_subset: int,
         "loss": {"name": "kd", "temperature": TEMPERATURE, "alpha": SOFT_WEIGHT},
         "optim": {"name": "sgd", "lr": LR, "momentum": MOMENTUM, "nesterov": True, "weight_decay": 0.0},
         "schedule": {"name": "constant"},
-        "train": {"epochs": 1, "batch_size": BATCH, "eval_batch_size": EVAL_BATCH, "seed": 0, "progress": False},
+        # NCHW, the layout torchdistill trains in (kdlab's default would switch conv nets to channels_last, which
+        # bench_loop.py --switches measures on its own)
+        "train": {"epochs": 1, "batch_size": BATCH, "eval_batch_size": EVAL_BATCH, "seed": 0, "progress": False,
+                  "channels_last": False},
     })
     summary = run(cfg, out)
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

@@ -40,6 +40,7 @@ def run(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None = None,
     from .losses import build as build_loss
     from .models import count_macs, count_params, create_model
     from .train import evaluate, fit, load_model_weights, resolve_device, seed_everything
+    from .train.device import use_channels_last
 
     check_components(cfg)
     ranks = distributed.current()
@@ -69,6 +70,8 @@ def run(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None = None,
     loss = build_loss(cfg.loss.name, **cfg.loss.options)
     if cfg.teacher is not None and (getattr(loss, "requires_teacher", True) or cfg.features):
         teacher = load_teacher(cfg.teacher, data.num_classes, data.in_shape).to(device)
+        if use_channels_last(cfg.train.channels_last, teacher):
+            teacher.to(memory_format=torch.channels_last)
         if cfg.teacher.compile:
             teacher = compile_for_inference(teacher)
         if cfg.teacher.cache and augment is None and not cfg.features:

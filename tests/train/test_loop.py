@@ -214,3 +214,27 @@ def test_device_is_resolved_before_any_training(tmp_path, tiny_run):
         with pytest.raises(ConfigError, match=r"train.device='cuda:1' but CUDA is not available"):
             run(cfg, tmp_path / "r")
         assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def test_channels_last_is_on_for_conv_nets_by_default_and_never_part_of_a_runs_identity(tmp_path, tiny_run):
+    from kdlab.models import create_model
+    from kdlab.train.device import use_channels_last
+
+    cnn = create_model("cnn", 10, (1, 8, 8), width=0.25, depth=2)
+    mlp = create_model("mlp", 10, (1, 8, 8), width=8, depth=1)
+    assert use_channels_last(None, cnn) and not use_channels_last(None, mlp)
+    assert not use_channels_last(False, cnn) and use_channels_last(True, mlp)
+    base = {**tiny_run, "model": {"name": "cnn", "width": 0.25, "depth": 2}, "train": {**tiny_run["train"], "epochs": 1}}
+    digests = {parse_config({**base, "train": {**base["train"], "channels_last": flag}}).digest()
+               for flag in (None, True, False)}
+    assert len(digests) == 1
+    layouts = []
+
+    def record(_, distiller):
+        conv = [m for m in distiller.student.modules() if isinstance(m, torch.nn.Conv2d)][-1]  # > 1 input channel
+        layouts.append((conv.weight.is_contiguous(memory_format=torch.channels_last), conv.weight.is_contiguous()))
+
+    run(parse_config(base), tmp_path / "auto", on_epoch_end=record)
+    run(parse_config({**base, "train": {**base["train"], "channels_last": False}}), tmp_path / "off",
+        on_epoch_end=record)
+    assert layouts == [(True, False), (False, True)]

@@ -6,6 +6,7 @@ import contextlib
 import logging
 
 import torch
+from torch import nn
 
 from ..errors import ConfigError
 
@@ -54,3 +55,10 @@ def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
         log.warning("train.precision=fp16 on the CPU runs, but is slow and not what CPUs are good at; "
                     "prefer bf16 (or fp32) here")
     return torch.amp.GradScaler(device.type, enabled=enabled)
+
+
+def use_channels_last(flag: bool | None, model: nn.Module) -> bool:
+    """``train.channels_last`` for ``model``: the flag when given, else on when the model has a 2-D convolution."""
+    if flag is not None:
+        return flag
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())

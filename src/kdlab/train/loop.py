@@ -26,7 +26,7 @@ from ..errors import KdlabError, TrainingDiverged
 from ..io import atomic_write_text
 from . import distributed
 from .checkpoint import CHECKPOINTS, load_latest_checkpoint, save_checkpoint, save_model_weights
-from .device import autocast_context, grad_scaler
+from .device import autocast_context, grad_scaler, use_channels_last
 from .evaluate import evaluate
 from .optim import build_optimizer, lr_factor, set_lr
 from .seeding import rng_state, set_rng_state
@@ -54,9 +54,9 @@ def fit(distiller: nn.Module, train_loader, val_loader, cfg: RunConfig, run_dir:
     if steps_per_epoch == 0:
         raise KdlabError("the training loader yields no batch: the training set is smaller than one batch with drop_last")
     show = ranks.is_main and _want_progress(progress if progress is not None else cfg.train.progress)
-    channels_last = cfg.train.channels_last
-    if channels_last:
-        student.to(memory_format=torch.channels_last)
+    channels_last = use_channels_last(cfg.train.channels_last, student)
+    if channels_last:  # the student and every trained module of the objective (peers, adapters, heads)
+        distiller.to(memory_format=torch.channels_last)
     autocast = autocast_context(device, cfg.train.precision)
     scaler = grad_scaler(device, cfg.train.precision)  # a pass-through unless precision is fp16
 
