@@ -68,3 +68,44 @@ def test_ddp_batch_not_divisible_is_a_config_error(tmp_path):
                  tmp_path)
     assert bad.returncode != 0
     assert "train.batch_size=63" in bad.stderr and "2 processes" in bad.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun not installed")
+def test_ddp_distillation_shares_one_teacher_cache_and_resumes(tmp_path):
+    """KD under torchrun: rank 0 builds the teacher-output cache once, both ranks read it, the student equals the
+    single-process one; a DDP run cut after epoch 2 and restarted ends with the weights of the uninterrupted one."""
+    teacher_cfg = _config(tmp_path)
+    teacher = _kdlab(["-q", "train", str(teacher_cfg), "--out", str(tmp_path / "teacher")], None, tmp_path)
+    assert teacher.returncode == 0, teacher.stderr
+    cfg = yaml.safe_load(teacher_cfg.read_text())
+    cfg["model"] = {"name": "mlp", "width": 16, "depth": 1}
+    cfg["teacher"] = {"run": str(tmp_path / "teacher")}
+    cfg["loss"] = {"name": "kd", "temperature": 4, "alpha": 0.9}
+    cfg["train"]["keep_epochs"] = [2]
+    config = tmp_path / "kd.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    single = _kdlab(["-q", "distill", str(config), "--out", str(tmp_path / "single")], None, tmp_path)
+    assert single.returncode == 0, single.stderr
+    (cache,) = (tmp_path / "cache").glob("*.safetensors")  # the teacher's outputs, cached once
+    built = cache.stat().st_mtime_ns
+    ddp = _kdlab(["-q", "distill", str(config), "--out", str(tmp_path / "ddp")], 2, tmp_path)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert list((tmp_path / "cache").glob("*.safetensors")) == [cache] and cache.stat().st_mtime_ns == built
+    a = load_tensors(tmp_path / "single" / "checkpoints" / "last.safetensors")
+    b = load_tensors(tmp_path / "ddp" / "checkpoints" / "last.safetensors")
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-5, rtol=1e-4), key
+    # cut the DDP run back to its epoch-2 checkpoint, as if both ranks had died during epoch 3, and restart it
+    run_dir = tmp_path / "ddp"
+    before = (run_dir / "metrics.jsonl").read_text().splitlines()
+    (run_dir / "summary.json").unlink()
+    (run_dir / "checkpoints" / "latest").write_text("epoch-0002\n")
+    resumed = _kdlab(["-q", "distill", str(config), "--out", str(run_dir)], 2, tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    c = load_tensors(run_dir / "checkpoints" / "last.safetensors")
+    for key in b:
+        assert torch.equal(b[key], c[key]), key
+    after = (run_dir / "metrics.jsonl").read_text().splitlines()
+    # epochs 1-2 were not trained again (their records, timings included, are the original ones); epoch 3 was
+    assert after[:2] == before[:2] and len(after) == 3 and after[2] != before[2]
