@@ -28,12 +28,21 @@ SUMMARY = "summary.json"
 CONFIG = "config.yaml"
 
 
+# builds a training objective other than the config's own: (cfg, student, loss, data, teacher, teacher_logits) -> module
+ObjectiveFactory = Callable[[RunConfig, nn.Module, nn.Module, Any, nn.Module | None, torch.Tensor | None], nn.Module]
+
+
 def run(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None = None,
         teacher_cache_dir: str | Path | None = None,
-        on_epoch_end: Callable[[dict[str, Any], nn.Module], None] | None = None) -> dict[str, Any]:
+        on_epoch_end: Callable[[dict[str, Any], nn.Module], None] | None = None,
+        identity: Any | None = None, objective: ObjectiveFactory | None = None,
+        summary_extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train (no teacher) or distil (with a teacher) as ``cfg`` says, in ``out_dir``; return the summary.
 
     ``on_epoch_end(record, distiller)`` is called after every epoch's checkpoint (for callbacks and tests).
+    A method whose objective is not expressible in a RunConfig (the skeptical student) passes ``objective``, which
+    builds it in place of ``build_objective``, and ``identity``, the config object (with ``digest()`` and
+    ``to_dict()``) that names the run directory and is written to it; ``summary_extra`` is merged into the summary.
     """
     from .data import TensorLoader, build_augment, load_dataset
     from .distill import build_objective, cached_teacher_logits, compile_for_inference, load_teacher
@@ -48,7 +57,8 @@ def run(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None = None,
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} is the global batch and must divide evenly over "
                           f"the {ranks.world_size} processes; allowed: a multiple of {ranks.world_size}")
     out_dir = Path(out_dir)
-    finished = claim_run_dir(out_dir, cfg, write=ranks.is_main)
+    identity = identity if identity is not None else cfg
+    finished = claim_run_dir(out_dir, identity, write=ranks.is_main)
     distributed.barrier()
     if finished is not None:
         log.info("%s is already finished; reusing it", out_dir)
@@ -91,8 +101,12 @@ def run(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None = None,
     student.to(device)
     # the objective: a Distiller (response loss + feature terms with adapters) or a scheme's (peers, live teacher,
     # auxiliary heads); taps, shapes and adapters are checked here, before any training
-    distiller = build_objective(cfg, student, loss, data.num_classes, data.in_shape, teacher=teacher,
-                                teacher_logits=teacher_logits).to(device)  # adapters, peers, auxiliary heads
+    if objective is not None:
+        distiller = objective(cfg, student, loss, data, teacher, teacher_logits)
+    else:
+        distiller = build_objective(cfg, student, loss, data.num_classes, data.in_shape, teacher=teacher,
+                                    teacher_logits=teacher_logits)
+    distiller.to(device)  # adapters, peers, auxiliary heads
 
     # under torchrun each rank takes a strided shard with batch_size / world_size samples per step: together they
     # form exactly the single-process batch
@@ -101,7 +115,7 @@ def run(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None = None,
     val_loader = TensorLoader(data.val, cfg.train.eval_batch_size)
     test_loader = TensorLoader(data.test, cfg.train.eval_batch_size)
 
-    meta = {"dataset": data.name, "config_digest": cfg.digest()}
+    meta = {"dataset": data.name, "config_digest": identity.digest()}
     callback = (lambda record: on_epoch_end(record, distiller)) if on_epoch_end else None
     try:
         result = fit(distiller, train_loader, val_loader, cfg, out_dir, metadata=meta, progress=progress,
@@ -113,7 +127,7 @@ def run(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None = None,
     load_model_weights(out_dir / "checkpoints" / "best.safetensors", student)
     test = evaluate(student, test_loader)
     summary = {
-        "config_digest": cfg.digest(),
+        "config_digest": identity.digest(),
         "dataset": data.name,
         "model": cfg.model.as_dict(),
         "loss": cfg.loss.as_dict(),
@@ -131,6 +145,7 @@ def run(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None = None,
         "num_train": len(data.train),
         "seconds": time.perf_counter() - started,
         "weights": str(out_dir / "checkpoints" / "best.safetensors"),
+        **(summary_extra or {}),
     }
     if ranks.is_main:
         atomic_write_json(out_dir / SUMMARY, summary)

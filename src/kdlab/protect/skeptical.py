@@ -41,7 +41,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -52,7 +51,6 @@ from torch import Tensor, nn
 
 from ..config import RunConfig, Section, check_components
 from ..errors import ConfigError
-from ..io import atomic_write_json
 
 log = logging.getLogger("kdlab")
 
@@ -202,78 +200,22 @@ def run_skeptical(cfg: SkepticalRunConfig, out_dir: str | Path, *, progress: boo
     and a directory holding a different run is refused. The exported weights (``checkpoints/best.safetensors``) are
     the student alone; the auxiliary head lives only in the resumable checkpoints.
     """
-    from ..data import TensorLoader, build_augment, load_dataset
-    from ..distill import cached_teacher_logits, load_teacher
-    from ..losses import build as build_loss
-    from ..models import count_macs, count_params, create_model
-    from ..recipe import SUMMARY, claim_run_dir, init_from
-    from ..train import evaluate, fit, load_model_weights, seed_everything
+    from ..recipe import run
 
     check_skeptical(cfg)
-    run_cfg = cfg.run
-    out_dir = Path(out_dir)
-    finished = claim_run_dir(out_dir, cfg)
-    if finished is not None:
-        return finished
-    if run_cfg.train.num_threads:
-        torch.set_num_threads(run_cfg.train.num_threads)
-    seed_everything(run_cfg.train.seed, run_cfg.train.deterministic)
-    started = time.perf_counter()
-
-    d = run_cfg.data
-    data = load_dataset(d.name, data_dir=d.data_dir, val_size=d.val_size, seed=d.seed,
-                        train_subset=d.train_subset, **d.options)
-    augment = build_augment(crop_padding=d.crop_padding, hflip=d.hflip)
-    loss = build_loss(run_cfg.loss.name, **run_cfg.loss.options)
-    assert run_cfg.teacher is not None
-    teacher = load_teacher(run_cfg.teacher, data.num_classes, data.in_shape)
-    teacher_logits = None
-    if run_cfg.teacher.cache and augment is None:
-        teacher_logits = cached_teacher_logits(teacher, data.train.x, data.train.fingerprint(),
-                                               cache_dir=teacher_cache_dir, batch_size=run_cfg.train.eval_batch_size)
-
-    # the student is created right after seeding, as in the recipe: same seed -> same initial student weights
-    torch.manual_seed(run_cfg.train.seed)
-    student = create_model(run_cfg.model.name, data.num_classes, data.in_shape, **run_cfg.model.options)
-    if run_cfg.init is not None:
-        init_from(student, run_cfg.init)
     sk = cfg.skeptical
-    objective = SkepticalObjective(student, loss, sk.tap, data.in_shape, data.num_classes,
-                                   teacher=None if teacher_logits is not None else teacher,
-                                   teacher_logits=teacher_logits, hidden=sk.hidden, ce_weight=sk.ce_weight,
-                                   kd_weight=sk.kd_weight, self_distill=sk.self_distill)
-    train_loader = TensorLoader(data.train, run_cfg.train.batch_size, shuffle=True, seed=run_cfg.train.seed,
-                                augment=augment)
-    val_loader = TensorLoader(data.val, run_cfg.train.eval_batch_size)
-    test_loader = TensorLoader(data.test, run_cfg.train.eval_batch_size)
-    try:
-        result = fit(objective, train_loader, val_loader, run_cfg, out_dir,
-                     metadata={"dataset": data.name, "config_digest": cfg.digest()}, progress=progress)
-    finally:
-        objective.close()
-    load_model_weights(out_dir / "checkpoints" / "best.safetensors", student)
-    test = evaluate(student, test_loader)
-    summary = {
-        "config_digest": cfg.digest(),
-        "dataset": data.name,
-        "model": run_cfg.model.as_dict(),
-        "loss": run_cfg.loss.as_dict(),
-        "skeptical": sk.model_dump(mode="json"),
-        "teacher": run_cfg.teacher.model_dump(mode="json"),
-        "seed": run_cfg.train.seed,
-        "params": count_params(student),
-        "macs": count_macs(student, data.in_shape),
-        "epochs": run_cfg.train.epochs,
-        "best_epoch": result["best_epoch"],
-        "best_val_accuracy": result["best_val_accuracy"],
-        "test_accuracy": test["accuracy"],
-        "test_loss": test["loss"],
-        "num_train": len(data.train),
-        "seconds": time.perf_counter() - started,
-        "weights": str(out_dir / "checkpoints" / "best.safetensors"),
-    }
-    atomic_write_json(out_dir / SUMMARY, summary)
-    return summary
+
+    def skeptical_objective(run_cfg: RunConfig, student: nn.Module, loss: nn.Module, data: Any,
+                            teacher: nn.Module | None, teacher_logits: Tensor | None) -> nn.Module:
+        return SkepticalObjective(student, loss, sk.tap, data.in_shape, data.num_classes,
+                                  teacher=None if teacher_logits is not None else teacher,
+                                  teacher_logits=teacher_logits, hidden=sk.hidden, ce_weight=sk.ce_weight,
+                                  kd_weight=sk.kd_weight, self_distill=sk.self_distill)
+
+    # the recipe does the rest (data, teacher and its cached outputs, seeding, device, fit, test, summary); the run
+    # directory is named by and holds this SkepticalRunConfig
+    return run(cfg.run, out_dir, progress=progress, teacher_cache_dir=teacher_cache_dir, identity=cfg,
+               objective=skeptical_objective, summary_extra={"skeptical": sk.model_dump(mode="json")})
 
 
 def run_skeptical_in_store(store: Any, cfg: SkepticalRunConfig, progress: bool | None = None) -> dict[str, Any]:
