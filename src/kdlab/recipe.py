@@ -56,6 +56,7 @@ def run(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None = None,
     if cfg.train.batch_size % ranks.world_size:
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} is the global batch and must divide evenly over "
                           f"the {ranks.world_size} processes; allowed: a multiple of {ranks.world_size}")
+    device = resolve_device(cfg.train.device, ranks.local_rank)  # an unavailable device fails here, before anything
     out_dir = Path(out_dir)
     identity = identity if identity is not None else cfg
     finished = claim_run_dir(out_dir, identity, write=ranks.is_main)
@@ -63,7 +64,6 @@ def run(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None = None,
     if finished is not None:
         log.info("%s is already finished; reusing it", out_dir)
         return finished
-    device = resolve_device(cfg.train.device, ranks.local_rank)  # an unavailable device fails here, before data
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     seed_everything(cfg.train.seed, cfg.train.deterministic)

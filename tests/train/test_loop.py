@@ -213,7 +213,7 @@ def test_device_is_resolved_before_any_training(tmp_path, tiny_run):
         cfg = parse_config({**tiny_run, "train": {**tiny_run["train"], "device": "cuda:1"}})
         with pytest.raises(ConfigError, match=r"train.device='cuda:1' but CUDA is not available"):
             run(cfg, tmp_path / "r")
-        assert not (tmp_path / "r" / "checkpoints").exists()
+        assert not (tmp_path / "r").exists()  # refused before the run directory is claimed
 
 
 def test_channels_last_is_on_for_conv_nets_by_default_and_never_part_of_a_runs_identity(tmp_path, tiny_run):
