@@ -113,3 +113,30 @@ def test_missing_teacher_and_bad_shapes_are_clear_errors():
         loss_fn(s, torch.zeros(2, 4), y)
     with pytest.raises(ValueError, match="targets"):
         loss_fn(s, torch.zeros(2, 3), torch.tensor([0, 1, 2]))
+
+
+@pytest.mark.parametrize("standardize", [False, True])
+def test_kd_gradient_passes_gradcheck(standardize):
+    g = torch.Generator().manual_seed(0)
+    z_s = torch.randn(6, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    z_t = torch.randn(6, 5, generator=g, dtype=torch.float64) * 3
+    y = torch.tensor([0, 1, 2, 3, 4, 0])
+    loss = build("kd", temperature=2.5, alpha=0.7, standardize=standardize)
+    assert torch.autograd.gradcheck(lambda z: loss(z, z_t, y), (z_s,))
+
+
+def test_kd_with_a_masked_teacher_class_stays_finite():
+    """A teacher logit of -inf (class masking) has p_t = 0: its KL term is 0 (limit of p log p), never NaN."""
+    z_s = torch.tensor([[0.5, -1.0, 2.0], [1.0, 0.0, -1.0]], requires_grad=True)
+    z_t = torch.tensor([[float("-inf"), 1.0, 2.0], [3.0, float("-inf"), 0.0]])
+    y = torch.tensor([2, 0])
+    loss = build("kd", temperature=2.0, alpha=1.0)(z_s, z_t, y)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(z_s.grad).all()
+    # by hand: KL over the two unmasked classes only; d/dz = T * (p_s - p_t) / N with p_t = 0 on the masked class
+    p_t = torch.softmax(z_t / 2.0, dim=-1)
+    log_p_s = torch.log_softmax(z_s.detach() / 2.0, dim=-1)
+    kl = sum((p_t[i, c] * (torch.log(p_t[i, c]) - log_p_s[i, c])).item()
+             for i in range(2) for c in range(3) if p_t[i, c] > 0) / 2
+    assert loss.item() == pytest.approx(4.0 * kl, rel=1e-5)
+    torch.testing.assert_close(z_s.grad, 2.0 * (log_p_s.exp() - p_t) / 2)
