@@ -56,29 +56,11 @@ def effective_macs(model: nn.Module, in_shape: Sequence[int]) -> int:
     Masked weights are read through their mask. Biases, normalisation and activations are not counted.
     """
     from ..models.checks import check_in_shape
+    from ..models.complexity import sum_over_layers
 
     shape = check_in_shape("effective_macs", in_shape)
-    total = 0
-
-    def count(module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
-        nonlocal total
-        weight = module.weight
-        total += output.numel() // weight.shape[0] * int((weight != 0).sum())
-
-    first = next(iter(model.parameters()), None)
-    device = first.device if first is not None else torch.device("cpu")
-    modes = {m: m.training for m in model.modules()}
-    handles = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros(1, *shape, device=device))
-    finally:
-        for handle in handles:
-            handle.remove()
-        for module, training in modes.items():
-            module.training = training
-    return total
+    return sum_over_layers(model, shape, lambda module, output: output.numel() // module.weight.shape[0]
+                           * int((module.weight != 0).sum()))
 
 
 def _claim(run_dir: Path, identity: dict[str, Any], cfg: RunConfig) -> dict[str, Any] | None:

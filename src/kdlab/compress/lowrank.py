@@ -29,6 +29,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..models.complexity import count_params
+from .modules import classifier_head, replace_submodule
 
 __all__ = [
     "build_lowrank",
@@ -189,17 +190,6 @@ class _Layer:
         return float(power[:rank].sum()) / total if total > 0 else 1.0
 
 
-def _head_of(model: nn.Module, include: tuple[type[nn.Module], ...]) -> nn.Module | None:
-    head = getattr(model, "head", None)
-    if isinstance(head, nn.Module):
-        return head
-    last = None
-    for module in model.modules():
-        if isinstance(module, include):
-            last = module
-    return last
-
-
 def _candidates(model: nn.Module, include: Sequence[type[nn.Module]], factorize_head: bool) -> tuple[
         list[_Layer], list[dict[str, Any]]]:
     """Layers that can be factorized (with their singular values), and report rows for the ones that cannot."""
@@ -209,7 +199,7 @@ def _candidates(model: nn.Module, include: Sequence[type[nn.Module]], factorize_
     if not include or not all(isinstance(t, type) and issubclass(t, (nn.Linear, nn.Conv2d)) for t in include):
         raise ValueError(f"include={include!r} is not allowed; allowed: a non-empty tuple of nn.Linear and/or "
                          f"nn.Conv2d (sub)classes")
-    head = None if factorize_head else _head_of(model, include)
+    head = None if factorize_head else classifier_head(model, include)
     layers, skipped = [], []
     for name, module in model.named_modules():
         if not isinstance(module, include):
@@ -260,8 +250,7 @@ def _build(model: nn.Module, layers: list[_Layer], ranks: list[int], min_params_
         if replace:
             module = new.get_submodule(layer.name)
             factorize = factorize_linear if isinstance(module, nn.Linear) else factorize_conv
-            parent, _, child = layer.name.rpartition(".")
-            setattr(new.get_submodule(parent) if parent else new, child, factorize(module, rank))
+            replace_submodule(new, layer.name, factorize(module, rank))
             chosen[layer.name] = rank
     order = {name: i for i, (name, _) in enumerate(model.named_modules())}
     rows.sort(key=lambda r: order[r["name"]])

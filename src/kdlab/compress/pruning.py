@@ -33,6 +33,7 @@ from ..errors import ConfigError
 from ..models.cnn import CNN
 from ..models.complexity import count_params
 from ..models.mlp import MLP
+from .modules import classifier_head, replace_submodule
 
 __all__ = [
     "IMPORTANCES",
@@ -93,22 +94,9 @@ def _check_include(include: Any) -> tuple[type[nn.Module], ...]:
     return tuple(include)
 
 
-def _head_of(model: nn.Module, include: tuple[type[nn.Module], ...]) -> nn.Module | None:
-    """The classifier head: ``model.head`` when the model has one (every kdlab model), else the last layer of an
-    included type in definition order (the classifier of a plain ``nn.Sequential``)."""
-    head = getattr(model, "head", None)
-    if isinstance(head, nn.Module):
-        return head
-    last = None
-    for module in model.modules():
-        if isinstance(module, include):
-            last = module
-    return last
-
-
 def _prunable(model: nn.Module, include: tuple[type[nn.Module], ...], prune_head: bool) -> list[tuple[str, nn.Module]]:
     """(name, module) of every included layer with a weight tensor, in definition order, head excluded unless asked."""
-    head = None if prune_head else _head_of(model, include)
+    head = None if prune_head else classifier_head(model, include)
     layers = []
     for name, module in model.named_modules():
         if isinstance(module, include) and module is not head and isinstance(getattr(module, "weight", None),
@@ -430,11 +418,6 @@ def _slice_bn(bn: nn.BatchNorm2d, keep: torch.Tensor) -> nn.BatchNorm2d:
     return new
 
 
-def _replace(model: nn.Module, path: str, module: nn.Module) -> None:
-    parent, _, name = path.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, name, module)
-
-
 def _apply_keep(model: nn.Module, links: list[_Link], keeps: list[torch.Tensor]) -> None:
     """Cut ``model`` IN PLACE so that link i keeps the units ``keeps[i]`` (sorted indices)."""
     previous: torch.Tensor | None = None
@@ -442,9 +425,9 @@ def _apply_keep(model: nn.Module, links: list[_Link], keeps: list[torch.Tensor])
         slicer = _slice_linear if isinstance(link.producer, nn.Linear) else _slice_conv
         new = slicer(link.producer, keep, previous)
         new.train(link.producer.training)
-        _replace(model, link.path, new)
+        replace_submodule(model, link.path, new)
         if link.bn is not None:
-            _replace(model, link.bn_path, _slice_bn(link.bn, keep))
+            replace_submodule(model, link.bn_path, _slice_bn(link.bn, keep))
         previous = keep
     if previous is not None:
         model.head = _slice_linear(model.head, None, previous)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -36,14 +36,22 @@ def count_macs(model: nn.Module, in_shape: Sequence[int]) -> int:
     untouched); each module's train/eval mode is restored and the counting hooks are removed afterwards.
     """
     shape = check_in_shape("count_macs", in_shape)
+
+    def macs(module: nn.Module, output: torch.Tensor) -> int:
+        return _linear_macs(module, output) if isinstance(module, nn.Linear) else _conv2d_macs(module, output)
+
+    return sum_over_layers(model, shape, macs)
+
+
+def sum_over_layers(model: nn.Module, shape: Sequence[int], per_layer: Callable[[nn.Module, torch.Tensor], int]) -> int:
+    """Sum ``per_layer(module, output)`` over every ``nn.Linear`` / ``nn.Conv2d`` call of one forward pass of one
+    zero sample of ``shape`` (on the model's device and dtype), in eval mode without gradients; each module's
+    train/eval mode is restored and the hooks are removed afterwards."""
     total = 0
 
     def count(module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
         nonlocal total
-        if isinstance(module, nn.Linear):
-            total += _linear_macs(module, output)
-        else:
-            total += _conv2d_macs(module, output)
+        total += per_layer(module, output)
 
     first = next(iter(model.parameters()), None)
     device = first.device if first is not None else torch.device("cpu")
