@@ -36,6 +36,7 @@ from ..config import Component, DataConfig, RunConfig, Section, TeacherConfig, c
 from ..errors import ConfigError
 from ..io import atomic_write_json, read_safetensors_metadata
 from ..studies.common import StageConfig
+from .skeptical import SkepticalHeadOptions
 
 log = logging.getLogger("kdlab")
 
@@ -188,16 +189,12 @@ class ProbeConfig(StageConfig):
     tap: str | None = None
 
 
-class SkepticalProbe(Section):
+class SkepticalProbe(SkepticalHeadOptions):
     """The skeptical-student attack of the audit (KD into an auxiliary head at ``tap``)."""
 
     enabled: bool = True
     temperature: float = Field(4.0, gt=0)
     alpha: float = Field(0.9, ge=0, le=1)
-    hidden: int = Field(128, ge=0)
-    ce_weight: float = Field(1.0, ge=0)
-    kd_weight: float = Field(1.0, ge=0)
-    self_distill: float = Field(0.0, ge=0)
 
 
 class AuditConfig(Section):
@@ -331,9 +328,7 @@ def audit_distillability(model: str | Path, out: str | Path, preset: str | None 
                 sk = cfg.skeptical
                 loss = Component(name="kd", temperature=sk.temperature, alpha=sk.alpha)
                 run_cfg = stage_run_config(stage, data_cfg, seed, loss=loss).model_copy(update={"teacher": teacher})
-                sk_cfg = SkepticalRunConfig(run=run_cfg, skeptical=SkepticalConfig(
-                    tap=tap, hidden=sk.hidden, ce_weight=sk.ce_weight, kd_weight=sk.kd_weight,
-                    self_distill=sk.self_distill))
+                sk_cfg = SkepticalRunConfig(run=run_cfg, skeptical=SkepticalConfig(tap=tap, **sk.head_options()))
                 plans.append((probe.label, skeptical_label(sk.temperature), seed, sk_cfg, True))
     for *_, plan_cfg, is_skeptical in plans:
         check_skeptical(plan_cfg) if is_skeptical else check_components(plan_cfg)

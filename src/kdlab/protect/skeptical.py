@@ -154,15 +154,25 @@ class SkepticalObjective(nn.Module):
 # --------------------------------------------------------------------------------------------- one run
 
 
-class SkepticalConfig(Section):
-    """How the skeptical student is built: where the auxiliary head sits, its size, and the weights of the terms."""
+class SkepticalHeadOptions(Section):
+    """The auxiliary head's size and the weights of the terms (module docstring); shared by every config that builds
+    skeptical students (this run config, the nasty study, the distillability audit)."""
 
-    # a tap name of the student (model.feature_taps, e.g. hidden1, stage1) or a module path
-    tap: str
     hidden: int = Field(128, ge=0)
     ce_weight: float = Field(1.0, ge=0)
     kd_weight: float = Field(1.0, ge=0)
     self_distill: float = Field(0.0, ge=0)
+
+    def head_options(self) -> dict[str, Any]:
+        """Just these options, from this config or any config that extends it."""
+        return {key: getattr(self, key) for key in SkepticalHeadOptions.model_fields}
+
+
+class SkepticalConfig(SkepticalHeadOptions):
+    """How the skeptical student is built: where the auxiliary head sits, its size, and the weights of the terms."""
+
+    # a tap name of the student (model.feature_taps, e.g. hidden1, stage1) or a module path
+    tap: str
 
 
 class SkepticalRunConfig(Section):

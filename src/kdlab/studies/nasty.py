@@ -32,7 +32,8 @@ from ..config import (Component, DataConfig, OptimConfig, ScheduleConfig, Sectio
                       check_components)
 from ..io import atomic_write_json
 from ..protect.nasty import nasty_run_config, protected_weights
-from ..protect.skeptical import SkepticalConfig, SkepticalRunConfig, check_skeptical, run_skeptical_in_store
+from ..protect.skeptical import (SkepticalConfig, SkepticalHeadOptions, SkepticalRunConfig, check_skeptical,
+                                 run_skeptical_in_store)
 from . import STUDIES
 from .common import StageConfig, command_line, load_study_config, stage_run_config
 from .stats import format_interval, mean_std, paired_difference
@@ -71,13 +72,6 @@ class KDOptions(Section):
     alpha: float = Field(0.9, ge=0, le=1)
 
 
-class SkepticalOptions(Section):
-    hidden: int = Field(128, ge=0)
-    ce_weight: float = Field(1.0, ge=0)
-    kd_weight: float = Field(1.0, ge=0)
-    self_distill: float = Field(0.0, ge=0)
-
-
 class NastyStudyConfig(Section):
     # run store shared between studies (content-addressed); default: <out>/runs
     store: str | None = None
@@ -86,7 +80,7 @@ class NastyStudyConfig(Section):
     nasty: NastyStage = Field(default_factory=NastyStage)
     student: StudentStage
     kd: KDOptions = Field(default_factory=KDOptions)
-    skeptical: SkepticalOptions = Field(default_factory=SkepticalOptions)
+    skeptical: SkepticalHeadOptions = Field(default_factory=SkepticalHeadOptions)
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     teacher_seed: int = 0
     profile_temperatures: list[float] = Field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0], min_length=1)
@@ -161,7 +155,7 @@ def run_nasty(config: str | Path | None = None, out: str | Path = "runs/nasty", 
                 update={"teacher": teacher_sources[name]})
             plans.append((name, "kd", seed, kd_cfg))
             plans.append((name, "skeptical", seed, SkepticalRunConfig(run=kd_cfg, skeptical=SkepticalConfig(
-                tap=cfg.student.tap, **cfg.skeptical.model_dump()))))
+                tap=cfg.student.tap, **cfg.skeptical.head_options()))))
     for run_cfg in (teacher_cfg, nasty_cfg):
         check_components(run_cfg)
     for _, method, _, run_cfg in plans:
