@@ -12,6 +12,8 @@ of 0, a cosine of 1) and would only dilute the mean.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -144,6 +146,14 @@ class LocalStructureLoss(FeatureLoss):
 # -- rkd ---------------------------------------------------------------------------------------------------------
 
 
+def _rkd_term(potential: Callable[[Tensor], Tensor], student: Tensor, teacher: Tensor, min_samples: int) -> Tensor:
+    """mean huber(potential(student) - potential(teacher)) (beta 1), or 0 when the batch has fewer than
+    ``min_samples`` samples (no pair for distances, no triangle for angles)."""
+    if student.shape[0] < min_samples:
+        return zero_loss(student)
+    return F.smooth_l1_loss(potential(student), potential(teacher), beta=1.0)
+
+
 @FEATURE_LOSSES.register("rkd_distance")
 class RKDDistanceLoss(FeatureLoss):
     """RKD distance-wise loss: match the batch's pairwise distances, each side normalised by its mean distance.
@@ -170,11 +180,7 @@ class RKDDistanceLoss(FeatureLoss):
 
     def forward(self, student_feature: Tensor, teacher_feature: Tensor) -> Tensor:
         student, teacher = _embeddings(self, student_feature, teacher_feature)
-        if student.shape[0] < 2:
-            zero = zero_loss(student)
-            self._record(distance=zero)
-            return zero
-        loss = self.weight * F.smooth_l1_loss(distance_potential(student), distance_potential(teacher), beta=1.0)
+        loss = self.weight * _rkd_term(distance_potential, student, teacher, min_samples=2)
         self._record(distance=loss)
         return loss
 
@@ -204,11 +210,7 @@ class RKDAngleLoss(FeatureLoss):
 
     def forward(self, student_feature: Tensor, teacher_feature: Tensor) -> Tensor:
         student, teacher = _embeddings(self, student_feature, teacher_feature)
-        if student.shape[0] < 3:
-            zero = zero_loss(student)
-            self._record(angle=zero)
-            return zero
-        loss = self.weight * F.smooth_l1_loss(angle_potential(student), angle_potential(teacher), beta=1.0)
+        loss = self.weight * _rkd_term(angle_potential, student, teacher, min_samples=3)
         self._record(angle=loss)
         return loss
 
@@ -234,14 +236,8 @@ class RKDLoss(FeatureLoss):
 
     def forward(self, student_feature: Tensor, teacher_feature: Tensor) -> Tensor:
         student, teacher = _embeddings(self, student_feature, teacher_feature)
-        if student.shape[0] < 2:
-            zero = zero_loss(student)
-            self._record(distance=zero, angle=zero)
-            return zero
-        distance = self.distance_weight * F.smooth_l1_loss(distance_potential(student),
-                                                           distance_potential(teacher), beta=1.0)
-        angle = (self.angle_weight * F.smooth_l1_loss(angle_potential(student), angle_potential(teacher), beta=1.0)
-                 if student.shape[0] >= 3 else zero_loss(student))
+        distance = self.distance_weight * _rkd_term(distance_potential, student, teacher, min_samples=2)
+        angle = self.angle_weight * _rkd_term(angle_potential, student, teacher, min_samples=3)
         self._record(distance=distance, angle=angle)
         return distance + angle
 
