@@ -130,9 +130,6 @@ def write_capacity_report(results: dict[str, Any], profiles: list[dict[str, Any]
                   "--out <this dir>/undistillable --set store=<same store>`, which reuses this study's runs.")
     rep.bullets([f"T{i + 1} {t['name']}: see undistillable/report.html, section for this teacher"
                  for i, t in enumerate(results["teachers"])])
-    rep.heading("Reproduce")
-    rep.code(results["command"])
-    rep.paragraph(f"{results['runs_trained']} runs trained, {results['runs_reused']} reused from the run store; "
-                  f"{results['seconds']:.0f} s on this machine.")
+    rep.reproduce(results)
     rep.write(out)
     return files + ["report.md", "report.html"]

@@ -156,9 +156,6 @@ def write_compress_report(results: dict[str, Any], out: Path) -> list[str]:
         rep.table(["budget", *others], diff_rows)
     rep.paragraph("Pareto front (by parameters; no other student is both smaller and more accurate): "
                   + ", ".join(results["pareto"]) + ".")
-    rep.heading("Reproduce")
-    rep.code(results["command"])
-    rep.paragraph(f"{results['runs_trained']} runs trained, {results['runs_reused']} reused; "
-                  f"{results['seconds']:.0f} s on this machine. Rules: docs/studies/compress.md.")
+    rep.reproduce(results, reused_where="", note=" Rules: docs/studies/compress.md.")
     rep.write(out)
     return files + ["report.md", "report.html"]

@@ -51,6 +51,13 @@ class Report:
         self.blocks.append(("claims", list(claims)))
         return self
 
+    def reproduce(self, results: dict[str, Any], reused_where: str = " from the run store", note: str = "") -> "Report":
+        """The closing section of a study report: the command that reproduces it, runs trained and reused, time."""
+        self.heading("Reproduce")
+        self.code(results["command"])
+        return self.paragraph(f"{results['runs_trained']} runs trained, {results['runs_reused']} reused{reused_where}; "
+                              f"{results['seconds']:.0f} s on this machine.{note}")
+
     def to_markdown(self) -> str:
         out = [f"# {self.title}", ""]
         for kind, value in self.blocks:

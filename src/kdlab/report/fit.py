@@ -226,9 +226,6 @@ def write_fit_report(results: dict[str, Any], out: Path) -> list[str]:
                       f"{r['score'] * 100:.2f}%), tolerance {r['tolerance'] * 100:.2f} points ({r['rule']}).")
         rep.image(cv_files[0], "cross-validated accuracy against capacity")
         rep.image(cv_files[1], "learning curves of the cross-validation sweep")
-    rep.heading("Reproduce")
-    rep.code(results["command"])
-    rep.paragraph(f"{results['runs_trained']} runs trained, {results['runs_reused']} reused; "
-                  f"{results['seconds']:.0f} s on this machine. Rules: docs/studies/fit.md.")
+    rep.reproduce(results, reused_where="", note=" Rules: docs/studies/fit.md.")
     rep.write(out)
     return files + ["report.md", "report.html"]

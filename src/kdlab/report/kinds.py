@@ -157,10 +157,7 @@ def write_kinds_report(results: dict[str, Any], out: Path) -> list[str]:
     rep.bullets([_describe(m) for m in cfg["methods"]])
     for name in files:
         rep.image(name, captions[name])
-    rep.heading("Reproduce")
-    rep.code(results["command"])
-    rep.paragraph(f"{results['runs_trained']} runs trained, {results['runs_reused']} reused from the run store; "
-                  f"{results['seconds']:.0f} s on this machine.")
+    rep.reproduce(results)
     rep.write(out)
     return files + ["report.md", "report.html"]
 

@@ -104,10 +104,7 @@ def write_nasty_report(results: dict[str, Any], out: Path) -> list[str]:
     rep.image(files[0], "students by teacher and method")
     rep.image(files[1], "derived std and non-GT entropy against temperature")
     rep.image(files[2], "average tempered output, classes ranked by the normal teacher")
-    rep.heading("Reproduce")
-    rep.code(results["command"])
-    rep.paragraph(f"{results['runs_trained']} runs trained, {results['runs_reused']} reused from the run store; "
-                  f"{results['seconds']:.0f} s on this machine.")
+    rep.reproduce(results)
     rep.write(out)
     return files + ["report.md", "report.html"]
 
@@ -173,9 +170,6 @@ def write_audit_report(results: dict[str, Any], out: Path) -> list[str]:
                       + ", ".join(f"{t}: {v:.3f}" for t, v in kl.items()) + ".")
     for file in files:
         rep.image(file, file.removesuffix(".png").replace("_", " "))
-    rep.heading("Reproduce")
-    rep.code(results["command"])
-    rep.paragraph(f"{results['runs_trained']} runs trained, {results['runs_reused']} reused from the run store; "
-                  f"{results['seconds']:.0f} s on this machine.")
+    rep.reproduce(results)
     rep.write(out)
     return files + ["report.md", "report.html"]

@@ -161,10 +161,7 @@ def write_theory_report(results: dict[str, Any], out: Path) -> list[str]:
                 format_pm(s["argmax_agreement"]), format_pm(s["net_test_accuracy"]),
                 format_pm(s["kernel_test_accuracy"])] for w, s in results["ntk"]["summary"].items()])
     rep.image(files[2], "NTK drift and linearisation error against width")
-    rep.heading("Reproduce")
-    rep.code(results["command"])
-    rep.paragraph(f"{results['runs_trained']} runs trained, {results['runs_reused']} reused; "
-                  f"{results['seconds']:.0f} s on this machine.")
+    rep.reproduce(results, reused_where="")
     rep.write(out)
     return files + ["report.md", "report.html"]
 
@@ -239,9 +236,6 @@ def write_multiview_report(results: dict[str, Any], out: Path) -> list[str]:
     rep.paragraph("Feature correlations max_r <w_c,r, v_c,l> (class c, view l) per seed: "
                   + "; ".join(f"seed {r['seed']}: single {r['feature_correlations']['single']}, student "
                               f"{r['feature_correlations']['student']}" for r in results["per_seed"]))
-    rep.heading("Reproduce")
-    rep.code(results["command"])
-    rep.paragraph(f"{results['runs_trained']} runs trained, {results['runs_reused']} reused; "
-                  f"{results['seconds']:.0f} s on this machine.")
+    rep.reproduce(results, reused_where="")
     rep.write(out)
     return files + ["report.md", "report.html"]

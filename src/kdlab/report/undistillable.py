@@ -240,9 +240,6 @@ def write_undistillable_report(results: dict[str, Any], out: Path) -> list[str]:
     else:
         rep.paragraph("No teacher had undistillable classes, so TLLM equals KD and was not trained.")
     rep.image(files[2], "student accuracy by teacher: CE, KD, TLLM")
-    rep.heading("Reproduce")
-    rep.code(results["command"])
-    rep.paragraph(f"{results['runs_trained']} runs trained, {results['runs_reused']} reused from the run store; "
-                  f"{results['seconds']:.0f} s on this machine.")
+    rep.reproduce(results)
     rep.write(out)
     return files + ["report.md", "report.html"]
