@@ -18,9 +18,8 @@ from ..config import Component, DataConfig, Section, check_components
 from ..io import atomic_write_json
 from ..report import Report, bar_chart
 from . import STUDIES
-from .common import StageConfig, command_line, load_study_config, stage_run_config
+from .common import StageConfig, command_line, open_study, stage_run_config
 from .stats import format_interval, format_pm, mean_std, paired_difference
-from .store import RunStore
 
 log = logging.getLogger("kdlab")
 
@@ -59,11 +58,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 def run_baseline(config: str | Path | None = None, out: str | Path = "runs/baseline", preset: str | None = None,
                  overrides: list[str] | None = None, progress: bool | None = None) -> dict[str, Any]:
     """Run the baseline study and write results.json, report.md, report.html and plots into ``out``."""
-    cfg: BaselineStudyConfig = load_study_config(BaselineStudyConfig, DEFAULTS, PRESETS, config, preset,
-                                                 list(overrides or []))
-    out = Path(out)
-    store = RunStore(cfg.store or out / "runs")
-    started = time.perf_counter()
+    cfg, out, store, started = open_study(BaselineStudyConfig, DEFAULTS, PRESETS, config, preset, overrides, out)
     # validate every run's config before any training
     teacher_cfg = stage_run_config(cfg.teacher, cfg.data, cfg.teacher_seed)
     check_components(teacher_cfg)

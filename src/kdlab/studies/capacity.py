@@ -31,10 +31,9 @@ from tqdm.auto import tqdm
 from ..config import Component, DataConfig, Section, check_components
 from ..io import atomic_write_json
 from . import STUDIES
-from .common import StageConfig, command_line, load_study_config, stage_run_config
+from .common import StageConfig, command_line, open_study, stage_run_config
 from .executor import ExecutorConfig, executor_from_config
 from .stats import format_interval, mean_std, paired_difference
-from .store import RunStore
 
 log = logging.getLogger("kdlab")
 
@@ -168,11 +167,7 @@ def teacher_family_configs(teachers: TeacherFamily, data: DataConfig, seed: int)
 def run_capacity(config: str | Path | None = None, out: str | Path = "runs/capacity", preset: str | None = None,
                  overrides: list[str] | None = None, progress: bool | None = None) -> dict[str, Any]:
     """Run the capacity study; write results.json, plots, report.md and report.html into ``out``."""
-    cfg: CapacityStudyConfig = load_study_config(CapacityStudyConfig, DEFAULTS, PRESETS, config, preset,
-                                                 list(overrides or []))
-    out = Path(out)
-    store = RunStore(cfg.store or out / "runs")
-    started = time.perf_counter()
+    cfg, out, store, started = open_study(CapacityStudyConfig, DEFAULTS, PRESETS, config, preset, overrides, out)
 
     # every run's config, validated before anything trains
     teacher_cfgs = teacher_family_configs(cfg.teachers, cfg.data, cfg.teacher_seed)

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import shlex
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import Field
 
 from ..config import (Component, DataConfig, OptimConfig, RunConfig, ScheduleConfig, Section, TeacherConfig,
                       TrainConfig, apply_overrides, deep_merge, parse_config, read_yaml)
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from .store import RunStore
+
+S = TypeVar("S")
 
 
 class StageConfig(Section):
@@ -65,6 +71,18 @@ def load_study_config(model_cls: type, defaults: dict[str, Any], presets: dict[s
     if config is not None:
         raw = deep_merge(raw, read_yaml(config))
     return parse_config(apply_overrides(raw, overrides), model_cls)
+
+
+def open_study(model_cls: type[S], defaults: dict[str, Any], presets: dict[str, dict[str, Any]],
+               config: str | Path | None, preset: str | None, overrides: list[str] | None,
+               out: str | Path) -> tuple[S, Path, "RunStore", float]:
+    """What every study starts with: its validated config (see :func:`load_study_config`), the output directory,
+    the run store (``cfg.store``, default ``<out>/runs``) and the start time (``time.perf_counter()``)."""
+    from .store import RunStore
+
+    cfg = load_study_config(model_cls, defaults, presets, config, preset, list(overrides or []))
+    out = Path(out)
+    return cfg, out, RunStore(cfg.store or out / "runs"), time.perf_counter()
 
 
 def command_line() -> str:

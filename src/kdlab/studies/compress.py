@@ -37,7 +37,7 @@ from ..config import (Component, DataConfig, OptimConfig, RunConfig, ScheduleCon
 from ..errors import ConfigError
 from ..io import atomic_write_json
 from . import STUDIES
-from .common import StageConfig, command_line, load_study_config, stage_run_config
+from .common import StageConfig, command_line, open_study, stage_run_config
 from .stats import format_interval, format_pm, mean_std, paired_difference
 from .store import RunStore
 
@@ -165,11 +165,7 @@ def run_compress(config: str | Path | None = None, out: str | Path = "runs/compr
     from ..data import load_dataset
     from ..losses import build as build_loss
 
-    cfg: CompressStudyConfig = load_study_config(CompressStudyConfig, DEFAULTS, PRESETS, config, preset,
-                                                 list(overrides or []))
-    out = Path(out)
-    store = RunStore(cfg.store or out / "runs")
-    started = time.perf_counter()
+    cfg, out, store, started = open_study(CompressStudyConfig, DEFAULTS, PRESETS, config, preset, overrides, out)
 
     # everything that can be checked is checked before the teacher trains
     teacher_cfg = stage_run_config(cfg.teacher, cfg.data, cfg.teacher_seed)

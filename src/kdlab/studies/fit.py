@@ -35,7 +35,7 @@ from ..config import Component, DataConfig, RunConfig, Section, check_components
 from ..errors import ConfigError, KdlabError
 from ..io import atomic_write_json
 from . import STUDIES
-from .common import StageConfig, command_line, load_study_config, stage_run_config
+from .common import StageConfig, command_line, open_study, stage_run_config
 from .stats import format_interval, format_pm, mean_std, paired_difference
 from .store import RunStore
 
@@ -147,11 +147,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 def run_fit(config: str | Path | None = None, out: str | Path = "runs/fit", preset: str | None = None,
             overrides: list[str] | None = None, progress: bool | None = None) -> dict[str, Any]:
     """Run the fit study; write results.json, plots, report.md and report.html into ``out``."""
-    cfg: FitStudyConfig = load_study_config(FitStudyConfig, DEFAULTS, PRESETS, config, preset, list(overrides or []))
-    out = Path(out)
-    store = RunStore(cfg.store or out / "runs")
+    cfg, out, store, started = open_study(FitStudyConfig, DEFAULTS, PRESETS, config, preset, overrides, out)
     inprocess = {"trained": 0, "reused": 0}
-    started = time.perf_counter()
 
     models = [_capacity_model(cfg.sweep, c) for c in cfg.sweep.capacities]
     cv_models = [_capacity_model(cfg.cv, c) for c in cfg.cv.capacities] if cfg.cv.enabled else []

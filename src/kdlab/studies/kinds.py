@@ -27,7 +27,7 @@ from ..config import Component, DataConfig, FeatureTermConfig, RunConfig, Sectio
 from ..errors import ConfigError
 from ..io import atomic_write_json
 from . import STUDIES
-from .common import StageConfig, command_line, load_study_config, stage_run_config
+from .common import StageConfig, command_line, open_study, stage_run_config
 from .stats import format_interval, mean_std, paired_difference
 from .store import RunStore
 
@@ -163,11 +163,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 def run_kinds(config: str | Path | None = None, out: str | Path = "runs/kinds", preset: str | None = None,
               overrides: list[str] | None = None, progress: bool | None = None) -> dict[str, Any]:
     """Run the kinds study; write results.json, plots, report.md and report.html into ``out``."""
-    cfg: KindsStudyConfig = load_study_config(KindsStudyConfig, DEFAULTS, PRESETS, config, preset,
-                                              list(overrides or []))
-    out = Path(out)
-    store = RunStore(cfg.store or out / "runs")
-    started = time.perf_counter()
+    cfg, out, store, started = open_study(KindsStudyConfig, DEFAULTS, PRESETS, config, preset, overrides, out)
 
     # every run's config, validated (names, options, taps, shapes, schemes) before anything trains
     teacher_cfg = stage_run_config(cfg.teacher, cfg.data, cfg.teacher_seed)

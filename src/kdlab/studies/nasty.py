@@ -35,9 +35,8 @@ from ..protect.nasty import nasty_run_config, protected_weights
 from ..protect.skeptical import (SkepticalConfig, SkepticalHeadOptions, SkepticalRunConfig, check_skeptical,
                                  run_skeptical_in_store)
 from . import STUDIES
-from .common import StageConfig, command_line, load_study_config, stage_run_config
+from .common import StageConfig, command_line, open_study, stage_run_config
 from .stats import format_interval, mean_std, paired_difference
-from .store import RunStore
 
 log = logging.getLogger("kdlab")
 
@@ -126,11 +125,7 @@ TEACHERS = ("normal", "nasty")
 def run_nasty(config: str | Path | None = None, out: str | Path = "runs/nasty", preset: str | None = None,
               overrides: list[str] | None = None, progress: bool | None = None) -> dict[str, Any]:
     """Run the nasty-teacher study; write results.json, plots, report.md and report.html into ``out``."""
-    cfg: NastyStudyConfig = load_study_config(NastyStudyConfig, DEFAULTS, PRESETS, config, preset,
-                                              list(overrides or []))
-    out = Path(out)
-    store = RunStore(cfg.store or out / "runs")
-    started = time.perf_counter()
+    cfg, out, store, started = open_study(NastyStudyConfig, DEFAULTS, PRESETS, config, preset, overrides, out)
 
     # every run's config, validated before anything trains
     teacher_cfg = stage_run_config(cfg.teacher, cfg.data, cfg.teacher_seed)
