@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from ..registry import Registry
-from .checks import check_int, check_positive
+from .checks import check_positive
 
 FEATURE_LOSSES: Registry = Registry("feature loss")
 

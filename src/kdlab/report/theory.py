@@ -142,7 +142,7 @@ def write_theory_report(results: dict[str, Any], out: Path) -> list[str]:
                 f"{v['distillation_error']['mean']:.3f}", f"{v['phi']['mean']:.4f}", f"{v['l1']['mean']:.4f}",
                 f"{v['complexity']['mean']:.3g}", f"{v['distillation_complexity']['mean']:.3g}",
                 f"{v['total']['mean']:.3g} ± {v['total']['std']:.2g}"] for s, v in bound["summary"].items()]
-              + [[f"teacher itself (g = f)", f"{t['params']:,}", f"{t['test_error'] * 100:.2f}",
+              + [["teacher itself (g = f)", f"{t['params']:,}", f"{t['test_error'] * 100:.2f}",
                   f"{t['own_bound']['training']:.3f}", "0", "0", "0", f"{t['own_bound']['complexity']:.3g}",
                   f"{t['own_bound']['distillation_complexity']:.3g}", f"{t['own_bound']['total']:.3g}"]])
     rep.image(files[0], "bound terms per student size")

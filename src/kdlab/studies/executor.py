@@ -19,7 +19,6 @@ import os
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from pathlib import Path
 from typing import Any, Callable, Literal
 
 from pydantic import Field, model_validator

@@ -463,7 +463,7 @@ def _claims(results: dict[str, Any]) -> list[dict[str, Any]]:
         holds = None
     claims.append({"claim": "distilling the teacher into a small student gives a tighter bound on the teacher's test "
                             "error than the teacher's own complexity (Hsu et al.)", "holds": holds, "evidence": (
-        f"smallest bound through a student per seed: " + ", ".join(f"seed {s}: {v:.3g}" for s, v in
+        "smallest bound through a student per seed: " + ", ".join(f"seed {s}: {v:.3g}" for s, v in
                                                                     best_by_seed.items())
         + f"; the teacher's own bound (g = f, Phi = 0): {own:.3g} (rule: holds if every seed's smallest student bound "
           "is below the teacher's own, does not hold if their mean is not)")})

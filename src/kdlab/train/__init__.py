@@ -8,4 +8,4 @@ from .optim import build_optimizer, lr_factor
 from .seeding import seed_everything
 
 __all__ = ["fit", "evaluate", "predict_logits", "build_optimizer", "lr_factor", "seed_everything",
-           "save_checkpoint", "load_latest_checkpoint", "save_model_weights", "load_model_weights"]
+           "save_checkpoint", "load_latest_checkpoint", "save_model_weights", "load_model_weights", "resolve_device"]
