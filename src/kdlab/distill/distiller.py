@@ -83,12 +83,7 @@ class Distiller(nn.Module):
         self.teacher_dropped = self.stop_epoch is not None and epoch >= self.stop_epoch
 
     def teacher_outputs(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        if self.teacher_logits is not None:
-            return self.teacher_logits[index]
-        with torch.inference_mode():
-            logits = self.teacher(x)
-        # inference tensors cannot be saved for backward; a clone made outside inference mode can
-        return logits.clone()
+        return teacher_batch_logits(self.teacher, self.teacher_logits, x, index)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         student_logits = self.student(x)
@@ -142,6 +137,18 @@ class Distiller(nn.Module):
         for taps in (self.student_taps, self.teacher_taps):
             if taps is not None:
                 taps.remove()
+
+
+def teacher_batch_logits(teacher: nn.Module | None, cached: torch.Tensor | None, x: torch.Tensor,
+                         index: torch.Tensor) -> torch.Tensor:
+    """A frozen teacher's logits for a batch: rows ``index`` of its cached logits when there are any, else the
+    teacher run on ``x`` without autograd."""
+    if cached is not None:
+        return cached[index]
+    with torch.inference_mode():
+        logits = teacher(x)
+    # inference tensors cannot be saved for backward; a clone made outside inference mode can
+    return logits.clone()
 
 
 def freeze(model: nn.Module) -> nn.Module:

@@ -50,6 +50,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from ..config import RunConfig, Section, check_components
+from ..distill.distiller import teacher_batch_logits
 from ..errors import ConfigError
 
 log = logging.getLogger("kdlab")
@@ -119,11 +120,7 @@ class SkepticalObjective(nn.Module):
 
     def teacher_outputs(self, x: Tensor, index: Tensor) -> Tensor:
         """The teacher's logits of this batch: cached rows ``index``, or the frozen teacher run without gradient."""
-        if self.teacher_logits is not None:
-            return self.teacher_logits[index]
-        with torch.inference_mode():
-            logits = self.teacher(x)
-        return logits.clone()  # an inference tensor cannot be saved for backward; a clone can
+        return teacher_batch_logits(self.teacher, self.teacher_logits, x, index)
 
     def forward(self, x: Tensor, y: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
         """(objective, final-head logits) of a batch; see the class and module docstrings for the formula."""
