@@ -433,16 +433,6 @@ def _by_seed(students: list[dict[str, Any]], probe: str, method: str) -> dict[in
     return {s["seed"]: s["test_accuracy"] for s in students if s["probe"] == probe and s["method"] == method}
 
 
-def paired(a: dict[int, float], b: dict[int, float]) -> dict[str, Any]:
-    """Paired difference a - b over the seeds both have (see ``kdlab.studies.stats.paired_difference``)."""
-    from ..studies.stats import paired_difference
-
-    seeds = sorted(set(a) & set(b))
-    if not seeds:
-        return {"mean": math.nan, "low": math.nan, "high": math.nan, "n": 0, "significant": False}
-    return paired_difference([a[s] for s in seeds], [b[s] for s in seeds])
-
-
 def margin_verdict(diff: dict[str, Any]) -> str:
     """'leaks' if the paired interval is above 0; 'protected' if the mean is <= 0 over >= 2 seeds; else 'inconclusive'."""
     if diff["n"] >= 2 and diff["low"] > 0:
@@ -455,7 +445,7 @@ def margin_verdict(diff: dict[str, Any]) -> str:
 def assemble_audit(cfg: AuditConfig, source: ModelSource, reference: ModelSource | None, data_cfg: DataConfig,
                    students: list[dict[str, Any]], profiles: dict[str, Any]) -> dict[str, Any]:
     """results.json of the audit: per-probe tables, margins (best method - CE, paired), verdicts, profiles, claims."""
-    from ..studies.stats import mean_std
+    from ..studies.stats import mean_std, paired_by_seed
 
     kd_methods = [kd_label(t) for t in cfg.temperatures]
     sk_method = skeptical_label(cfg.skeptical.temperature) if cfg.skeptical.enabled else None
@@ -463,7 +453,8 @@ def assemble_audit(cfg: AuditConfig, source: ModelSource, reference: ModelSource
     for probe in cfg.probes:
         ce = _by_seed(students, probe.label, "ce")
         methods = {m: _by_seed(students, probe.label, m) for m in [*kd_methods, *([sk_method] if sk_method else [])]}
-        table = {m: {"test_accuracy": mean_std(list(v.values())), "minus_ce": paired(v, ce)} for m, v in methods.items()}
+        table = {m: {"test_accuracy": mean_std(list(v.values())), "minus_ce": paired_by_seed(v, ce)}
+                 for m, v in methods.items()}
         best_kd = max(kd_methods, key=lambda m: table[m]["test_accuracy"]["mean"])
         best_attack = max(methods, key=lambda m: table[m]["test_accuracy"]["mean"])
         kd_margin = table[best_kd]["minus_ce"]

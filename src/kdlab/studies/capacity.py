@@ -33,7 +33,7 @@ from ..io import atomic_write_json
 from . import STUDIES
 from .common import StageConfig, command_line, open_study, stage_run_config
 from .executor import ExecutorConfig, executor_from_config
-from .stats import format_interval, mean_std, paired_difference
+from .stats import format_interval, mean_std, paired_by_seed
 
 log = logging.getLogger("kdlab")
 
@@ -298,13 +298,6 @@ def _by_seed(students: list[dict[str, Any]], teacher: str | None, method: str) -
             if s["teacher"] == teacher and s["method"] == method and s.get("selected", True)}
 
 
-def _paired(a: dict[int, float], b: dict[int, float]) -> dict[str, Any]:
-    seeds = sorted(set(a) & set(b))
-    if not seeds:
-        return {"mean": math.nan, "low": math.nan, "high": math.nan, "n": 0, "significant": False}
-    return paired_difference([a[s] for s in seeds], [b[s] for s in seeds])
-
-
 def _assemble(cfg: CapacityStudyConfig, teacher_cfgs: list, teachers: list[dict[str, Any]],
               profiles: list[dict[str, Any]], students: list[dict[str, Any]]) -> dict[str, Any]:
     from ..analysis import affinity_consistency, consistency_matrix, spearman_correlation
@@ -337,7 +330,7 @@ def _assemble(cfg: CapacityStudyConfig, teacher_cfgs: list, teachers: list[dict[
             accs = _by_seed(students, label, method.label)
             if accs:  # TAKD has no chain from the smallest teacher
                 table[label][method.label] = {"test_accuracy": mean_std(list(accs.values())),
-                                              "minus_ce": _paired(accs, ce)}
+                                              "minus_ce": paired_by_seed(accs, ce)}
     best_methods = _best_methods(cfg, labels, students, table)
     consistency = consistency_matrix([p["affinity"] for p in profiles], stat="spearman")
     pairwise = {f"{labels[i]} vs {labels[j]}": affinity_consistency(profiles[i]["affinity"], profiles[j]["affinity"])
@@ -390,7 +383,7 @@ def _claims(cfg: CapacityStudyConfig, teachers: list[dict[str, Any]], students: 
     if best_kd:
         best_teacher = max(best_kd, key=lambda n: best_kd[n][1])
         most_accurate = max(teachers, key=lambda t: t["test_accuracy"])["name"]
-        diff = _paired(_by_seed(students, most_accurate, best_kd[most_accurate][0]),
+        diff = paired_by_seed(_by_seed(students, most_accurate, best_kd[most_accurate][0]),
                        _by_seed(students, best_teacher, best_kd[best_teacher][0]))
         if best_teacher == most_accurate:
             holds: bool | None = False
@@ -408,10 +401,10 @@ def _claims(cfg: CapacityStudyConfig, teachers: list[dict[str, Any]], students: 
     largest = max(teachers, key=lambda t: t["params"])["name"]
     if "ats" in ats_labels and best_kd:
         ats = _by_seed(students, largest, "ats")
-        vs_kd = _paired(ats, _by_seed(students, largest, best_kd[largest][0]))
-        vs_sym = _paired(ats, _by_seed(students, largest, "ats_symmetric")) if any(
+        vs_kd = paired_by_seed(ats, _by_seed(students, largest, best_kd[largest][0]))
+        vs_sym = paired_by_seed(ats, _by_seed(students, largest, "ats_symmetric")) if any(
             m.label == "ats_symmetric" for m in cfg.methods) else None
-        vs_ce = _paired(ats, ce)
+        vs_ce = paired_by_seed(ats, ce)
         if vs_kd["n"] < 2:
             holds = None
         elif vs_kd["low"] > 0 and (vs_sym is None or vs_sym["low"] > 0):
@@ -425,7 +418,7 @@ def _claims(cfg: CapacityStudyConfig, teachers: list[dict[str, Any]], students: 
                     + f"ATS - CE = {format_interval(vs_ce)} points (paired, 95% t interval; rule: holds if ATS beats "
                       "both best KD and the symmetric control with intervals above 0, fails if ATS - best KD <= 0)")
         if "isats" in ats_labels:
-            isats = _paired(_by_seed(students, largest, "isats"), _by_seed(students, largest, best_kd[largest][0]))
+            isats = paired_by_seed(_by_seed(students, largest, "isats"), _by_seed(students, largest, best_kd[largest][0]))
             evidence += f"; ISATS - best KD = {format_interval(isats)}"
         claims.append({"claim": "asymmetric temperature scaling makes the large teacher teach well again",
                        "holds": holds, "evidence": evidence})
@@ -449,7 +442,7 @@ def _best_methods(cfg: CapacityStudyConfig, labels: list[str], students: list[di
             continue
         best = max(row, key=lambda m: row[m]["test_accuracy"]["mean"])
         kd = _best_kd(cfg, students, label)
-        gain = _paired(_by_seed(students, label, best), _by_seed(students, label, kd[0])) if kd else None
+        gain = paired_by_seed(_by_seed(students, label, best), _by_seed(students, label, kd[0])) if kd else None
         out[label] = {"method": best, "test_accuracy": row[best]["test_accuracy"],
                       "best_kd": kd[0] if kd else None, "minus_best_kd": gain}
     return out
@@ -467,7 +460,7 @@ def _remedy_claim(cfg: CapacityStudyConfig, teachers: list[dict[str, Any]], stud
                 "evidence": "no remedy or no KD method in this configuration"}
     remedy = max(remedies, key=lambda m: mean_std(list(_by_seed(students, largest, m).values()))["mean"])
     kd_teacher, (kd_label, _) = max(kd_best, key=lambda tk: tk[1][1])
-    diff = _paired(_by_seed(students, largest, remedy), _by_seed(students, kd_teacher, kd_label))
+    diff = paired_by_seed(_by_seed(students, largest, remedy), _by_seed(students, kd_teacher, kd_label))
     no_gap = kd_teacher == largest
     if no_gap:
         holds: bool | None = None  # nothing to close: the largest teacher already gave the best KD student

@@ -28,7 +28,7 @@ from ..errors import ConfigError
 from ..io import atomic_write_json
 from . import STUDIES
 from .common import StageConfig, command_line, open_study, stage_run_config
-from .stats import format_interval, mean_std, paired_difference
+from .stats import format_interval, mean_std, paired_by_seed
 from .store import RunStore
 
 log = logging.getLogger("kdlab")
@@ -297,11 +297,6 @@ def _by_seed(students: list[dict[str, Any]], method: str) -> dict[int, float]:
     return {s["seed"]: s["test_accuracy"] for s in students if s["method"] == method}
 
 
-def _paired(a: dict[int, float], b: dict[int, float]) -> dict[str, Any]:
-    seeds = sorted(set(a) & set(b))
-    return paired_difference([a[s] for s in seeds], [b[s] for s in seeds])
-
-
 def assemble(cfg: KindsStudyConfig, teacher_cfg: RunConfig, teacher: dict[str, Any],
              students: list[dict[str, Any]]) -> dict[str, Any]:
     """results.json's content (without timing): teacher, students, per-method table, BAN generations, claims."""
@@ -312,8 +307,8 @@ def assemble(cfg: KindsStudyConfig, teacher_cfg: RunConfig, teacher: dict[str, A
         accs = _by_seed(students, m.label)
         seconds = [s["seconds"] for s in students if s["method"] == m.label and s.get("seconds") is not None]
         table[m.label] = {"kind": m.kind, "scheme": m.scheme.name if m.scheme else "offline",
-                          "test_accuracy": mean_std(list(accs.values())), "minus_ce": _paired(accs, ce),
-                          "minus_reference": _paired(accs, ref), "seconds": mean_std(seconds)}
+                          "test_accuracy": mean_std(list(accs.values())), "minus_ce": paired_by_seed(accs, ce),
+                          "minus_reference": paired_by_seed(accs, ref), "seconds": mean_std(seconds)}
     generations = {}
     for m in cfg.methods:
         if m.scheme is not None and m.scheme.name == "ban":

@@ -36,7 +36,7 @@ from ..protect.skeptical import (SkepticalConfig, SkepticalHeadOptions, Skeptica
                                  run_skeptical_in_store)
 from . import STUDIES
 from .common import StageConfig, command_line, open_study, stage_run_config
-from .stats import format_interval, mean_std, paired_difference
+from .stats import format_interval, mean_std, paired_by_seed
 
 log = logging.getLogger("kdlab")
 
@@ -245,11 +245,6 @@ def _by_seed(students: list[dict[str, Any]], teacher: str | None, method: str) -
     return {s["seed"]: s["test_accuracy"] for s in students if s["teacher"] == teacher and s["method"] == method}
 
 
-def _paired(a: dict[int, float], b: dict[int, float]) -> dict[str, Any]:
-    seeds = sorted(set(a) & set(b))
-    return paired_difference([a[s] for s in seeds], [b[s] for s in seeds])
-
-
 def _teacher_entry(name: str, test_accuracy: float, weights: str, profile: dict[str, Any]) -> dict[str, Any]:
     per_t = profile["distill_set"]["per_temperature"]
     return {
@@ -282,13 +277,13 @@ def _assemble(cfg: NastyStudyConfig, teacher: dict[str, Any], nasty_dir: Path, p
             groups[f"{method}_{name}"] = _by_seed(students, name, method)
     table = {key: mean_std(list(accs.values())) for key, accs in groups.items()}
     differences = {
-        "kd_nasty - kd_normal": _paired(groups["kd_nasty"], groups["kd_normal"]),
-        "kd_nasty - ce": _paired(groups["kd_nasty"], groups["ce"]),
-        "kd_normal - ce": _paired(groups["kd_normal"], groups["ce"]),
-        "skeptical_nasty - kd_nasty": _paired(groups["skeptical_nasty"], groups["kd_nasty"]),
-        "skeptical_nasty - kd_normal": _paired(groups["skeptical_nasty"], groups["kd_normal"]),
-        "skeptical_nasty - ce": _paired(groups["skeptical_nasty"], groups["ce"]),
-        "skeptical_normal - kd_normal": _paired(groups["skeptical_normal"], groups["kd_normal"]),
+        "kd_nasty - kd_normal": paired_by_seed(groups["kd_nasty"], groups["kd_normal"]),
+        "kd_nasty - ce": paired_by_seed(groups["kd_nasty"], groups["ce"]),
+        "kd_normal - ce": paired_by_seed(groups["kd_normal"], groups["ce"]),
+        "skeptical_nasty - kd_nasty": paired_by_seed(groups["skeptical_nasty"], groups["kd_nasty"]),
+        "skeptical_nasty - kd_normal": paired_by_seed(groups["skeptical_nasty"], groups["kd_normal"]),
+        "skeptical_nasty - ce": paired_by_seed(groups["skeptical_nasty"], groups["ce"]),
+        "skeptical_normal - kd_normal": paired_by_seed(groups["skeptical_normal"], groups["kd_normal"]),
     }
     return {
         "study": "nasty",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -38,6 +38,15 @@ def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float 
     half = t_quantile((1 + confidence) / 2, d.size - 1) * float(d.std(ddof=1)) / math.sqrt(d.size)
     low, high = mean - half, mean + half
     return {"mean": mean, "low": low, "high": high, "n": int(d.size), "significant": bool(low > 0 or high < 0)}
+
+
+def paired_by_seed(a: dict[int, float], b: dict[int, float], confidence: float = 0.95) -> dict[str, Any]:
+    """:func:`paired_difference` of a - b over the seeds both have (``{seed: value}`` dicts); with no common seed,
+    mean and interval are NaN and n is 0."""
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        return {"mean": math.nan, "low": math.nan, "high": math.nan, "n": 0, "significant": False}
+    return paired_difference([a[s] for s in seeds], [b[s] for s in seeds], confidence)
 
 
 def format_pm(stats: dict[str, float], scale: float = 100.0, digits: int = 2) -> str:

@@ -38,7 +38,7 @@ from .capacity import DEFAULTS as CAPACITY_DEFAULTS
 from .capacity import PRESETS as CAPACITY_PRESETS
 from .capacity import TeacherFamily, teacher_family_configs
 from .common import StageConfig, command_line, load_study_config, stage_run_config
-from .stats import format_interval, mean_std, paired_difference
+from .stats import format_interval, mean_std, paired_by_seed, paired_difference
 from .store import RunStore
 
 log = logging.getLogger("kdlab")
@@ -321,7 +321,7 @@ def _assemble(ctx: dict[str, Any], teacher_cfgs: list, teachers: list[dict[str, 
             "run_dir": summary["run_dir"],
             "kd_test_accuracy": mean_std(list(kd_acc.values())),
             "kd_test_accuracy_per_seed": [kd_acc[s] for s in seeds],
-            "kd_minus_ce": _paired(kd_acc, ce_acc),
+            "kd_minus_ce": paired_by_seed(kd_acc, ce_acc),
             "gain": {"detect": detect_gains[ti].as_dict(), "test": test_gain.as_dict()},
             "undistillable_classes": classes,
             "undistillable_names": [names[c] for c in classes],
@@ -345,8 +345,8 @@ def _assemble(ctx: dict[str, Any], teacher_cfgs: list, teachers: list[dict[str, 
                 "classes": classes,
                 "test_accuracy": mean_std(list(tllm_acc.values())),
                 "test_accuracy_per_seed": [tllm_acc[s] for s in seeds],
-                "minus_kd": _paired(tllm_acc, kd_acc),
-                "minus_ce": _paired(tllm_acc, ce_acc),
+                "minus_kd": paired_by_seed(tllm_acc, kd_acc),
+                "minus_ce": paired_by_seed(tllm_acc, ce_acc),
                 "gain_vs_kd": vs_kd.as_dict(),
                 "gain_vs_ce": gain(tllm_pred[ti], ce_pred["test"], test_y).as_dict(),
                 "removed_classes_minus_kd": {str(c): vs_kd.mean[c] for c in classes},
@@ -376,11 +376,6 @@ def _student_params(ce_runs: dict[int, dict[str, Any]]) -> int | None:
     for summary in ce_runs.values():
         return int(summary["params"])
     return None
-
-
-def _paired(a: dict[int, float], b: dict[int, float]) -> dict[str, Any]:
-    seeds = sorted(set(a) & set(b))
-    return paired_difference([a[s] for s in seeds], [b[s] for s in seeds])
 
 
 def _fmt_classes(classes: list[int], names: list[str] | None = None) -> str:
