@@ -35,3 +35,19 @@ def profile_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classe
     finally:
         model.train(was_training)
     return dark.compute(), affinity.compute()
+
+
+def teacher_report_fields(distill_set: dict[str, Any], test: dict[str, Any]) -> dict[str, Any]:
+    """The dark-knowledge numbers a study reports for a teacher, from the metrics of :func:`profile_model` on the
+    distillation set and on the test set: accuracy on the distillation set, derived std / derived average /
+    non-GT entropy / target probability per temperature, inherent variance, and test ECE."""
+    per_t = distill_set["per_temperature"]
+    return {
+        "train_accuracy_distill_set": distill_set["accuracy"],
+        "derived_std": {k: v["derived_std"] for k, v in per_t.items()},
+        "derived_average": {k: v["derived_average"] for k, v in per_t.items()},
+        "nongt_entropy": {k: v["nongt_entropy"] for k, v in per_t.items()},
+        "target_prob": {k: v["target_prob"] for k, v in per_t.items()},
+        "inherent_variance": distill_set["inherent_variance"],
+        "ece": test["ece"],
+    }

@@ -301,24 +301,18 @@ def _by_seed(students: list[dict[str, Any]], teacher: str | None, method: str) -
 def _assemble(cfg: CapacityStudyConfig, teacher_cfgs: list, teachers: list[dict[str, Any]],
               profiles: list[dict[str, Any]], students: list[dict[str, Any]]) -> dict[str, Any]:
     from ..analysis import affinity_consistency, consistency_matrix, spearman_correlation
+    from ..analysis.profile import teacher_report_fields
 
     ce = _by_seed(students, None, "ce")
     labels = [p["label"] for p in profiles]
     teacher_entries = []
     for run_cfg, summary, profile in zip(teacher_cfgs, teachers, profiles):
-        per_t = profile["distill_set"]["per_temperature"]
         teacher_entries.append({
             "name": profile["label"],
             "model": run_cfg.model.as_dict(),
             "params": summary["params"],
             "test_accuracy": summary["test_accuracy"],
-            "train_accuracy_distill_set": profile["distill_set"]["accuracy"],
-            "derived_std": {k: v["derived_std"] for k, v in per_t.items()},
-            "derived_average": {k: v["derived_average"] for k, v in per_t.items()},
-            "nongt_entropy": {k: v["nongt_entropy"] for k, v in per_t.items()},
-            "target_prob": {k: v["target_prob"] for k, v in per_t.items()},
-            "inherent_variance": profile["distill_set"]["inherent_variance"],
-            "ece": profile["test"]["ece"],
+            **teacher_report_fields(profile["distill_set"], profile["test"]),
             "test_metrics": profile["test"],
             "run_dir": summary["run_dir"],
         })

@@ -246,18 +246,13 @@ def _by_seed(students: list[dict[str, Any]], teacher: str | None, method: str) -
 
 
 def _teacher_entry(name: str, test_accuracy: float, weights: str, profile: dict[str, Any]) -> dict[str, Any]:
-    per_t = profile["distill_set"]["per_temperature"]
+    from ..analysis.profile import teacher_report_fields
+
     return {
         "name": name,
         "test_accuracy": test_accuracy,
         "weights": weights,
-        "train_accuracy_distill_set": profile["distill_set"]["accuracy"],
-        "derived_std": {k: v["derived_std"] for k, v in per_t.items()},
-        "derived_average": {k: v["derived_average"] for k, v in per_t.items()},
-        "nongt_entropy": {k: v["nongt_entropy"] for k, v in per_t.items()},
-        "target_prob": {k: v["target_prob"] for k, v in per_t.items()},
-        "inherent_variance": profile["distill_set"]["inherent_variance"],
-        "ece": profile["test"]["ece"],
+        **teacher_report_fields(profile["distill_set"], profile["test"]),
         "probs_by_normal_rank": profile["probs_by_normal_rank"],
     }
 
