@@ -34,7 +34,7 @@ from torch import nn
 
 from ..config import Component, DataConfig, RunConfig, Section, TeacherConfig, check_components, parse_config
 from ..errors import ConfigError
-from ..io import atomic_write_json, read_safetensors_metadata
+from ..io import read_safetensors_metadata
 from ..studies.common import StageConfig
 from .skeptical import SkepticalHeadOptions
 
@@ -299,7 +299,7 @@ def audit_distillability(model: str | Path, out: str | Path, preset: str | None 
     """
     from tqdm.auto import tqdm
 
-    from ..studies.common import command_line, stage_run_config
+    from ..studies.common import finish_study, stage_run_config
     from ..studies.store import RunStore
     from .skeptical import SkepticalConfig, SkepticalRunConfig, check_skeptical, run_skeptical_in_store
 
@@ -349,14 +349,9 @@ def audit_distillability(model: str | Path, out: str | Path, preset: str | None 
 
     profiles = profile_models(source, reference, data_cfg, cfg.profile_temperatures)
     results = assemble_audit(cfg, source, reference, data_cfg, students, profiles)
-    results.update(seconds=time.perf_counter() - started, runs_trained=store.trained, runs_reused=store.reused,
-                   command=command_line())
     from ..report.nasty import write_audit_report
 
-    results["report_files"] = write_audit_report(results, out)
-    atomic_write_json(out / "results.json", results)
-    _print_audit(results, out)
-    return results
+    return finish_study(results, out, started, store.trained, store.reused, write_audit_report, _print_audit)
 
 
 def _check_taps(cfg: AuditConfig, plans: list, num_classes: int, in_shape: Any) -> None:

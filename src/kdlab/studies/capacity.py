@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +28,8 @@ from pydantic import Field, field_validator, model_validator
 from tqdm.auto import tqdm
 
 from ..config import Component, DataConfig, Section, check_components
-from ..io import atomic_write_json
 from . import STUDIES
-from .common import StageConfig, command_line, open_study, stage_run_config
+from .common import StageConfig, finish_study, open_study, stage_run_config
 from .executor import ExecutorConfig, executor_from_config
 from .stats import format_interval, mean_std, paired_by_seed
 
@@ -230,14 +228,10 @@ def run_capacity(config: str | Path | None = None, out: str | Path = "runs/capac
     profiles = _profile_teachers(cfg, teacher_cfgs, teacher_dirs)
     results = _assemble(cfg, teacher_cfgs, teachers, profiles, students)
     results["assistants"] = assistants
-    results.update(seconds=time.perf_counter() - started, runs_trained=store.trained, runs_reused=store.reused,
-                   command=command_line())
     from ..report.capacity import write_capacity_report
 
-    results["report_files"] = write_capacity_report(results, profiles, out)
-    atomic_write_json(out / "results.json", results)
-    _print_summary(results, out)
-    return results
+    return finish_study(results, out, started, store.trained, store.reused,
+                        lambda r, o: write_capacity_report(r, profiles, o), _print_summary)
 
 
 def _model_label(model: Component) -> str:

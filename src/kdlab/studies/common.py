@@ -6,7 +6,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from pydantic import Field
 
@@ -83,6 +83,21 @@ def open_study(model_cls: type[S], defaults: dict[str, Any], presets: dict[str, 
     cfg = load_study_config(model_cls, defaults, presets, config, preset, list(overrides or []))
     out = Path(out)
     return cfg, out, RunStore(cfg.store or out / "runs"), time.perf_counter()
+
+
+def finish_study(results: dict[str, Any], out: Path, started: float, trained: int, reused: int,
+                 write_report: Callable[[dict[str, Any], Path], list[str]],
+                 print_summary: Callable[[dict[str, Any], Path], None]) -> dict[str, Any]:
+    """What every study ends with: time, runs trained and reused and the command into ``results``; the report
+    (``results["report_files"]``); results.json; the terminal summary. Returns ``results``."""
+    from ..io import atomic_write_json
+
+    results.update(seconds=time.perf_counter() - started, runs_trained=trained, runs_reused=reused,
+                   command=command_line())
+    results["report_files"] = write_report(results, out)
+    atomic_write_json(out / "results.json", results)
+    print_summary(results, out)
+    return results
 
 
 def command_line() -> str:

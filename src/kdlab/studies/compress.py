@@ -24,7 +24,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import time
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -35,9 +34,8 @@ from tqdm.auto import tqdm
 from ..config import (Component, DataConfig, OptimConfig, RunConfig, ScheduleConfig, Section, TrainConfig,
                       check_components)
 from ..errors import ConfigError
-from ..io import atomic_write_json
 from . import STUDIES
-from .common import StageConfig, command_line, open_study, stage_run_config
+from .common import StageConfig, finish_study, open_study, stage_run_config
 from .stats import format_interval, format_pm, mean_std, paired_difference
 from .store import RunStore
 
@@ -217,14 +215,10 @@ def run_compress(config: str | Path | None = None, out: str | Path = "runs/compr
                                 for label, methods in table.items() for method, row in methods.items()]),
     }
     results["claims"] = _claims(cfg, budgets, students)
-    results.update(seconds=time.perf_counter() - started, runs_trained=store.trained + ctx.trained,
-                   runs_reused=store.reused + ctx.reused, command=command_line())
     from ..report.compress import write_compress_report
 
-    results["report_files"] = write_compress_report(results, out)
-    atomic_write_json(out / "results.json", results)
-    _print_summary(results, out)
-    return results
+    return finish_study(results, out, started, store.trained + ctx.trained, store.reused + ctx.reused,
+                        write_compress_report, _print_summary)
 
 
 # ------------------------------------------------------------------------------------------------ budgets

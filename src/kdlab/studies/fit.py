@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +32,8 @@ from tqdm.auto import tqdm
 
 from ..config import Component, DataConfig, RunConfig, Section, check_components, parse_config
 from ..errors import ConfigError, KdlabError
-from ..io import atomic_write_json
 from . import STUDIES
-from .common import StageConfig, command_line, open_study, stage_run_config
+from .common import StageConfig, finish_study, open_study, stage_run_config
 from .stats import format_interval, format_pm, mean_std, paired_difference
 from .store import RunStore
 
@@ -194,14 +192,10 @@ def run_fit(config: str | Path | None = None, out: str | Path = "runs/fit", pres
         "cross_validation": cross_validation,
     }
     results["claims"] = _claims(cfg, results)
-    results.update(seconds=time.perf_counter() - started, runs_trained=store.trained + inprocess["trained"],
-                   runs_reused=store.reused + inprocess["reused"], command=command_line())
     from ..report.fit import write_fit_report
 
-    results["report_files"] = write_fit_report(results, out)
-    atomic_write_json(out / "results.json", results)
-    _print_summary(results, out)
-    return results
+    return finish_study(results, out, started, store.trained + inprocess["trained"], store.reused + inprocess["reused"],
+                        write_fit_report, _print_summary)
 
 
 # ------------------------------------------------------------------------------------------------ configs

@@ -16,7 +16,6 @@ plots, report.
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,9 +24,8 @@ from tqdm.auto import tqdm
 
 from ..config import Component, DataConfig, FeatureTermConfig, RunConfig, Section, check_components
 from ..errors import ConfigError
-from ..io import atomic_write_json
 from . import STUDIES
-from .common import StageConfig, command_line, open_study, stage_run_config
+from .common import StageConfig, finish_study, open_study, stage_run_config
 from .stats import format_interval, mean_std, paired_by_seed
 from .store import RunStore
 
@@ -210,14 +208,9 @@ def run_kinds(config: str | Path | None = None, out: str | Path = "runs/kinds", 
     overall.close()
 
     results = assemble(cfg, teacher_cfg, teacher, students)
-    results.update(seconds=time.perf_counter() - started, runs_trained=store.trained, runs_reused=store.reused,
-                   command=command_line())
     from ..report.kinds import write_kinds_report
 
-    results["report_files"] = write_kinds_report(results, out)
-    atomic_write_json(out / "results.json", results)
-    _print_summary(results, out)
-    return results
+    return finish_study(results, out, started, store.trained, store.reused, write_kinds_report, _print_summary)
 
 
 def method_run_configs(cfg: KindsStudyConfig, method: KindsMethod, seed: int, teacher_dir: Path,

@@ -27,9 +27,8 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from ..config import Component, Section
-from ..io import atomic_write_json
 from . import STUDIES
-from .common import command_line, load_study_config
+from .common import finish_study, load_study_config
 from .stats import format_interval, mean_std, paired_difference
 from .theory import TrainStage, fit_in_memory
 
@@ -197,14 +196,10 @@ def run_multiview(config: str | Path | None = None, out: str | Path = "runs/mult
                                  "train_accuracy": mean_std([r[name]["train_accuracy"] for r in per_seed])}
                           for name in ("single", "ensemble", "student")}
     results["claims"] = _claims(cfg, per_seed)
-    results.update(seconds=time.perf_counter() - started, runs_trained=counter["trained"],
-                   runs_reused=counter["reused"], command=command_line())
     from ..report.theory import write_multiview_report
 
-    results["report_files"] = write_multiview_report(results, out)
-    atomic_write_json(out / "results.json", results)
-    _print_summary(results, out)
-    return results
+    return finish_study(results, out, started, counter["trained"], counter["reused"],
+                        write_multiview_report, _print_summary)
 
 
 def _build_net(cfg: MultiViewStudyConfig) -> PatchSmoothReLUNet:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,12 +29,11 @@ from tqdm.auto import tqdm
 
 from ..config import (Component, DataConfig, OptimConfig, ScheduleConfig, Section, TeacherConfig,
                       check_components)
-from ..io import atomic_write_json
 from ..protect.nasty import nasty_run_config, protected_weights
 from ..protect.skeptical import (SkepticalConfig, SkepticalHeadOptions, SkepticalRunConfig, check_skeptical,
                                  run_skeptical_in_store)
 from . import STUDIES
-from .common import StageConfig, command_line, open_study, stage_run_config
+from .common import StageConfig, finish_study, open_study, stage_run_config
 from .stats import format_interval, mean_std, paired_by_seed
 
 log = logging.getLogger("kdlab")
@@ -181,14 +179,9 @@ def run_nasty(config: str | Path | None = None, out: str | Path = "runs/nasty", 
 
     profiles = _profile_teachers(cfg, teacher_sources)
     results = _assemble(cfg, teacher, nasty_dir, protection, profiles, students)
-    results.update(seconds=time.perf_counter() - started, runs_trained=store.trained, runs_reused=store.reused,
-                   command=command_line())
     from ..report.nasty import write_nasty_report
 
-    results["report_files"] = write_nasty_report(results, out)
-    atomic_write_json(out / "results.json", results)
-    _print_summary(results, out)
-    return results
+    return finish_study(results, out, started, store.trained, store.reused, write_nasty_report, _print_summary)
 
 
 def _check_tap(cfg: NastyStudyConfig) -> None:

@@ -35,9 +35,8 @@ from torch import nn
 
 from ..config import Component, OptimConfig, RunConfig, ScheduleConfig, Section, TrainConfig
 from ..errors import ConfigError
-from ..io import atomic_write_json
 from . import STUDIES
-from .common import command_line, load_study_config
+from .common import finish_study, load_study_config
 from .stats import mean_std
 
 log = logging.getLogger("kdlab")
@@ -197,14 +196,10 @@ def run_theory(config: str | Path | None = None, out: str | Path = "runs/theory"
         "ntk": ntk,
     }
     results["claims"] = _claims(results)
-    results.update(seconds=time.perf_counter() - started, runs_trained=counter["trained"],
-                   runs_reused=counter["reused"], command=command_line())
     from ..report.theory import write_theory_report
 
-    results["report_files"] = write_theory_report(results, out)
-    atomic_write_json(out / "results.json", results)
-    _print_summary(results, out)
-    return results
+    return finish_study(results, out, started, counter["trained"], counter["reused"],
+                        write_theory_report, _print_summary)
 
 
 def _check_models(cfg: TheoryStudyConfig) -> None:

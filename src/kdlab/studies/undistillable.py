@@ -32,12 +32,11 @@ from tqdm.auto import tqdm
 
 from ..config import Component, DataConfig, Section, check_components
 from ..errors import ConfigError
-from ..io import atomic_write_json
 from . import STUDIES
 from .capacity import DEFAULTS as CAPACITY_DEFAULTS
 from .capacity import PRESETS as CAPACITY_PRESETS
 from .capacity import TeacherFamily, teacher_family_configs
-from .common import StageConfig, command_line, load_study_config, stage_run_config
+from .common import StageConfig, finish_study, load_study_config, stage_run_config
 from .stats import format_interval, mean_std, paired_by_seed, paired_difference
 from .store import RunStore
 
@@ -193,14 +192,9 @@ def run_undistillable(config: str | Path | None = None, out: str | Path = "runs/
     ctx = {"cfg": cfg, "data": data, "confidence": confidence, "gain": gain}
     results = _assemble(ctx, teacher_cfgs, teachers, ce_runs, kd_runs, tllm_runs, ce_pred, kd_pred, tllm_pred,
                         detect_gains, detected, profiles)
-    results.update(seconds=time.perf_counter() - started, runs_trained=store.trained, runs_reused=store.reused,
-                   command=command_line())
     from ..report.undistillable import write_undistillable_report
 
-    results["report_files"] = write_undistillable_report(results, out)
-    atomic_write_json(out / "results.json", results)
-    _print_summary(results, out)
-    return results
+    return finish_study(results, out, started, store.trained, store.reused, write_undistillable_report, _print_summary)
 
 
 # ---------------------------------------------------------------------------------------------- helpers
