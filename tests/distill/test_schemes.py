@@ -20,7 +20,7 @@ from kdlab.io import load_tensors
 from kdlab.losses import build
 from kdlab.models import create_model
 from kdlab.recipe import run
-from kdlab.studies.store import RunStore
+from kdlab.store import RunStore
 from kdlab.train.checkpoint import load_latest_checkpoint
 
 BASE = {

@@ -13,7 +13,7 @@ from kdlab.io import load_tensors
 from kdlab.losses import build
 from kdlab.models import create_model
 from kdlab.recipe import run
-from kdlab.studies.store import RunStore
+from kdlab.store import RunStore
 
 
 def _kd_base(tiny_run, epochs=2):

@@ -9,7 +9,7 @@ import pytest
 from kdlab.config import parse_config
 from kdlab.errors import ConfigError
 from kdlab.studies import run_capacity
-from kdlab.studies.store import RunStore
+from kdlab.store import RunStore
 
 TINY = ["data.name=digits", "data.val_size=200", "teachers.train_subset=null", "teachers.epochs=2",
         "student.train_subset=300", "student.epochs=2", "seeds=[0,1]",

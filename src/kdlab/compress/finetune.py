@@ -6,7 +6,7 @@ Compressed models cannot go through :func:`kdlab.recipe.run`: a magnitude-pruned
 is not a registered family. :func:`finetune` takes the model object itself and trains it with
 :func:`kdlab.train.fit` (same checkpoints, resume and metrics as every other run). The directory is named by
 :func:`run_key` of a payload that identifies the run (how the model was made + its RunConfig), so a finished run is
-reused and an interrupted one resumes -- the content addressing of :class:`kdlab.studies.store.RunStore`, for runs
+reused and an interrupted one resumes -- the content addressing of :class:`kdlab.store.RunStore`, for runs
 that have no plain RunConfig.
 
 Also :func:`effective_macs`: multiply-accumulates that a sparse kernel would execute (zero weights skipped).

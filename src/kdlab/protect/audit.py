@@ -300,7 +300,7 @@ def audit_distillability(model: str | Path, out: str | Path, preset: str | None 
     from tqdm.auto import tqdm
 
     from ..studies.common import finish_study, stage_run_config
-    from ..studies.store import RunStore
+    from ..store import RunStore
     from .skeptical import SkepticalConfig, SkepticalRunConfig, check_skeptical, run_skeptical_in_store
 
     cfg = load_audit_config(preset, overrides)
@@ -440,7 +440,7 @@ def margin_verdict(diff: dict[str, Any]) -> str:
 def assemble_audit(cfg: AuditConfig, source: ModelSource, reference: ModelSource | None, data_cfg: DataConfig,
                    students: list[dict[str, Any]], profiles: dict[str, Any]) -> dict[str, Any]:
     """results.json of the audit: per-probe tables, margins (best method - CE, paired), verdicts, profiles, claims."""
-    from ..studies.stats import mean_std, paired_by_seed
+    from ..analysis.stats import mean_std, paired_by_seed
 
     kd_methods = [kd_label(t) for t in cfg.temperatures]
     sk_method = skeptical_label(cfg.skeptical.temperature) if cfg.skeptical.enabled else None
@@ -490,7 +490,7 @@ def _all_protected(verdicts: list[str]) -> bool | None:
 
 def audit_claims(cfg: AuditConfig, probes: dict[str, Any]) -> list[dict[str, Any]]:
     """The audit's two claims with verdicts by the fixed rules of docs/studies/nasty.md."""
-    from ..studies.stats import format_interval
+    from ..report.format import format_interval
 
     def listing(margin_key: str, best_key: str) -> str:
         return "; ".join(f"{label}: {p[best_key]} - CE = {format_interval(p[margin_key])} points "

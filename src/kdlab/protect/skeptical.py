@@ -226,7 +226,7 @@ def run_skeptical(cfg: SkepticalRunConfig, out_dir: str | Path, *, progress: boo
 
 
 def run_skeptical_in_store(store: Any, cfg: SkepticalRunConfig, progress: bool | None = None) -> dict[str, Any]:
-    """:func:`run_skeptical` under ``store.root/skeptical-<digest[:16]>`` of a :class:`~kdlab.studies.store.RunStore`.
+    """:func:`run_skeptical` under ``store.root/skeptical-<digest[:16]>`` of a :class:`~kdlab.store.RunStore`.
 
     Finished runs are reused, interrupted ones resume; the store's ``trained``/``reused`` counters are updated.
     """

@@ -59,7 +59,7 @@ def plot_dark_knowledge(results: dict[str, Any], path: Path) -> Path:
 
 def write_capacity_report(results: dict[str, Any], profiles: list[dict[str, Any]], out: Path) -> list[str]:
     from ..analysis import plot_affinity_heatmap, plot_consistency_matrix
-    from ..studies.stats import format_interval, format_pm
+    from ..report.format import format_interval, format_pm
 
     files = ["capacity_curve.png", "dark_knowledge.png", "affinity_consistency.png"]
     plot_capacity_curve(results, out / files[0])

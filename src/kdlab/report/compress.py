@@ -90,7 +90,8 @@ def _structure(students: list[dict[str, Any]], budget: str, method: str) -> str:
 
 def write_compress_report(results: dict[str, Any], out: Path) -> list[str]:
     """Plots plus report.md / report.html; returns the file names written."""
-    from ..studies.stats import format_interval, format_pm, paired_difference
+    from ..analysis.stats import paired_difference
+    from ..report.format import format_interval, format_pm
 
     out = Path(out)
     files = ["pareto.png"]

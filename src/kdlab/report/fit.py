@@ -149,7 +149,7 @@ def plot_cross_validation(cv: dict[str, Any], path: Path) -> Path:
 
 def write_fit_report(results: dict[str, Any], out: Path) -> list[str]:
     """All plots plus report.md / report.html; returns the file names written."""
-    from ..studies.stats import format_interval, format_pm
+    from ..report.format import format_interval, format_pm
 
     out = Path(out)
     files = ["learning_curves.png", "validation_curve.png"]

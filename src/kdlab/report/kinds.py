@@ -119,7 +119,7 @@ def plot_generations(results: dict[str, Any], path: Path) -> Path | None:
 
 def write_kinds_report(results: dict[str, Any], out: Path) -> list[str]:
     """Plots, report.md and report.html into ``out``; returns the file names."""
-    from ..studies.stats import format_interval, format_pm
+    from ..report.format import format_interval, format_pm
 
     files = ["accuracy_by_method.png", "paired_differences.png"]
     plot_accuracy_by_method(results, out / files[0])

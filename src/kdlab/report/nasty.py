@@ -57,7 +57,7 @@ def plot_outputs_by_normal_rank(teachers: list[dict[str, Any]], temperature: flo
 
 def write_nasty_report(results: dict[str, Any], out: Path) -> list[str]:
     """PNG plots + report.md + report.html of the nasty study into ``out``; returns the file names."""
-    from ..studies.stats import format_interval, format_pm
+    from ..report.format import format_interval, format_pm
 
     out = Path(out)
     cfg = results["config"]
@@ -111,7 +111,7 @@ def write_nasty_report(results: dict[str, Any], out: Path) -> list[str]:
 
 def write_audit_report(results: dict[str, Any], out: Path) -> list[str]:
     """PNG plots + report.md + report.html of a distillability audit into ``out``; returns the file names."""
-    from ..studies.stats import format_interval, format_pm
+    from ..report.format import format_interval, format_pm
 
     out = Path(out)
     cfg = results["config"]

@@ -92,7 +92,7 @@ def plot_ntk(results: dict[str, Any], path: Path) -> Path:
 
 
 def write_theory_report(results: dict[str, Any], out: Path) -> list[str]:
-    from ..studies.stats import format_pm
+    from ..report.format import format_pm
 
     files = ["bound_terms.png", "risk_variance.png", "ntk_drift.png"]
     plot_bound_terms(results, out / files[0])
@@ -200,7 +200,7 @@ def plot_multiview_accuracy(results: dict[str, Any], path: Path) -> Path:
 
 
 def write_multiview_report(results: dict[str, Any], out: Path) -> list[str]:
-    from ..studies.stats import format_pm
+    from ..report.format import format_pm
 
     files = ["multiview_probes.png", "multiview_accuracy.png"]
     plot_multiview_probes(results, out / files[0])

@@ -149,7 +149,7 @@ def _num(value: float | None, digits: int = 3) -> str:
 
 def write_undistillable_report(results: dict[str, Any], out: Path) -> list[str]:
     """Plots + report.md + report.html for the study's ``results`` in ``out``; returns the files written."""
-    from ..studies.stats import format_interval, format_pm
+    from ..report.format import format_interval, format_pm
 
     out = Path(out)
     files = ["class_gains.png", "undistillable_count.png", "accuracy_by_teacher.png"]

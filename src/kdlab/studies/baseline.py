@@ -17,9 +17,10 @@ from tqdm.auto import tqdm
 from ..config import Component, DataConfig, Section, check_components
 from ..io import atomic_write_json
 from ..report import Report, bar_chart
-from . import STUDIES
+from .base import STUDIES
 from .common import StageConfig, command_line, open_study, stage_run_config
-from .stats import format_interval, format_pm, mean_std, paired_difference
+from ..analysis.stats import mean_std, paired_difference
+from ..report.format import format_interval, format_pm
 
 log = logging.getLogger("kdlab")
 

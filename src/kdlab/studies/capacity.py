@@ -28,10 +28,11 @@ from pydantic import Field, field_validator, model_validator
 from tqdm.auto import tqdm
 
 from ..config import Component, DataConfig, Section, check_components
-from . import STUDIES
+from .base import STUDIES
 from .common import StageConfig, finish_study, open_study, stage_run_config
-from .executor import ExecutorConfig, executor_from_config
-from .stats import format_interval, mean_std, paired_by_seed
+from ..executor import ExecutorConfig, executor_from_config
+from ..analysis.stats import mean_std, paired_by_seed
+from ..report.format import format_interval
 
 log = logging.getLogger("kdlab")
 

@@ -15,7 +15,7 @@ from ..config import (Component, DataConfig, OptimConfig, RunConfig, ScheduleCon
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
-    from .store import RunStore
+    from ..store import RunStore
 
 S = TypeVar("S")
 
@@ -78,7 +78,7 @@ def open_study(model_cls: type[S], defaults: dict[str, Any], presets: dict[str, 
                out: str | Path) -> tuple[S, Path, "RunStore", float]:
     """What every study starts with: its validated config (see :func:`load_study_config`), the output directory,
     the run store (``cfg.store``, default ``<out>/runs``) and the start time (``time.perf_counter()``)."""
-    from .store import RunStore
+    from ..store import RunStore
 
     cfg = load_study_config(model_cls, defaults, presets, config, preset, list(overrides or []))
     out = Path(out)

@@ -32,10 +32,11 @@ from tqdm.auto import tqdm
 
 from ..config import Component, DataConfig, RunConfig, Section, check_components, parse_config
 from ..errors import ConfigError, KdlabError
-from . import STUDIES
+from .base import STUDIES
 from .common import StageConfig, finish_study, open_study, stage_run_config
-from .stats import format_interval, format_pm, mean_std, paired_difference
-from .store import RunStore
+from ..analysis.stats import mean_std, paired_difference
+from ..report.format import format_interval, format_pm
+from ..store import RunStore
 
 log = logging.getLogger("kdlab")
 

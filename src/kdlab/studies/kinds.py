@@ -24,10 +24,11 @@ from tqdm.auto import tqdm
 
 from ..config import Component, DataConfig, FeatureTermConfig, RunConfig, Section, check_components
 from ..errors import ConfigError
-from . import STUDIES
+from .base import STUDIES
 from .common import StageConfig, finish_study, open_study, stage_run_config
-from .stats import format_interval, mean_std, paired_by_seed
-from .store import RunStore
+from ..analysis.stats import mean_std, paired_by_seed
+from ..report.format import format_interval
+from ..store import RunStore
 
 log = logging.getLogger("kdlab")
 

@@ -27,9 +27,10 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from ..config import Component, Section
-from . import STUDIES
+from .base import STUDIES
 from .common import finish_study, load_study_config
-from .stats import format_interval, mean_std, paired_difference
+from ..analysis.stats import mean_std, paired_difference
+from ..report.format import format_interval
 from .theory import TrainStage, fit_in_memory
 
 log = logging.getLogger("kdlab")

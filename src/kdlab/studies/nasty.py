@@ -32,9 +32,10 @@ from ..config import (Component, DataConfig, OptimConfig, ScheduleConfig, Sectio
 from ..protect.nasty import nasty_run_config, protected_weights
 from ..protect.skeptical import (SkepticalConfig, SkepticalHeadOptions, SkepticalRunConfig, check_skeptical,
                                  run_skeptical_in_store)
-from . import STUDIES
+from .base import STUDIES
 from .common import StageConfig, finish_study, open_study, stage_run_config
-from .stats import format_interval, mean_std, paired_by_seed
+from ..analysis.stats import mean_std, paired_by_seed
+from ..report.format import format_interval
 
 log = logging.getLogger("kdlab")
 

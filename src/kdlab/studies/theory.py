@@ -35,9 +35,9 @@ from torch import nn
 
 from ..config import Component, OptimConfig, RunConfig, ScheduleConfig, Section, TrainConfig
 from ..errors import ConfigError
-from . import STUDIES
+from .base import STUDIES
 from .common import finish_study, load_study_config
-from .stats import mean_std
+from ..analysis.stats import mean_std
 
 log = logging.getLogger("kdlab")
 

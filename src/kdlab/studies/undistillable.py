@@ -32,13 +32,14 @@ from tqdm.auto import tqdm
 
 from ..config import Component, DataConfig, Section, check_components
 from ..errors import ConfigError
-from . import STUDIES
+from .base import STUDIES
 from .capacity import DEFAULTS as CAPACITY_DEFAULTS
 from .capacity import PRESETS as CAPACITY_PRESETS
 from .capacity import TeacherFamily, teacher_family_configs
 from .common import StageConfig, finish_study, load_study_config, stage_run_config
-from .stats import format_interval, mean_std, paired_by_seed, paired_difference
-from .store import RunStore
+from ..analysis.stats import mean_std, paired_by_seed, paired_difference
+from ..report.format import format_interval
+from ..store import RunStore
 
 log = logging.getLogger("kdlab")
 

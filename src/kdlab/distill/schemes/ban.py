@@ -9,7 +9,7 @@ the labels; generation k >= 1 is a fresh network of the same architecture distil
 The paper's L is the cross-entropy to the teacher's output distribution (no temperature, no label term), i.e. kdlab's
 ``kd`` with ``temperature=1, alpha=1`` -- the default here; any response loss can be given instead.
 
-A chain of ordinary recipe runs through a run store (``kdlab.studies.store.RunStore`` or anything with ``path(cfg)``
+A chain of ordinary recipe runs through a run store (``kdlab.store.RunStore`` or anything with ``path(cfg)``
 and ``run(cfg, progress=...)``): generation k's config names generation k - 1's run directory as ``teacher.run``, so
 every generation is reused when finished and resumed when interrupted. Generation 0 is exactly the CE run of the
 config, shared with any study that trains that baseline. Every generation keeps the config's seed: it starts from the
@@ -57,7 +57,7 @@ def born_again(cfg: RunConfig, generations: int, store: Any, loss: Component | N
     ``store`` is a run store or a directory (a ``RunStore`` is made there).
     """
     if isinstance(store, (str, Path)):
-        from ...studies.store import RunStore
+        from ...store import RunStore
 
         store = RunStore(store)
     from ...config import check_components

@@ -10,8 +10,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ..config import RunConfig
-from ..recipe import SUMMARY, run
+from .config import RunConfig
+from .recipe import SUMMARY, run
 
 log = logging.getLogger("kdlab")
 

@@ -1,4 +1,4 @@
-"""Statistics for reports: mean +- std over seeds, paired differences with t confidence intervals, rank correlation."""
+"""Statistics over seeds: mean +- std, paired differences with t confidence intervals."""
 
 from __future__ import annotations
 
@@ -47,14 +47,3 @@ def paired_by_seed(a: dict[int, float], b: dict[int, float], confidence: float =
     if not seeds:
         return {"mean": math.nan, "low": math.nan, "high": math.nan, "n": 0, "significant": False}
     return paired_difference([a[s] for s in seeds], [b[s] for s in seeds], confidence)
-
-
-def format_pm(stats: dict[str, float], scale: float = 100.0, digits: int = 2) -> str:
-    """'mean ± std' (scaled, e.g. accuracy in percent)."""
-    return f"{stats['mean'] * scale:.{digits}f} ± {stats['std'] * scale:.{digits}f}"
-
-
-def format_interval(diff: dict[str, float], scale: float = 100.0, digits: int = 2) -> str:
-    if math.isnan(diff["low"]):
-        return f"{diff['mean'] * scale:+.{digits}f} (n=1, no interval)"
-    return f"{diff['mean'] * scale:+.{digits}f} [{diff['low'] * scale:+.{digits}f}, {diff['high'] * scale:+.{digits}f}]"

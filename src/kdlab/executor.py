@@ -24,8 +24,8 @@ from typing import Any, Callable, Literal
 from pydantic import Field, model_validator
 from tqdm.auto import tqdm
 
-from ..config import RunConfig, Section, parse_config
-from ..errors import ConfigError, KdlabError
+from .config import RunConfig, Section, parse_config
+from .errors import ConfigError, KdlabError
 from .store import RunStore
 
 log = logging.getLogger("kdlab")

@@ -13,11 +13,11 @@ from kdlab.cli import main
 from kdlab.config import parse_config
 from kdlab.errors import ConfigError
 from kdlab.studies import run_capacity
-from kdlab.studies.executor import make_executor
-from kdlab.studies.store import RunStore
+from kdlab.executor import make_executor
+from kdlab.store import RunStore
 
 # the tiny digits preset of the capacity study's own test (tests are not a package, so read it from the file)
-TINY = runpy.run_path(str(Path(__file__).with_name("test_capacity_study.py")))["TINY"]
+TINY = runpy.run_path(str(Path(__file__).parent / "studies" / "test_capacity_study.py"))["TINY"]
 
 # all three waves (teachers; the TAKD assistant; CE and students) with one KD method, to stay fast
 SMALL = TINY + ["methods=[{label: kd_T4, loss: {name: kd, temperature: 4.0, alpha: 0.9}}, "
