@@ -34,10 +34,13 @@ run: data
 	$(BIN)/kdlab study capacity --out $(OUT) --set store=$(STORE) $(ARGS)
 	$(BIN)/kdlab study undistillable --out $(OUT)/undistillable --set store=$(STORE) $(ARGS)
 
+# the platform lines first: a float-tolerance failure on another processor is diagnosable from the log alone
 test: $(VENV)/.test
+	$(BIN)/python .ci/sysinfo.py
 	$(BIN)/python -m pytest -q $(ARGS)
 
 test-fast: $(VENV)/.test
+	$(BIN)/python .ci/sysinfo.py
 	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
 
 # each script prints ratios measured in one run; kdlab vs torchdistill is `make bench-torchdistill` (its own venv)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from kdlab.cli import main
 from kdlab.config import parse_config
@@ -29,13 +30,25 @@ def _accuracies(results):
             for s in results["students"]}
 
 
-@pytest.fixture(scope="module")
-def local_results(tmp_path_factory):
-    """The study run sequentially in-process: the reference every executor must reproduce."""
+def _local_reference(tmp_path_factory, threads):
+    """The study run sequentially in-process with ``threads`` torch threads. Exact equality with another executor
+    is only justified when both do the same arithmetic: the thread count decides the order of reductions, so the
+    reference runs with the thread count the compared executor's workers get."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("KDLAB_CACHE", str(tmp_path_factory.mktemp("cache_local")))
         out = tmp_path_factory.mktemp("local")
-        return run_capacity(out=out, preset="quick", overrides=SMALL + [f"store={out / 'store'}"], progress=False)
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            return run_capacity(out=out, preset="quick", overrides=SMALL + [f"store={out / 'store'}"], progress=False)
+        finally:
+            torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def local_results(tmp_path_factory):
+    """The reference for the 2-worker pool: each pool worker gets cpu_count // 2 threads."""
+    return _local_reference(tmp_path_factory, make_executor("pool", workers=2)._threads())
 
 
 def test_pool_executor_matches_local_and_a_rerun_trains_nothing(tmp_path, local_results):
@@ -51,15 +64,18 @@ def test_pool_executor_matches_local_and_a_rerun_trains_nothing(tmp_path, local_
 
 
 @pytest.mark.slow
-def test_ray_executor_matches_local(tmp_path, local_results):
+def test_ray_executor_matches_local(tmp_path, local_results, tmp_path_factory):
     ray = pytest.importorskip("ray")
+    # a Ray task reserves one CPU and runs with one thread
+    reference = local_results if make_executor("pool", workers=2)._threads() == 1 \
+        else _local_reference(tmp_path_factory, 1)
     overrides = SMALL + [f"store={tmp_path / 'store'}", "executor.name=ray", "executor.workers=2"]
     try:
         on_ray = run_capacity(out=tmp_path, preset="quick", overrides=overrides, progress=False)
     finally:
         ray.shutdown()
     assert not ray.is_initialized()  # the executor shut down the local cluster it started
-    assert _accuracies(on_ray) == _accuracies(local_results)
+    assert _accuracies(on_ray) == _accuracies(reference)
 
 
 def _one_epoch(tiny_run, seed):

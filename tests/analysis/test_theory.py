@@ -25,9 +25,10 @@ def test_distillation_error_is_zero_for_identical_predictors():
 
 
 def test_distillation_error_of_a_constructed_pair():
-    # softmax([0, 0]) = (1/2, 1/2), softmax([ln 3, 0]) = (3/4, 1/4), softmax([0, ln 3]) = (1/4, 3/4)
-    f = torch.tensor([[0.0, 0.0], [0.0, LN3]])
-    g = torch.tensor([[LN3, 0.0], [0.0, 0.0]])
+    # softmax([0, 0]) = (1/2, 1/2), softmax([ln 3, 0]) = (3/4, 1/4), softmax([0, ln 3]) = (1/4, 3/4). In float64:
+    # abs=1e-7 is 1-2 float32 ulps at 0.25-0.5, below what float32 softmax kernels guarantee on every processor
+    f = torch.tensor([[0.0, 0.0], [0.0, LN3]], dtype=torch.float64)
+    g = torch.tensor([[LN3, 0.0], [0.0, 0.0]], dtype=torch.float64)
     y = torch.tensor([0, 1])
     out = distillation_error(f, g, y, gamma=1.0)
     # |1/2 - 3/4| and |3/4 - 1/2| -> Phi = 1/4; L1 per sample = 1/4 + 1/4 = 1/2

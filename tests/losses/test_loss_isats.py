@@ -64,7 +64,9 @@ def test_the_guard_matters_on_this_example():
 
 def test_batch_equals_one_sample_at_a_time():
     g = torch.Generator().manual_seed(3)
-    z = torch.randn(16, 7, generator=g) * 4
+    # float64: the choice is an argmax over variances that batched and single-row kernels may round differently in
+    # float32 (another processor, another vector width); in float64 a tie within those last bits does not occur here
+    z = torch.randn(16, 7, generator=g, dtype=torch.float64) * 4
     y = torch.randint(0, 7, (16,), generator=g)
     grid = temperature_grid(1.0, 10.0, 16)
     batch = select_tau_other(z, y, 4.0, grid)
