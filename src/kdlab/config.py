@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -59,8 +60,10 @@ class TeacherConfig(Section):
     cache: bool = True
     # early-stopped teacher (ESKD): the teacher as it was after this epoch of its run (its train.keep_epochs)
     epoch: int | None = Field(None, ge=1)
-    # after this many student epochs the teacher is dropped and the objective becomes plain CE (ESKD's kd_stop_epoch)
+    # after this many student epochs the teacher is dropped and the objective becomes plain CE (ESKD's kd_stop_epoch);
+    # stop_fraction says the same as a fraction of the student's train.epochs (scaled to the run: see kd_stop_epoch)
     stop_epoch: int | None = Field(None, ge=0)
+    stop_fraction: float | None = Field(None, ge=0, le=1)
     # torch.compile the teacher for inference (building the output cache, or its live forward pass). Off by default:
     # it needs a C++ compiler at run time and recompiles per input shape; it paid off on the first pass for a conv
     # teacher here (2.4x) and never for an MLP teacher's single cache build (README, Performance)
@@ -74,7 +77,22 @@ class TeacherConfig(Section):
             raise ValueError("give either 'run' or 'model' + 'weights', not both")
         if self.epoch is not None and self.run is None:
             raise ValueError("'epoch' needs 'run' (a kdlab run that kept that epoch's checkpoint)")
+        if self.stop_epoch is not None and self.stop_fraction is not None:
+            raise ValueError(f"give stop_epoch or stop_fraction, not both (got stop_epoch={self.stop_epoch}, "
+                             f"stop_fraction={self.stop_fraction})")
         return self
+
+    def kd_stop_epoch(self, epochs: int) -> int | None:
+        """The 0-based student epoch from which the teacher is dropped (plain CE after it), or None (never).
+
+        ``stop_epoch`` as given, or ``floor(stop_fraction * epochs + 1/2)`` (the nearest epoch, halves up): early-
+        stopped KD (Cho, Hariharan, "On the Efficacy of Knowledge Distillation", ICCV 2019) observes that KD helps
+        the student early in training and hurts in its last stage, so where to stop is a point of the student's
+        schedule: stop_fraction 0.5 is epoch 15 of a 30-epoch run and 120 of a 240-epoch run.
+        """
+        if self.stop_fraction is None:
+            return self.stop_epoch
+        return math.floor(self.stop_fraction * epochs + 0.5)
 
 
 class OptimConfig(Section):
@@ -195,7 +213,7 @@ class RunConfig(Section):
 # dotted paths of fields left out of the digest while at these values (fields added after runs existed, and
 # execution-only settings), so adding them changes no earlier run's identity
 _DIGEST_OPTIONAL: dict[str, Any] = {"features": [], "hint_epochs": 0, "scheme": None, "train.checkpoint_every": 1,
-                                     "train.precision": "fp32"}
+                                     "train.precision": "fp32", "teacher.stop_fraction": None}
 # never part of a run's identity: where and in which memory layout the same computation runs (results differ only
 # by float rounding, as with another thread count)
 _EXECUTION_ONLY = ("train.channels_last", "train.device", "teacher.compile")

@@ -70,6 +70,30 @@ def test_teacher_dropped_after_stop_epoch_gives_plain_ce():
     assert not torch.allclose(kd_loss, ce_loss)
 
 
+@pytest.mark.parametrize(("fraction", "epochs", "stop"), [
+    (0.5, 30, 15), (0.5, 240, 120), (1 / 3, 30, 10), (1 / 3, 240, 80), (0.25, 30, 8), (0.0, 30, 0), (1.0, 30, 30),
+])
+def test_stop_fraction_scales_to_the_students_epochs(fraction, epochs, stop):
+    teacher = TeacherConfig(run="t", stop_fraction=fraction)
+    assert teacher.kd_stop_epoch(epochs) == stop  # the nearest epoch, halves up (0.25 * 30 = 7.5 -> 8)
+    assert TeacherConfig(run="t", stop_epoch=12).kd_stop_epoch(epochs) == 12  # an epoch count is taken as given
+    assert TeacherConfig(run="t").kd_stop_epoch(epochs) is None
+
+
+def test_stop_fraction_reaches_the_distiller_and_is_exclusive_with_stop_epoch(tiny_run):
+    from kdlab.distill import build_objective
+
+    cfg = parse_config({**_kd_base(tiny_run, epochs=12).to_dict(), "teacher": {"run": "t", "stop_fraction": 0.5}})
+    student = create_model("mlp", 3, (4,), width=8, depth=1)
+    objective = build_objective(cfg, student, build("kd"), 3, (4,), teacher_logits=torch.randn(6, 3))
+    assert objective.stop_epoch == 6
+    assert cfg.digest() != parse_config({**cfg.to_dict(), "teacher": {"run": "t"}}).digest()
+    with pytest.raises(ConfigError, match="give stop_epoch or stop_fraction, not both"):
+        parse_config({**cfg.to_dict(), "teacher": {"run": "t", "stop_epoch": 3, "stop_fraction": 0.5}})
+    with pytest.raises(ConfigError, match="teacher.stop_fraction=1.5 is not allowed"):
+        parse_config({**cfg.to_dict(), "teacher": {"run": "t", "stop_fraction": 1.5}})
+
+
 def test_init_starts_from_given_weights(tmp_path, tiny_run):
     source = parse_config({**tiny_run, "train": {**tiny_run["train"], "epochs": 1}})
     run(source, tmp_path / "a")

@@ -31,5 +31,5 @@ def build_objective(cfg: RunConfig, student: nn.Module, loss: nn.Module, num_cla
         return build_scheme(cfg, student, loss, num_classes, in_shape)
     terms = build_feature_terms(cfg.features, student, teacher, in_shape) if cfg.features else ()
     return Distiller(student, loss, teacher=teacher, teacher_logits=teacher_logits,
-                     stop_epoch=cfg.teacher.stop_epoch if cfg.teacher else None, terms=terms,
+                     stop_epoch=cfg.teacher.kd_stop_epoch(cfg.train.epochs) if cfg.teacher else None, terms=terms,
                      hint_epochs=cfg.hint_epochs)
