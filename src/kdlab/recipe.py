@@ -78,6 +78,7 @@ def run(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None = None,
     # teacher (frozen) and, when inputs are deterministic, its cached outputs; feature terms read it live instead
     teacher, teacher_logits = None, None
     loss = build_loss(cfg.loss.name, **cfg.loss.options)
+    loss.set_schedule(cfg.train.epochs)  # settings given as a fraction of training (DKD warm-up, CTKD curriculum)
     if cfg.teacher is not None and (getattr(loss, "requires_teacher", True) or cfg.features):
         teacher = load_teacher(cfg.teacher, data.num_classes, data.in_shape).to(device)
         if use_channels_last(cfg.train.channels_last, teacher):

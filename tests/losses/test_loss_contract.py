@@ -27,6 +27,7 @@ def test_every_loss_keeps_the_contract(name):
 
     assert loss_fn.last_parts and "ce" in loss_fn.last_parts
     assert all(isinstance(v, float) and math.isfinite(v) for v in loss_fn.last_parts.values())
+    assert loss_fn.set_schedule(30) is None and loss_fn.total_epochs == 30
     assert loss_fn.set_epoch(0) is None
 
 

@@ -109,6 +109,7 @@ def test_lambda_zero_gives_the_temperature_no_gradient():
     assert fixed.raw_temperature.grad.item() == 0.0
     # the curriculum starts at lambda_min = 0: epoch 0 also leaves the temperature alone
     loss_fn = build("ctkd")
+    loss_fn.set_schedule(30)
     loss_fn.set_epoch(0)
     assert loss_fn.grl_strength == 0.0
     loss_fn(*tensors()).backward()
@@ -118,7 +119,7 @@ def test_lambda_zero_gives_the_temperature_no_gradient():
 def test_curriculum_scales_the_reversed_gradient():
     full = build("ctkd", init_temperature=3.0)
     full(*tensors()).backward()
-    half = build("ctkd", init_temperature=3.0)
+    half = build("ctkd", init_temperature=3.0, curriculum_epochs=10)
     half.set_epoch(5)  # cosine schedule over 10 epochs: lambda = 0.5 half-way
     half(*tensors()).backward()
     assert half.grl_strength == pytest.approx(0.5, abs=1e-15)
@@ -135,8 +136,34 @@ def test_schedule_matches_the_papers_formula():
     assert curriculum_strength(0, 0, 0.0, 1.0) == 1.0  # no curriculum
     loss_fn = build("ctkd")
     assert loss_fn.grl_strength == 1.0  # freshly built: full strength
+    loss_fn.set_schedule(240)
     loss_fn.set_epoch(10)
     assert loss_fn.grl_strength == 1.0
+
+
+@pytest.mark.parametrize(("epochs", "length"), [(240, 10.0), (30, 1.25)])
+def test_default_curriculum_is_the_authors_fraction_of_the_run(epochs, length):
+    # the authors' 10 of 240 CIFAR-100 epochs (5 of 120 on ImageNet): 1/24 of the student's training
+    loss_fn = build("ctkd")
+    assert loss_fn.hyperparams["curriculum_fraction"] == 10 / 240
+    loss_fn.set_schedule(epochs)
+    assert loss_fn.curriculum_length == length
+    for epoch in (0, 1, 2, 5, 10, epochs - 1):
+        loss_fn.set_epoch(epoch)
+        assert loss_fn.grl_strength == curriculum_strength(epoch, length, 0.0, 1.0)
+    loss_fn.set_epoch(1)
+    half_way = 0.5 * (1 - math.cos(math.pi * 1 / length))
+    assert loss_fn.grl_strength == pytest.approx(half_way, rel=1e-15)  # 0.0245 at 240 epochs, 0.9045 at 30
+
+
+def test_curriculum_in_epochs_and_its_errors():
+    fixed = build("ctkd", curriculum_epochs=10)
+    fixed.set_schedule(30)
+    assert fixed.curriculum_length == 10.0  # the literal count: a third of this run
+    with pytest.raises(RuntimeError, match="curriculum_fraction=0.25 is a fraction of the student's epochs"):
+        build("ctkd", curriculum_fraction=0.25).set_epoch(3)
+    with pytest.raises(ConfigError, match="give curriculum_fraction .* or curriculum_epochs, not both"):
+        build("ctkd", curriculum_fraction=0.25, curriculum_epochs=3)
 
 
 def test_temperature_stays_in_its_bounds_under_many_large_steps():

@@ -133,6 +133,47 @@ def test_warmup_schedule():
     assert no_warmup.warmup_factor == 1.0
 
 
+@pytest.mark.parametrize(("epochs", "expected"), [
+    # the paper's 20 of 240 epochs: W = 20
+    (240, {0: 0.0, 5: 0.25, 10: 0.5, 19: 0.95, 20: 1.0, 239: 1.0}),
+    # the same fraction of a 30-epoch run: W = 2.5, full strength from epoch 3 on (20 epochs would be 2/3 of it)
+    (30, {0: 0.0, 1: 0.4, 2: 0.8, 3: 1.0, 29: 1.0}),
+])
+def test_default_warmup_is_the_papers_fraction_of_the_run(epochs, expected):
+    s, t, y = tensors()
+    loss_fn = build("dkd")
+    assert loss_fn.hyperparams["warmup_fraction"] == 20 / 240 and loss_fn.hyperparams["warmup_epochs"] is None
+    full = loss_fn(s, t, y).item()  # freshly built: full strength, no schedule needed
+    p = loss_fn.last_parts
+    distill = p["tckd"] + 8.0 * p["nckd"]
+    assert full == pytest.approx(p["ce"] + distill, rel=1e-12)
+    loss_fn.set_schedule(epochs)
+    assert loss_fn.warmup_length == pytest.approx(20 * epochs / 240, rel=1e-15)
+    for epoch, warm in expected.items():
+        loss_fn.set_epoch(epoch)
+        assert loss_fn.warmup_factor == pytest.approx(warm, rel=1e-15)
+        assert loss_fn(s, t, y).item() == pytest.approx(p["ce"] + warm * distill, rel=1e-12)
+
+
+def test_warmup_in_epochs_ignores_the_run_length_and_fraction_needs_one():
+    fixed = build("dkd", warmup_epochs=20)
+    fixed.set_schedule(30)
+    fixed.set_epoch(10)
+    assert fixed.warmup_factor == 0.5  # the paper's literal 20 epochs, two thirds of this run
+    scaled = build("dkd", warmup_fraction=0.5)
+    scaled.set_schedule(30)
+    scaled.set_epoch(10)
+    assert scaled.warmup_factor == pytest.approx(10 / 15, rel=1e-15)
+    with pytest.raises(RuntimeError, match=r"warmup_fraction=0\.5 is a fraction of the student's epochs"):
+        build("dkd", warmup_fraction=0.5).set_epoch(0)  # never told the run's length
+    with pytest.raises(ConfigError) as err:
+        build("dkd", warmup_fraction=0.1, warmup_epochs=5)
+    assert str(err.value) == ("loss 'dkd': give warmup_fraction (of the student's epochs) or warmup_epochs, not "
+                              "both (got warmup_fraction=0.1, warmup_epochs=5)")
+    with pytest.raises(ConfigError, match=r"warmup_fraction=1\.5 is not allowed; must be in \[0, 1\]"):
+        build("dkd", warmup_fraction=1.5)
+
+
 def test_two_classes_have_no_non_target_term():
     s = torch.tensor([[0.3, -0.4]], dtype=torch.float64)
     t = torch.tensor([[1.0, 2.0]], dtype=torch.float64)

@@ -7,7 +7,9 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from ..errors import ConfigError
 from ..registry import Registry
+from ..space import Space
 from .standardize import standardize_logits
 
 LOSSES: Registry = Registry("loss")
@@ -24,6 +26,11 @@ class ResponseLoss(nn.Module):
         requires_teacher: False for losses that never read ``teacher_logits`` (which may then be None).
         hyperparams: the resolved hyperparameters as JSON-able values, for logging and run keys.
         last_parts: the named, unweighted components of the last call as plain floats, e.g. {"ce": .., "kd": ..}.
+        search_space: the method's key hyperparameters and the values an equal-budget tuner tries (a
+            :class:`kdlab.space.Space` over this loss's options); it always contains the defaults. Empty for a
+            loss with nothing to tune.
+        control_spaces: named spaces of the method's controls, e.g. ATS's ``symmetric`` (tau_gt = tau_other).
+        total_epochs: how many epochs the student trains, once ``set_schedule`` was called (None before).
 
     The teacher's logits are detached: the teacher is a fixed target, never trained through the loss.
     Half-precision logits are promoted to float32 before any softmax, so the loss is float32 (or float64).
@@ -31,11 +38,24 @@ class ResponseLoss(nn.Module):
 
     name: ClassVar[str] = ""
     requires_teacher: ClassVar[bool] = True
+    search_space: ClassVar[Space] = Space({})
+    control_spaces: ClassVar[dict[str, Space]] = {}
 
     def __init__(self, **hyperparams: Any) -> None:
         super().__init__()
         self.hyperparams: dict[str, Any] = dict(hyperparams)
         self.last_parts: dict[str, float] = {}
+        self.total_epochs: int | None = None
+
+    def set_schedule(self, epochs: int) -> None:
+        """Tell the loss how many epochs the student trains (``train.epochs``), before the first ``set_epoch``.
+
+        Settings given as a fraction of training (DKD's warm-up, CTKD's curriculum) become epochs here;
+        ``kdlab.recipe.run`` calls it with ``train.epochs``, so a run's loss always knows its schedule.
+        """
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise ConfigError(f"loss '{self.name}': epochs={epochs!r} is not allowed; must be an integer >= 1")
+        self.total_epochs = epochs
 
     def forward(self, student_logits: Tensor, teacher_logits: Tensor | None, targets: Tensor) -> Tensor:
         raise NotImplementedError
@@ -88,3 +108,17 @@ def _as_float(logits: Tensor) -> Tensor:
     if logits.dtype in (torch.float32, torch.float64):
         return logits
     return logits.float()
+
+
+def search_space(name: str, control: str | None = None) -> Space:
+    """The search space the loss registered as ``name`` declares (keys are its options), or with ``control`` the
+    space of one of its named controls (``search_space("ats", "symmetric")``). Raises ConfigError for an
+    unknown loss or control."""
+    cls = LOSSES.get(name)
+    if control is None:
+        return cls.search_space
+    controls = getattr(cls, "control_spaces", {})
+    if control not in controls:
+        raise ConfigError(f"loss '{name}' has no control space '{control}'. "
+                          f"Allowed: {', '.join(sorted(controls)) or '(none)'}")
+    return controls[control]

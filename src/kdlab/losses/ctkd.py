@@ -10,9 +10,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError
+from ..space import Space
 from .base import LOSSES, ResponseLoss
-from .checks import check_int, check_not_below, check_positive, check_unit_interval
+from .checks import check_not_below, check_positive, check_unit_interval
 from .functional import blend, soft_kl
+from .schedule import check_span, span_in_epochs
+
+#: The authors' curriculum as a fraction of training: 10 of the 240 CIFAR-100 epochs (--decay_loops 10 in
+#: scripts/run_cifar_distill.sh); their ImageNet script uses 5 of 120 epochs, the same 1/24.
+PAPER_CURRICULUM_FRACTION = 10 / 240
 
 
 class _GradientReversal(torch.autograd.Function):
@@ -32,13 +38,13 @@ class _GradientReversal(torch.autograd.Function):
         return grad * (-ctx.strength), None
 
 
-def curriculum_strength(epoch: int, epochs: int, lambda_min: float, lambda_max: float) -> float:
+def curriculum_strength(epoch: int, epochs: float, lambda_min: float, lambda_max: float) -> float:
     """The cosine curriculum of CTKD: lambda_min at epoch 0, rising to lambda_max at ``epochs`` and staying there.
 
         lambda(e) = lambda_min + (lambda_max - lambda_min) * (1 - cos(pi * min(e, E) / E)) / 2
 
     (the paper writes it as lambda_min + 1/2 (lambda_max - lambda_min)(1 + cos((1 + min(e, E)/E) pi)), the same
-    function); E = 0 means no curriculum (lambda_max from the start).
+    function); E = 0 means no curriculum (lambda_max from the start). E may be fractional (a fraction of a run).
     """
     if epochs == 0:
         return lambda_max
@@ -50,8 +56,8 @@ def curriculum_strength(epoch: int, epochs: int, lambda_min: float, lambda_max: 
 class CTKDLoss(ResponseLoss):
     """KD whose temperature is a parameter that the student's optimiser pushes to make distillation *harder*.
 
-    Li, Li, Yang, Chen, Liu, Cheng, Zhang, Chen, Wu, "Curriculum Temperature for Knowledge Distillation",
-    AAAI 2023 (the global-temperature variant).
+    Zheng Li, Xiang Li, Lingfeng Yang, Borui Zhao, Renjie Song, Lei Luo, Jun Li, Jian Yang, "Curriculum
+    Temperature for Knowledge Distillation", AAAI 2023 (the global-temperature variant).
 
         T    = t_min + (t_max - t_min) * sigmoid(r)         (r: one learnable number, the ``raw_temperature``)
         L    = (1 - alpha) * CE(z_s, y) + alpha * T^2 * KL(softmax(z_t / T) || softmax(z_s / T))
@@ -67,24 +73,38 @@ class CTKDLoss(ResponseLoss):
     value is saved in and restored from checkpoints with the rest of the trainable state. kdlab's optimiser
     exempts 1-D tensors from weight decay, so r is not decayed (the authors' SGD decays it with the student).
 
+    Curriculum length, scaled to the schedule: the authors' scripts raise lambda over the first 10 of 240
+    CIFAR-100 epochs (5 of 120 on ImageNet), 1/24 of training. kdlab's default is that fraction,
+    ``curriculum_fraction = 10/240 = 0.0417`` of the student's epochs: 10 epochs of a 240-epoch run, 1.25 epochs
+    of a 30-epoch run. ``curriculum_epochs=N`` instead fixes N epochs (the paper's literal count); giving both is
+    an error. The loss learns the run's length from ``set_schedule(epochs)`` (the recipe calls it with
+    ``train.epochs``).
+
     A freshly built loss is at full strength (lambda = lambda_max) so its behaviour can be tested directly; once
-    the loop calls ``set_epoch(epoch)`` (kdlab epochs count from 0) lambda = curriculum_strength(epoch, ...).
-    The authors' code counts epochs from 1, so its first epoch already has lambda(1) = 0.024 with the defaults:
-    kdlab's curriculum is one epoch later.
+    the loop calls ``set_epoch(epoch)`` (kdlab epochs count from 0) lambda = curriculum_strength(epoch, E_c, ...)
+    with E_c the curriculum in epochs. The authors' code counts epochs from 1, so its first epoch already has
+    lambda(1) = 0.024 with their 10 epochs: kdlab's curriculum is one epoch later.
 
     Defaults, from the authors' CIFAR-100 script (github.com/zhengli97/CTKD, scripts/run_cifar_distill.sh and
     helper/loops.py): the temperature is bounded to [t_min, t_max] = [1, 21] (their ``--t_start 1 --t_end 20``
     with T = t_start + t_end * sigmoid(r)); ``init_temperature=None`` means their initialisation r = 1 (the
     Global_T parameter starts at torch.ones(1)), i.e. T_0 = 1 + 20 * sigmoid(1) = 15.62, and the resolved value
-    is what ``hyperparams`` records; ``lambda_min=0, lambda_max=1, curriculum_epochs=10`` (``--decay_max 0
-    --decay_min -1 --decay_loops 10``, their sign convention for the same reversal strength 0 -> 1);
-    ``alpha=0.9`` (``-r 0.1 -a 0.9``, CE weight 0.1 and KD weight 0.9). lambda values are limited to [0, 1].
+    is what ``hyperparams`` records; ``lambda_min=0, lambda_max=1`` (``--decay_max 0 --decay_min -1``, their
+    sign convention for the same reversal strength 0 -> 1) over ``curriculum_fraction=10/240``
+    (``--decay_loops 10`` of 240 epochs); ``alpha=0.9`` (``-r 0.1 -a 0.9``, CE weight 0.1 and KD weight 0.9).
+    lambda values are limited to [0, 1].
+
+    Search space (``search_space``): curriculum_fraction {1/24, 1/12, 1/6, 1/3} (10, 20, 40, 80 of 240
+    epochs) x alpha {0.5, 0.7, 0.9}, 12 points holding the defaults. The temperature itself is learnt, so the
+    curriculum and the KD weight are what is left to tune, as KD tunes its temperature and alpha.
 
     ``temperature`` (property) is the current T as a float. ``last_parts``: {"ce": CE, "kd": T^2 * KL,
     "temperature": T}; the objective is (1 - alpha) * ce + alpha * kd.
     """
 
     name = "ctkd"
+    search_space = Space({"curriculum_fraction": (10 / 240, 20 / 240, 40 / 240, 80 / 240),
+                          "alpha": (0.5, 0.7, 0.9)})
 
     def __init__(
         self,
@@ -94,7 +114,8 @@ class CTKDLoss(ResponseLoss):
         alpha: float = 0.9,
         lambda_min: float = 0.0,
         lambda_max: float = 1.0,
-        curriculum_epochs: int = 10,
+        curriculum_fraction: float | None = None,
+        curriculum_epochs: int | None = None,
     ) -> None:
         t_min = check_positive("ctkd", "t_min", t_min)
         t_max = check_positive("ctkd", "t_max", t_max)
@@ -108,6 +129,8 @@ class CTKDLoss(ResponseLoss):
         lambda_min = check_unit_interval("ctkd", "lambda_min", lambda_min)
         lambda_max = check_unit_interval("ctkd", "lambda_max", lambda_max)
         check_not_below("ctkd", "lambda_max", lambda_max, "lambda_min", lambda_min)
+        fraction, epochs = check_span("ctkd", "curriculum", curriculum_fraction, curriculum_epochs,
+                                      PAPER_CURRICULUM_FRACTION)
         super().__init__(
             t_min=t_min,
             t_max=t_max,
@@ -115,7 +138,8 @@ class CTKDLoss(ResponseLoss):
             alpha=check_unit_interval("ctkd", "alpha", alpha),
             lambda_min=lambda_min,
             lambda_max=lambda_max,
-            curriculum_epochs=check_int("ctkd", "curriculum_epochs", curriculum_epochs, minimum=0),
+            curriculum_fraction=fraction,
+            curriculum_epochs=epochs,
         )
         self.t_min, self.t_max = t_min, t_max
         self.alpha: float = self.hyperparams["alpha"]
@@ -123,11 +147,17 @@ class CTKDLoss(ResponseLoss):
         self.raw_temperature = nn.Parameter(torch.tensor([raw], dtype=torch.float32))
         self.grl_strength: float = lambda_max  # full strength until the loop says otherwise
 
+    @property
+    def curriculum_length(self) -> float:
+        """E_c, the curriculum in epochs: curriculum_epochs, or curriculum_fraction * the student's epochs."""
+        hp = self.hyperparams
+        return span_in_epochs("ctkd", "curriculum", hp["curriculum_fraction"], hp["curriculum_epochs"],
+                              self.total_epochs)
+
     def set_epoch(self, epoch: int) -> None:
         hp = self.hyperparams
-        self.grl_strength = curriculum_strength(
-            int(epoch), hp["curriculum_epochs"], hp["lambda_min"], hp["lambda_max"]
-        )
+        self.grl_strength = curriculum_strength(int(epoch), self.curriculum_length, hp["lambda_min"],
+                                                hp["lambda_max"])
 
     def _temperature(self, raw: Tensor) -> Tensor:
         return (self.t_min + (self.t_max - self.t_min) * torch.sigmoid(raw)).reshape(())

@@ -6,8 +6,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..space import Space
 from .base import LOSSES, ResponseLoss
-from .checks import check_bool, check_int, check_non_negative, check_positive
+from .checks import check_bool, check_non_negative, check_positive
+from .schedule import check_span, span_in_epochs
+
+#: The paper's warm-up as a fraction of training: 20 of the 240 CIFAR-100 epochs (mdistiller's DKD config).
+PAPER_WARMUP_FRACTION = 20 / 240
 
 
 def _kl_rows(log_p: Tensor, log_q: Tensor) -> Tensor:
@@ -71,18 +76,25 @@ class DKDLoss(ResponseLoss):
         TCKD = KL(b^T || b^S)                      (target-class KD: how confident, binary)
         NCKD = KL(p^T^ || p^S^)                    (non-target-class KD: the "dark knowledge" among wrong classes)
         KL(p^T || p^S) = TCKD + (1 - p_gt^T) * NCKD                 (the paper's decomposition of classical KD)
-        warm = min(epoch / warmup_epochs, 1)
+        W = warmup_fraction * E   (or warmup_epochs)    the warm-up length in epochs, E = the student's epochs
+        warm = min(epoch / W, 1)
         L = ce_weight * CE(z_s, y) + warm * T^2 * (alpha * TCKD + beta * NCKD)      (KLs averaged over the batch)
 
     Classical KD weights NCKD by 1 - p_gt^T, which is small exactly when the teacher is confident, i.e. for a
     large, well-trained teacher; DKD replaces that coupling by the constant beta, which is why it is listed
     among the capacity-mismatch remedies.
 
-    Warm-up: a freshly built loss is at full strength (warm = 1) so its values can be tested directly; once the
-    training loop calls ``set_epoch(epoch)`` (kdlab epochs count from 0) the factor is min(epoch /
-    warmup_epochs, 1), so epoch 0 trains on CE alone and epoch ``warmup_epochs`` is the first at full strength.
-    The authors' code (mdistiller) counts epochs from 1, so there the first epoch already gets 1/warmup_epochs:
-    kdlab's ramp is one epoch later. ``warmup_epochs=0`` disables the warm-up.
+    Warm-up, scaled to the schedule: the paper ramps the DKD term up over its first 20 of 240 CIFAR-100 epochs
+    (mdistiller's config; 1 of 100 epochs on ImageNet), i.e. over 1/12 of training. kdlab's default is that
+    fraction, ``warmup_fraction = 20/240 = 0.0833`` of the student's epochs: 20 epochs of a 240-epoch run,
+    2.5 epochs of a 30-epoch run (factors 0, 0.4, 0.8, then 1). ``warmup_epochs=N`` instead fixes N epochs
+    whatever the run's length (the paper's literal setting); giving both is an error. The loss learns the run's
+    length from ``set_schedule(epochs)`` (the recipe calls it with ``train.epochs``).
+
+    A freshly built loss is at full strength (warm = 1) so its values can be tested directly; once the training
+    loop calls ``set_epoch(epoch)`` (kdlab epochs count from 0) the factor is min(epoch / W, 1), so epoch 0
+    trains on CE alone and epoch ceil(W) is the first at full strength. The authors' code counts epochs from 1,
+    so there the first epoch already gets 1/W: kdlab's ramp is one epoch later. W = 0 disables the warm-up.
 
     ``standardize=True`` z-scores both logit vectors per sample before the temperature (Sun, Ren, Li, Wang, Cao,
     "Logit Standardization in Knowledge Distillation", CVPR 2024; see ``standardize_logits``); CE always uses
@@ -90,15 +102,20 @@ class DKDLoss(ResponseLoss):
     (alpha=9, beta=72), which kdlab leaves to the user.
 
     Defaults, from the paper's CIFAR-100 setting as released in the authors' code (mdistiller, DKD config:
-    CE_WEIGHT 1.0, ALPHA 1.0, BETA 8.0, T 4.0, WARMUP 20): ``alpha=1.0, beta=8.0, temperature=4.0,
-    ce_weight=1.0, warmup_epochs=20``; ``standardize=False``. beta is data-set dependent (the paper uses 0.5 on
-    ImageNet).
+    CE_WEIGHT 1.0, ALPHA 1.0, BETA 8.0, T 4.0, WARMUP 20 of 240 epochs): ``alpha=1.0, beta=8.0,
+    temperature=4.0, ce_weight=1.0, warmup_fraction=20/240``; ``standardize=False``. beta is data-set
+    dependent (the ImageNet config uses beta 0.5, T 1).
+
+    Search space (``search_space``): beta {0.5, 1, 2, 4, 8} x temperature {1, 2, 4}, 15 points holding both
+    released settings (CIFAR-100 beta 8, T 4; ImageNet beta 0.5, T 1). alpha stays at 1: the paper fixes the
+    TCKD weight at 1.0 and studies beta alone, the one knob that replaces KD's (1 - p_gt) coupling.
 
     ``last_parts``: {"ce": CE, "tckd": T^2 * TCKD, "nckd": T^2 * NCKD} (unweighted, without warm);
     the objective is ce_weight * ce + warm * (alpha * tckd + beta * nckd).
     """
 
     name = "dkd"
+    search_space = Space({"beta": (0.5, 1.0, 2.0, 4.0, 8.0), "temperature": (1.0, 2.0, 4.0)})
 
     def __init__(
         self,
@@ -106,33 +123,35 @@ class DKDLoss(ResponseLoss):
         beta: float = 8.0,
         temperature: float = 4.0,
         ce_weight: float = 1.0,
-        warmup_epochs: int = 20,
+        warmup_fraction: float | None = None,
+        warmup_epochs: int | None = None,
         standardize: bool = False,
     ) -> None:
+        fraction, epochs = check_span("dkd", "warmup", warmup_fraction, warmup_epochs, PAPER_WARMUP_FRACTION)
         super().__init__(
             alpha=check_non_negative("dkd", "alpha", alpha),
             beta=check_non_negative("dkd", "beta", beta),
             temperature=check_positive("dkd", "temperature", temperature),
             ce_weight=check_non_negative("dkd", "ce_weight", ce_weight),
-            warmup_epochs=check_int("dkd", "warmup_epochs", warmup_epochs, minimum=0),
+            warmup_fraction=fraction,
+            warmup_epochs=epochs,
             standardize=check_bool("dkd", "standardize", standardize),
         )
         self.alpha: float = self.hyperparams["alpha"]
         self.beta: float = self.hyperparams["beta"]
         self.temperature: float = self.hyperparams["temperature"]
         self.ce_weight: float = self.hyperparams["ce_weight"]
-        self.warmup_epochs: int = self.hyperparams["warmup_epochs"]
-        self._epoch: int | None = None  # None: never told, i.e. after the warm-up
+        self.warmup_factor: float = 1.0  # min(epoch / W, 1), set by set_epoch; full strength until then
 
     def set_epoch(self, epoch: int) -> None:
-        self._epoch = int(epoch)
+        length = self.warmup_length  # a fraction with no known schedule fails here, at the first epoch
+        self.warmup_factor = 1.0 if length == 0 else min(max(int(epoch), 0) / length, 1.0)
 
     @property
-    def warmup_factor(self) -> float:
-        """min(epoch / warmup_epochs, 1); 1 before any ``set_epoch`` call and when warmup_epochs is 0."""
-        if self._epoch is None or self.warmup_epochs == 0:
-            return 1.0
-        return min(max(self._epoch, 0) / self.warmup_epochs, 1.0)
+    def warmup_length(self) -> float:
+        """W, the warm-up in epochs: warmup_epochs, or warmup_fraction * the student's epochs."""
+        hp = self.hyperparams
+        return span_in_epochs("dkd", "warmup", hp["warmup_fraction"], hp["warmup_epochs"], self.total_epochs)
 
     def forward(self, student_logits: Tensor, teacher_logits: Tensor | None, targets: Tensor) -> Tensor:
         student, teacher, y = self._inputs(student_logits, teacher_logits, targets)
