@@ -10,9 +10,10 @@ from kdlab.losses import build
 from kdlab.losses.standardize import STANDARDIZE_EPS
 
 
-def zscore(row):
+def zscore(row, population=False):
     mean = sum(row) / len(row)
-    var = sum((v - mean) ** 2 for v in row) / len(row)  # population variance, eps under the root (documented)
+    # the sample variance (K - 1) by default, the population one (K) on request; eps under the root (documented)
+    var = sum((v - mean) ** 2 for v in row) / (len(row) if population else len(row) - 1)
     return [(v - mean) / math.sqrt(var + STANDARDIZE_EPS) for v in row]
 
 
@@ -42,10 +43,36 @@ def test_logit_std_by_hand_with_the_paper_defaults():
     kd_term = t * t * sum(kl(zscore(zt), zscore(zs), t) for zs, zt in zip(Z_S, Z_T)) / 2
     ce_term = -(log_softmax(Z_S[0])[2] + log_softmax(Z_S[1])[1]) / 2  # CE on the raw student logits
     loss_fn = build("logit_std")
-    assert loss_fn.hyperparams == {"temperature": 2.0, "kd_weight": 9.0, "ce_weight": 0.1}
+    assert loss_fn.hyperparams == {"temperature": 2.0, "kd_weight": 9.0, "ce_weight": 0.1, "std": "sample"}
     loss = loss_fn(*tensors())
     assert loss.item() == pytest.approx(0.1 * ce_term + 9.0 * kd_term, rel=1e-12)
     assert loss_fn.last_parts == {"ce": pytest.approx(ce_term, rel=1e-12), "kd": pytest.approx(kd_term, rel=1e-12)}
+
+
+def torchdistill_soft_term(zs, zt, t):
+    """torchdistill's LogitStdKDLoss soft term by hand: z-score with torch.std (K - 1) + 1e-7 added to the std,
+    KL(batchmean) of the tempered distributions, times T^2 (its forward returns beta * T^2 * KL + alpha * CE)."""
+    def z(row):
+        mean = sum(row) / len(row)
+        std = math.sqrt(sum((v - mean) ** 2 for v in row) / (len(row) - 1))
+        return [(v - mean) / (1e-7 + std) for v in row]
+
+    return t * t * sum(kl(z(b), z(a), t) for a, b in zip(zs, zt)) / len(zs)
+
+
+def test_default_reproduces_the_released_code_and_the_population_form_is_an_option():
+    # K = 4: the two standard deviations differ by sqrt(4/3), 15%, so the two forms are far apart
+    s, t, y = tensors()
+    released = torchdistill_soft_term(Z_S, Z_T, 2.0)
+    population = 4.0 * sum(kl(zscore(zt, True), zscore(zs, True), 2.0) for zs, zt in zip(Z_S, Z_T)) / 2
+    assert population > 1.3 * released  # 1.566 vs 1.160 on these logits: the form matters
+    sample_fn = build("logit_std", kd_weight=1.0, ce_weight=0.0)
+    assert sample_fn(s, t, y).item() == pytest.approx(released, rel=1e-6)  # eps placement: < 1e-7 relative
+    population_fn = build("logit_std", kd_weight=1.0, ce_weight=0.0, std="population")
+    assert population_fn.hyperparams["std"] == "population"
+    assert population_fn(s, t, y).item() == pytest.approx(population, rel=1e-12)
+    with pytest.raises(ConfigError, match="std='K' is not allowed; must be one of sample, population"):
+        build("logit_std", std="K")
 
 
 @pytest.mark.parametrize(("scale", "shift"), [(7.5, -40.0), (0.2, 3.0), (1.0, 1e3)])

@@ -70,6 +70,13 @@ def check_bool(loss: str, key: str, value: Any) -> bool:
     return value
 
 
+def check_choice(loss: str, key: str, value: Any, choices: tuple[str, ...]) -> str:
+    """One of ``choices`` (a string option such as logit_std's ``std``)."""
+    if not isinstance(value, str) or value not in choices:
+        raise _fail(loss, key, value, f"one of {', '.join(choices)}")
+    return value
+
+
 def check_not_below(loss: str, key: str, value: float, low_key: str, low: float) -> None:
     """``value >= low`` for two already-checked numbers, e.g. tau_max >= tau_min."""
     if value < low:
