@@ -121,13 +121,13 @@ def test_monotone_case_and_the_gt_on_top_guard_by_hand():
 
 
 def test_loss_records_its_temperatures_and_uses_the_search():
-    loss_fn = build("isats", tau_gt=4.0, tau_min=1.0, tau_max=10.0, grid_size=12)
+    loss_fn = build("isats", tau_gt=4.0, tau_min=1.0, grid_size=12)  # grid 1 .. tau_gt
     assert loss_fn.last_tau_other is None
     s = torch.zeros(4, 5, dtype=torch.float64, requires_grad=True)
     t = torch.tensor(TEACHER, dtype=torch.float64, requires_grad=True)
     loss = loss_fn(s, t, torch.tensor(TARGETS))
     loss.backward()
-    expected = [brute_force(z, y, 4.0, temperature_grid(1.0, 10.0, 12), True) for z, y in zip(TEACHER, TARGETS)]
+    expected = [brute_force(z, y, 4.0, temperature_grid(1.0, 4.0, 12), True) for z, y in zip(TEACHER, TARGETS)]
     assert loss_fn.last_tau_other.tolist() == pytest.approx(expected, rel=1e-12)
     assert not loss_fn.last_tau_other.requires_grad
     assert t.grad is None
@@ -153,11 +153,32 @@ def test_grid_is_log_spaced_with_exact_ends():
     assert grid[1] == pytest.approx(10 ** (1 / 3)) and grid[2] == pytest.approx(10 ** (2 / 3))
 
 
+def test_the_search_keeps_ats_rule_tau_other_at_most_tau_gt():
+    # a less confident teacher with one similar class: a grid reaching past tau_gt picks the reverse asymmetry
+    g = torch.Generator().manual_seed(0)
+    n, k = 256, 100
+    z = torch.randn(n, k, generator=g, dtype=torch.float64) * 2
+    y = torch.randint(0, k, (n,), generator=g)
+    z[torch.arange(n), y] = 8.0
+    z[torch.arange(n), (y + 1) % k] += 6.0
+    unbounded = select_tau_other(z, y, 4.0, temperature_grid(1.0, 10.0, 16))
+    assert (unbounded > 4.0).any()  # the old default grid (1-10) broke the rule on these logits
+    loss_fn = build("isats", tau_gt=4.0)
+    assert loss_fn.hyperparams["tau_max"] == 4.0 and max(loss_fn.grid) == 4.0
+    loss_fn(torch.zeros(n, k, dtype=torch.float64), z, y)
+    assert loss_fn.last_tau_other.max().item() <= 4.0
+    assert (loss_fn.last_tau_other == 4.0).any()  # the bound is reached: the rule, not the data, stops the search
+    with pytest.raises(ConfigError) as err:
+        build("isats", tau_gt=4.0, tau_max=10.0)
+    assert str(err.value) == ("loss 'isats': tau_max=10.0 is not allowed; must be <= tau_gt=4.0 (ATS's rule: the "
+                              "correct class gets the higher temperature)")
+
+
 def test_bad_grids_are_config_errors():
     with pytest.raises(ConfigError, match=r"tau_max=0\.5 is not allowed; must be >= tau_min=1\.0"):
         build("isats", tau_min=1.0, tau_max=0.5)
     with pytest.raises(ConfigError, match="grid_size=1"):
-        build("isats", tau_min=1.0, tau_max=2.0, grid_size=1)
+        build("isats", tau_min=1.0, tau_max=2.0, grid_size=1)  # tau_gt = 4 by default
     with pytest.raises(ConfigError, match="grid_size=0"):
         build("isats", grid_size=0)
     with pytest.raises(ConfigError, match="grid_size=2.5"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import ats, ce, ctkd, dist, dkd, isats, kd, logit_std  # noqa: F401  (importing registers the losses)
-from .base import LOSSES, ResponseLoss
+from .base import LOSSES, ResponseLoss, search_space
 from .feature import FEATURE_LOSSES, FeatureLoss, build_feature_loss
 from . import relation  # noqa: F401,E402  (registers the relation losses into FEATURE_LOSSES)
 from . import tllm  # noqa: F401,E402  (registers tllm)
@@ -32,6 +32,7 @@ __all__ = [
     "decoupled_kl",
     "loss_names",
     "pearson_rows",
+    "search_space",
     "select_tau_other",
     "standardize_logits",
 ]

@@ -6,9 +6,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..space import Space
 from .base import LOSSES, ResponseLoss
 from .checks import check_bool, check_positive, check_unit_interval
 from .functional import asymmetric_log_probs, blend, soft_kl
+
+
+#: The temperatures and KD weights ATS (and its symmetric control) is tuned over.
+TAUS = (1.0, 2.0, 4.0, 8.0)
+ALPHAS = (0.5, 0.7, 0.9)
 
 
 @LOSSES.register("ats")
@@ -38,12 +44,22 @@ class ATSLoss(ResponseLoss):
     Defaults: ``tau_gt=4.0, tau_other=2.0, tau_student=1.0, alpha=0.5`` are the ATS settings of the authors'
     reference demo (gitee.com/mindspore/models, research/cv/ats, README "KD Hyper-Parameters": tp_tau=4.0 for the
     correct class, t_tau=2.0 for the wrong classes, s_tau=1.0, lamb=0.5), which the paper's abstract links to; the
-    paper's rule is tau_gt > tau_other. ``standardize=False``.
+    paper's rule is tau_gt > tau_other ("a higher/lower temperature to the correct/wrong class", its abstract).
+    ``standardize=False``.
+
+    Search space (``search_space``): tau_gt, tau_other in {1, 2, 4, 8} with tau_gt > tau_other (the paper's
+    rule; the authors' own sweep, tp_tau 1-6 x t_tau 1-5 in github.com/lxcnju/ATS-LargeKD, also ran the reverse
+    pairs to show they do worse) x alpha {0.5, 0.7, 0.9}: 18 points holding the defaults. tau_student stays 1.
+    The symmetric control (``control_spaces["symmetric"]``) takes the same values with tau_gt = tau_other
+    (12 points), so ATS and its control differ in the asymmetry alone, and each gets the same tuning budget.
 
     ``last_parts``: {"ce": CE, "kd": tau_student^2 * KL}; the objective is (1 - alpha) * ce + alpha * kd.
     """
 
     name = "ats"
+    search_space = Space({"tau_gt": TAUS, "tau_other": TAUS, "alpha": ALPHAS}, ("tau_gt > tau_other",))
+    control_spaces = {"symmetric": Space({"tau_gt": TAUS, "tau_other": TAUS, "alpha": ALPHAS},
+                                         ("tau_gt == tau_other",))}
 
     def __init__(
         self,

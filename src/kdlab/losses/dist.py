@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..space import Space
 from .base import LOSSES, ResponseLoss
-from .checks import check_positive
-from .checks import check_non_negative
+from .checks import check_non_negative, check_positive
 
 #: Keeps the Pearson denominator away from 0 when a row or column has no spread (a uniform prediction, or a
 #: batch of one sample for the intra-class term). 1e-8 is the eps of the authors' code.
@@ -56,11 +56,15 @@ class DISTLoss(ResponseLoss):
     gamma = 1 and its output is multiplied by kd_loss_weight = 2, with ori_loss_weight = 1 on CE); the effective
     weights are therefore 2, not the module's own defaults of 1.
 
+    Search space (``search_space``): temperature {1, 2, 4} (ImageNet 1, CIFAR-100 4) x beta {1, 2, 4} x gamma
+    {1, 2, 4}, 27 points holding the defaults and the CIFAR setting; ce_weight stays 1.
+
     ``last_parts``: {"ce": CE, "inter": inter, "intra": intra} (T^2 included, weights not);
     the objective is ce_weight * ce + beta * inter + gamma * intra.
     """
 
     name = "dist"
+    search_space = Space({"temperature": (1.0, 2.0, 4.0), "beta": (1.0, 2.0, 4.0), "gamma": (1.0, 2.0, 4.0)})
 
     def __init__(
         self, beta: float = 2.0, gamma: float = 2.0, temperature: float = 1.0, ce_weight: float = 1.0

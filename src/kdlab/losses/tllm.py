@@ -13,6 +13,7 @@ from ..errors import ConfigError
 from .base import LOSSES, ResponseLoss
 from .checks import check_positive, check_unit_interval
 from .functional import blend, soft_kl
+from .kd import KDLoss
 
 
 def check_class_list(loss: str, key: str, value: Any) -> list[int]:
@@ -61,13 +62,15 @@ class TLLMLoss(ResponseLoss):
     Hyperparameters: ``temperature`` (> 0, default 4.0) and ``alpha`` (in [0, 1], default 0.9) as in ``kd``
     (Tian, Krishnan, Isola, ICLR 2020 CIFAR-100 settings); ``undistillable_classes`` (distinct class indices,
     default empty). Indices >= the number of classes are refused at the first batch (the loss does not know K
-    before it sees logits).
+    before it sees logits). Search space: ``kd``'s (temperature x alpha); the class set comes from an analysis,
+    not from tuning.
 
     ``last_parts``: {"ce": CE over all samples, "kd": T^2 * KL averaged over the distillable samples (0 when
     there are none), "distillable_fraction": N_d / N}.
     """
 
     name = "tllm"
+    search_space = KDLoss.search_space
 
     def __init__(self, temperature: float = 4.0, alpha: float = 0.9,
                  undistillable_classes: Sequence[int] = ()) -> None:
