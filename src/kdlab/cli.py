@@ -63,8 +63,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, metavar="N", help="parallel runs (pool; local Ray cluster)")
     p.add_argument("--address", default=None, metavar="ADDR", help="address of a running Ray cluster (ray only)")
 
+    p = sub.add_parser("tune", help="tune a distill config's hyperparameters on validation; write best.yaml")
+    p.add_argument("config", help="a distill (or train) config: the teacher/student pair to tune")
+    p.add_argument("--space", default=None, metavar="SPACE.yaml",
+                   help="values to try per config key (default: the search space of the config's loss)")
+    p.add_argument("--trials", type=int, required=True, metavar="N",
+                   help="trial budget: the whole grid when it has <= N points, else N seeded random points")
+    p.add_argument("--out", required=True, help="output directory (trials.csv, tuning.json, report.md, best.yaml)")
+    p.add_argument("--seeds", type=_seed_list, default=[0], metavar="S,S", help="tuning seeds (default: 0)")
+    p.add_argument("--final-seeds", type=_seed_list, default=[1, 2, 3], metavar="S,S",
+                   help="fresh seeds the chosen config is trained and tested on (default: 1,2,3)")
+    p.add_argument("--search-seed", type=int, default=0, help="seed of the random search (default: 0)")
+    p.add_argument("--store", default=None, help="run store for trials and final runs (default: OUT/runs)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a value of CONFIG (repeatable)")
+    p.add_argument("--executor", choices=("local", "pool", "ray"), default="local",
+                   help="where the runs train: this process, local worker processes, or a Ray cluster")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="parallel runs (pool; local Ray cluster)")
+    p.add_argument("--address", default=None, metavar="ADDR", help="address of a running Ray cluster (ray only)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bars (default: only on a terminal)")
+
     p = sub.add_parser("list", help="list registered components")
-    p.add_argument("what", choices=("models", "losses", "datasets", "studies"))
+    p.add_argument("what", choices=("models", "losses", "datasets", "studies", "spaces"),
+                   help="spaces: each loss's search space (what `kdlab tune` tries by default)")
 
     p = sub.add_parser("models", help="inspect models")
     msub = p.add_subparsers(dest="models_command", required=True)
@@ -195,7 +217,37 @@ def cmd_study(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seed_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of integer seeds") from None
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .tuning import tune_pair
+
+    result = tune_pair(args.config, args.out, args.trials, space=args.space, seeds=args.seeds,
+                       final_seeds=args.final_seeds, search_seed=args.search_seed, overrides=args.overrides,
+                       store=args.store, executor=args.executor, workers=args.workers, address=args.address,
+                       progress=args.progress)
+    test = result.final_test
+    print(f"chosen {result.chosen_values} of {len(result.trials)} trials: validation {result.selected_val:.4f}, "
+          f"test {test['mean']:.4f} ± {test['std']:.4f} on fresh seeds {list(result.final_seeds)}  "
+          f"best config: {Path(args.out) / 'best.yaml'}")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
+    if args.what == "spaces":
+        from .losses import LOSSES, search_space
+
+        for name in LOSSES.names():
+            for control in (None, *LOSSES.get(name).control_spaces):
+                space = search_space(name, control)
+                size = space.size()
+                print(f"{name}{'/' + control if control else ''}: {space.describe()} ({size} point{'s' * (size != 1)})")
+        return 0
     if args.what == "models":
         from .models import MODELS as reg
     elif args.what == "losses":
@@ -291,7 +343,7 @@ def _optional(module: str, name: str):  # noqa: ANN202  (a function of a package
 
 
 COMMANDS = {"train": cmd_train, "distill": cmd_distill, "eval": cmd_eval, "data": cmd_data,
-            "study": cmd_study, "list": cmd_list, "models": cmd_models, "protect": cmd_protect,
+            "study": cmd_study, "tune": cmd_tune, "list": cmd_list, "models": cmd_models, "protect": cmd_protect,
             "audit": cmd_audit}
 
 
