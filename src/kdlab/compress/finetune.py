@@ -123,6 +123,8 @@ def finetune(model: nn.Module, train, val, cfg: RunConfig, root: str | Path, pay
         torch.set_num_threads(cfg.train.num_threads)  # as kdlab.recipe.run does
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     loss = loss if loss is not None else build_loss("ce")
+    if hasattr(loss, "set_schedule"):
+        loss.set_schedule(cfg.train.epochs)  # a warm-up or curriculum given as a fraction of training, as in recipe.run
     distiller = Distiller(model, loss, teacher_logits=teacher_logits)
     train_loader = TensorLoader(train, cfg.train.batch_size, shuffle=True, seed=cfg.train.seed)
     val_loader = TensorLoader(val, cfg.train.eval_batch_size)
