@@ -88,3 +88,17 @@ def test_default_space_is_the_losss_own(tmp_path, pair, tiny_run):
     ce = parse_config(tiny_run)
     with pytest.raises(Exception, match="loss 'ce' declares no search space; give one with --space"):
         load_space(None, ce)
+
+
+def test_shipped_space_files_parse_and_fit_the_shipped_student_config():
+    from kdlab.config import load_config
+    from kdlab.tuning import plan_trials
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    spaces = sorted((root / "spaces").glob("*.yaml"))
+    assert spaces
+    base = load_config(root / "student_kd.yaml")
+    for path in spaces:
+        space = load_space(path, base)
+        plan = plan_trials(base, space, 12, seeds=[0])  # every trial's config validates
+        assert len(plan.trials) == min(12, space.size())

@@ -43,6 +43,8 @@ def tune_pair(config: str | Path, out: str | Path, trials: int, space: str | Pat
     out = Path(out)
     run_store = RunStore(store if store is not None else out / "runs")
     label = Path(config).stem
+    if progress is None:
+        progress = sys.stderr.isatty()  # bars on a terminal only, as for single runs
     with make_executor(executor, workers, address) as ex:
         result = tune(base, tuning_space, trials, seeds, final_seeds, run_store, ex, search_seed=search_seed,
                       label=label, progress=progress)
