@@ -48,8 +48,8 @@ class ATSLoss(ResponseLoss):
     ``standardize=False``.
 
     Search space (``search_space``): tau_gt, tau_other in {1, 2, 4, 8} with tau_gt > tau_other (the paper's
-    rule; the authors' own sweep, tp_tau 1-6 x t_tau 1-5 in github.com/lxcnju/ATS-LargeKD, also ran the reverse
-    pairs to show they do worse) x alpha {0.5, 0.7, 0.9}: 18 points holding the defaults. tau_student stays 1.
+    rule, which makes the method; the authors' own sweep, tp_tau 1-6 x t_tau 1-5 in github.com/lxcnju/ATS-LargeKD,
+    covers the reverse pairs too) x alpha {0.5, 0.7, 0.9}: 18 points holding the defaults. tau_student stays 1.
     The symmetric control (``control_spaces["symmetric"]``) takes the same values with tau_gt = tau_other
     (12 points), so ATS and its control differ in the asymmetry alone, and each gets the same tuning budget.
 

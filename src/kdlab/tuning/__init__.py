@@ -29,4 +29,5 @@ __all__ = [
     "tune_methods",
     "tune_pair",
     "with_values",
+    "write_tuning",
 ]
