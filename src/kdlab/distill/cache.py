@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..io import load_tensors, save_tensors
 from ..train.evaluate import predict_logits
+
+log = logging.getLogger("kdlab")
 
 CACHE_VERSION = 1
 
@@ -52,9 +56,13 @@ def cached_teacher_logits(teacher: nn.Module, x: torch.Tensor, data_fingerprint:
     """The teacher's logits for every row of ``x`` (in eval mode), from the cache or computed and stored."""
     path = Path(cache_dir or default_cache_dir()) / f"{cache_key(teacher, data_fingerprint, transform)}.safetensors"
     if path.is_file():
-        logits = load_tensors(path)["logits"]
-        if logits.shape[0] == len(x):
-            return logits
+        try:
+            logits = load_tensors(path)["logits"]
+        except (ConfigError, KeyError) as exc:  # a damaged cache entry is recomputed, never trusted
+            log.warning("teacher-output cache %s is unreadable (%s); recomputing it", path, exc)
+        else:
+            if logits.shape[0] == len(x):
+                return logits
     logits = predict_logits(teacher, x, batch_size)
     save_tensors(path, {"logits": logits}, {"data": data_fingerprint})
     return logits

@@ -26,23 +26,30 @@ def load_teacher(cfg: TeacherConfig, num_classes: int, in_shape: Sequence[int]) 
         if not path.is_file():
             raise ConfigError(f"teacher.run='{cfg.run}' has no trained weights ({path} is missing); "
                               "train the teacher first with `kdlab train`")
-        model = load_model_weights(path)
-        if cfg.epoch is not None:
-            load_epoch_weights(cfg.run, cfg.epoch, model)
+        try:
+            model = load_model_weights(path)
+            if cfg.epoch is not None:
+                load_epoch_weights(cfg.run, cfg.epoch, model)
+        except ConfigError as exc:
+            raise ConfigError(f"teacher.run='{cfg.run}': {exc}") from None
         key = "teacher.run"
     else:
         from ..models import create_model
 
         assert cfg.model is not None and cfg.weights is not None
         if not Path(cfg.weights).is_file():
-            raise ConfigError(f"teacher.weights='{cfg.weights}' does not exist")
+            what = "is a directory (give teacher.run for a kdlab run)" if Path(cfg.weights).is_dir() else "does not exist"
+            raise ConfigError(f"teacher.weights='{cfg.weights}' {what}")
         opts = cfg.model.options
         model = create_model(cfg.model.name, num_classes=opts.pop("num_classes", num_classes),
                              in_shape=opts.pop("in_shape", in_shape), **opts)
         try:
             load_model_weights(cfg.weights, model)
         except RuntimeError as exc:
-            raise ConfigError(f"teacher.weights='{cfg.weights}' does not fit teacher.model: {exc}") from None
+            raise ConfigError(f"teacher.weights='{cfg.weights}' does not fit teacher.model: "
+                              f"{str(exc).splitlines()[0]}") from None
+        except ConfigError as exc:
+            raise ConfigError(f"teacher.weights='{cfg.weights}': {exc}") from None
         key = "teacher.model"
     spec = getattr(model, "spec", {})
     teacher_classes = spec.get("num_classes")
@@ -72,7 +79,11 @@ def load_epoch_weights(run_dir: str | Path, epoch: int, model: nn.Module) -> nn.
         raise ConfigError(f"teacher.epoch={epoch}: run '{run_dir}' did not keep that epoch (kept: "
                           f"{', '.join(kept) or 'none'}); train the teacher with train.keep_epochs: [{epoch}]")
     state = load_tensors(path)
-    model.load_state_dict({k[len("student."):]: v for k, v in state.items() if k.startswith("student.")})
+    try:
+        model.load_state_dict({k[len("student."):]: v for k, v in state.items() if k.startswith("student.")})
+    except RuntimeError as exc:
+        raise ConfigError(f"teacher.epoch={epoch}: '{path}' does not fit the run's model "
+                          f"({str(exc).splitlines()[0]}); the file is damaged") from None
     return model
 
 
