@@ -15,3 +15,7 @@ class DataError(KdlabError):
 
 class TrainingDiverged(KdlabError):
     """The training loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class RunLocked(ConfigError):
+    """Another process holds a run directory's lock; the message names that process (PID and host)."""

@@ -128,7 +128,7 @@ class Executor:
                     done: Callable[[str], None]) -> dict[str, tuple[dict[str, Any], bool]]:
         results = {}
         for digest, cfg in cfgs.items():
-            finished = store.is_finished(cfg)
+            trained_before, reused_before = store.trained, store.reused
             for attempt in range(self.retries + 1):
                 try:
                     summary = store.run(cfg, progress=progress)
@@ -140,10 +140,11 @@ class Executor:
                         raise
                     log.warning("run %s failed (%s: %s); retrying, it resumes from its last checkpoint",
                                 store.path(cfg), type(exc).__name__, exc)
-            # RunStore.run counted the run already; undo so that run() counts every executor the same way
-            store.trained -= int(not finished)
-            store.reused -= int(finished)
-            results[digest] = (summary, not finished)
+            # RunStore.run counted the run already (as trained here, or reused when another process had finished
+            # it); undo so that run() counts every executor the same way
+            trained = store.trained > trained_before
+            store.trained, store.reused = trained_before, reused_before
+            results[digest] = (summary, trained)
             done(digest)
         return results
 

@@ -2,7 +2,8 @@
 
 Reads top to bottom like the experiment it runs. ``run(cfg, out_dir)`` is idempotent: a finished run directory
 returns its summary, an unfinished one resumes from its last checkpoint, and a directory holding a *different* run
-is refused rather than overwritten.
+is refused rather than overwritten. Nothing is written before every input is checked, and one process at a time
+holds a run directory (:mod:`kdlab.runlock`).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import yaml
 from torch import nn
 
 from .config import RunConfig, check_components
-from .errors import ConfigError
-from .io import atomic_write_json, atomic_write_text
+from .errors import ConfigError, KdlabError
+from .io import atomic_write_json, atomic_write_text, check_output_dir, describe_os_error
+from .runlock import RunLock, acquire_run_lock
 from .train import distributed
 
 log = logging.getLogger("kdlab")
@@ -36,19 +38,38 @@ def run(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None = None,
         teacher_cache_dir: str | Path | None = None,
         on_epoch_end: Callable[[dict[str, Any], nn.Module], None] | None = None,
         identity: Any | None = None, objective: ObjectiveFactory | None = None,
-        summary_extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        summary_extra: dict[str, Any] | None = None, wait: bool = False) -> dict[str, Any]:
     """Train (no teacher) or distil (with a teacher) as ``cfg`` says, in ``out_dir``; return the summary.
+
+    Everything is checked before the first byte is written to ``out_dir`` (config, device, data, teacher, student,
+    init weights, objective, output location and free space), so a failed command leaves ``out_dir`` as it was. The
+    directory is then locked for the run's life (:mod:`kdlab.runlock`): another process on it waits (``wait=True``) or
+    gets a :class:`~kdlab.errors.RunLocked` naming its PID. Under the lock the run is checked again (another process
+    may have finished it, or claimed it with a different config, meanwhile), stale temp files of a killed earlier
+    attempt are removed, and the config is written.
 
     ``on_epoch_end(record, distiller)`` is called after every epoch's checkpoint (for callbacks and tests).
     A method whose objective is not expressible in a RunConfig (the skeptical student) passes ``objective``, which
     builds it in place of ``build_objective``, and ``identity``, the config object (with ``digest()`` and
     ``to_dict()``) that names the run directory and is written to it; ``summary_extra`` is merged into the summary.
     """
+    return run_or_reuse(cfg, out_dir, progress=progress, teacher_cache_dir=teacher_cache_dir,
+                        on_epoch_end=on_epoch_end, identity=identity, objective=objective,
+                        summary_extra=summary_extra, wait=wait)[0]
+
+
+def run_or_reuse(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None = None,
+                 teacher_cache_dir: str | Path | None = None,
+                 on_epoch_end: Callable[[dict[str, Any], nn.Module], None] | None = None,
+                 identity: Any | None = None, objective: ObjectiveFactory | None = None,
+                 summary_extra: dict[str, Any] | None = None, wait: bool = False) -> tuple[dict[str, Any], bool]:
+    """:func:`run`, also saying whether this call trained the run (True) or found it finished (False)."""
     from .data import TensorLoader, build_augment, load_dataset
     from .distill import build_objective, cached_teacher_logits, compile_for_inference, load_teacher
     from .losses import build as build_loss
     from .models import count_macs, count_params, create_model
     from .train import evaluate, fit, load_model_weights, resolve_device, seed_everything
+    from .train.checkpoint import remove_stale_temp_files
     from .train.device import use_channels_last
 
     check_components(cfg)
@@ -59,11 +80,11 @@ def run(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None = None,
     device = resolve_device(cfg.train.device, ranks.local_rank)  # an unavailable device fails here, before anything
     out_dir = Path(out_dir)
     identity = identity if identity is not None else cfg
-    finished = claim_run_dir(out_dir, identity, write=ranks.is_main)
-    distributed.barrier()
+    finished = finished_summary(out_dir, identity)  # read-only: a finished run is reused without loading anything
     if finished is not None:
         log.info("%s is already finished; reusing it", out_dir)
-        return finished
+        return finished, False
+    check_output_dir(out_dir)
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     seed_everything(cfg.train.seed, cfg.train.deterministic)
@@ -115,69 +136,146 @@ def run(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None = None,
                                 seed=cfg.train.seed, augment=augment, rank=ranks.rank, world_size=ranks.world_size)
     val_loader = TensorLoader(data.val, cfg.train.eval_batch_size)
     test_loader = TensorLoader(data.test, cfg.train.eval_batch_size)
+    if len(train_loader) == 0:
+        raise ConfigError(f"data: the training split of '{data.name}' has no sample for this process "
+                          f"({len(data.train)} samples over {ranks.world_size} processes); lower data.val_size or "
+                          "raise data.train_subset")
+    check_output_dir(out_dir, need_bytes=first_checkpoint_bytes(distiller, student))
 
-    meta = {"dataset": data.name, "config_digest": identity.digest()}
-    callback = (lambda record: on_epoch_end(record, distiller)) if on_epoch_end else None
+    # everything is checked: claim the run directory (rank 0) and hold its lock until the summary is written
+    lock, finished = _claim_on_main(out_dir, identity, wait)
     try:
-        result = fit(distiller, train_loader, val_loader, cfg, out_dir, metadata=meta, progress=progress,
-                     on_epoch_end=callback)
+        if finished is not None:
+            distiller.close()
+            log.info("%s was finished by another process meanwhile; reusing it", out_dir)
+            return finished, False
+        if ranks.is_main:
+            remove_stale_temp_files(out_dir)
+        meta = {"dataset": data.name, "config_digest": identity.digest()}
+        callback = (lambda record: on_epoch_end(record, distiller)) if on_epoch_end else None
+        try:
+            result = fit(distiller, train_loader, val_loader, cfg, out_dir, metadata=meta, progress=progress,
+                         on_epoch_end=callback)
+        finally:
+            distiller.close()  # forward hooks off the student and teacher, also when training fails
+
+        # test the best-validation student
+        load_model_weights(out_dir / "checkpoints" / "best.safetensors", student)
+        test = evaluate(student, test_loader)
+        summary = {
+            "config_digest": identity.digest(),
+            "dataset": data.name,
+            "model": cfg.model.as_dict(),
+            "loss": cfg.loss.as_dict(),
+            "teacher": cfg.teacher.model_dump(mode="json") if cfg.teacher else None,
+            "features": [term.model_dump(mode="json") for term in cfg.features],
+            "scheme": cfg.scheme.as_dict() if cfg.scheme else None,
+            "seed": cfg.train.seed,
+            "params": count_params(student),
+            "macs": count_macs(student, data.in_shape),
+            "epochs": cfg.train.epochs,
+            "best_epoch": result["best_epoch"],
+            "best_val_accuracy": result["best_val_accuracy"],
+            "test_accuracy": test["accuracy"],
+            "test_loss": test["loss"],
+            "num_train": len(data.train),
+            "seconds": time.perf_counter() - started,
+            "weights": str(out_dir / "checkpoints" / "best.safetensors"),
+            **(summary_extra or {}),
+        }
+        if ranks.is_main:
+            atomic_write_json(out_dir / SUMMARY, summary)
+        distributed.barrier()
+        return summary, True
     finally:
-        distiller.close()  # forward hooks off the student and teacher, also when training fails
+        if lock is not None:
+            lock.release()
 
-    # test the best-validation student
-    load_model_weights(out_dir / "checkpoints" / "best.safetensors", student)
-    test = evaluate(student, test_loader)
-    summary = {
-        "config_digest": identity.digest(),
-        "dataset": data.name,
-        "model": cfg.model.as_dict(),
-        "loss": cfg.loss.as_dict(),
-        "teacher": cfg.teacher.model_dump(mode="json") if cfg.teacher else None,
-        "features": [term.model_dump(mode="json") for term in cfg.features],
-        "scheme": cfg.scheme.as_dict() if cfg.scheme else None,
-        "seed": cfg.train.seed,
-        "params": count_params(student),
-        "macs": count_macs(student, data.in_shape),
-        "epochs": cfg.train.epochs,
-        "best_epoch": result["best_epoch"],
-        "best_val_accuracy": result["best_val_accuracy"],
-        "test_accuracy": test["accuracy"],
-        "test_loss": test["loss"],
-        "num_train": len(data.train),
-        "seconds": time.perf_counter() - started,
-        "weights": str(out_dir / "checkpoints" / "best.safetensors"),
-        **(summary_extra or {}),
-    }
+
+def first_checkpoint_bytes(distiller: nn.Module, student: nn.Module) -> int:
+    """A lower bound on what a run writes by its first checkpoint, for the free-space check before claiming.
+
+    bytes(trainable state) x 3 (the epoch's weights plus up to two optimiser moments, Adam's) + bytes(student) x 2
+    (best and last weights) + 64 KiB for config, metrics and headers.
+    """
+    def nbytes(module: nn.Module) -> int:
+        return sum(t.numel() * t.element_size() for t in module.state_dict().values() if isinstance(t, torch.Tensor))
+
+    return 3 * nbytes(distiller) + 2 * nbytes(student) + 65536
+
+
+def _claim_on_main(out_dir: Path, identity: Any, wait: bool) -> tuple[RunLock | None, dict[str, Any] | None]:
+    """Rank 0 claims the directory; every rank learns whether the run is to be trained, already finished, or failed
+    to claim (only rank 0 holds the error; the others must not hang at the next barrier)."""
+    ranks = distributed.current()
+    lock, finished, error = None, None, None
     if ranks.is_main:
-        atomic_write_json(out_dir / SUMMARY, summary)
-    distributed.barrier()
-    return summary
+        try:
+            lock, finished = claim_run_dir(out_dir, identity, wait=wait)
+        except BaseException as exc:  # re-raised below, after the other ranks heard of it
+            error = exc
+    status = distributed.all_reduce_sum([2.0 if error is not None else 1.0 if finished is not None else 0.0])[0]
+    if error is not None:
+        raise error
+    if status == 2.0:
+        raise KdlabError(f"rank 0 could not claim the run directory '{out_dir}' (see its message)")
+    if status == 1.0 and finished is None:
+        finished = json.loads((out_dir / SUMMARY).read_text())
+    return lock, finished
 
 
-def claim_run_dir(out_dir: Path, cfg: Any, write: bool = True) -> dict[str, Any] | None:
-    """Write the config into ``out_dir``; return the summary if this exact run already finished there.
+def finished_summary(out_dir: Path, cfg: Any) -> dict[str, Any] | None:
+    """The summary of ``out_dir`` when it holds this exact run, finished; None when it holds no run or this run
+    unfinished. Writes nothing.
 
     ``cfg`` is any config with ``digest()`` and ``to_dict()`` (a RunConfig, or a protect/ run config); a directory
     holding a different (or unreadable) config of that kind is refused rather than overwritten.
     """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out '{out_dir}' is a file, not a run directory; choose another --out")
     config_path = out_dir / CONFIG
-    if config_path.is_file():
-        existing = yaml.safe_load(config_path.read_text()) or {}
-        try:
-            same = type(cfg).model_validate(existing).digest() == cfg.digest()
-        except ValueError:
-            same = False
-        if not same:
-            raise ConfigError(f"--out '{out_dir}' already holds a run with a different config; "
-                              "choose another --out (or delete that directory to start over)")
-        summary = out_dir / SUMMARY
-        if summary.is_file():
-            return json.loads(summary.read_text())
+    if not config_path.is_file():
         return None
-    if write:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(config_path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    return None
+    try:
+        existing = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+        same = type(cfg).model_validate(existing).digest() == cfg.digest()
+    except (OSError, ValueError, TypeError, yaml.YAMLError):
+        same = False
+    if not same:
+        raise ConfigError(f"--out '{out_dir}' already holds a run with a different config ({config_path}); "
+                          "choose another --out (or delete that directory to start over)")
+    summary = out_dir / SUMMARY
+    if not summary.is_file():
+        return None
+    try:
+        return json.loads(summary.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"'{summary}' is unreadable ({exc}); delete the run directory '{out_dir}' to train the run "
+                          "again") from None
+
+
+def claim_run_dir(out_dir: Path, cfg: Any, *, wait: bool = False) -> tuple[RunLock | None, dict[str, Any] | None]:
+    """Lock ``out_dir`` and, under the lock, return ``(None, summary)`` if this run finished there, else write the
+    config and return ``(lock, None)`` with the lock held (release it when the run ends).
+
+    On any failure the lock is released and, when this call created the directory, the directory is removed again,
+    so a failed claim leaves nothing behind.
+    """
+    try:
+        lock = acquire_run_lock(out_dir, wait=wait)
+    except OSError as exc:
+        raise ConfigError(f"--out '{out_dir}' cannot be claimed: {describe_os_error(exc)}") from None
+    try:
+        finished = finished_summary(out_dir, cfg)
+        if finished is None and not (out_dir / CONFIG).is_file():
+            atomic_write_text(out_dir / CONFIG, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    except BaseException:
+        lock.abandon()
+        raise
+    if finished is not None:
+        lock.release()
+        return None, finished
+    return lock, None
 
 
 def init_from(model: nn.Module, source: str) -> None:
@@ -192,3 +290,5 @@ def init_from(model: nn.Module, source: str) -> None:
         load_model_weights(path, model)
     except RuntimeError as exc:
         raise ConfigError(f"init='{source}' does not fit model: {str(exc).splitlines()[0]}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"init='{source}': {exc}") from None
