@@ -10,20 +10,56 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import types
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from .errors import ConfigError
 from .registry import did_you_mean
 
 
-class Section(BaseModel):
-    """A config section that rejects unknown keys."""
+# a seed: any integer torch, numpy and python's random accept alike
+Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+class Section(BaseModel):
+    """A config section that rejects unknown keys, booleans where a number belongs (YAML's ``true`` would otherwise
+    pass as 1) and infinite or NaN floats."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name) if info.field_name else None
+        if field is not None and _bool_where_number(value, field.annotation):
+            raise ValueError("true/false is not a number here; write a number")
+        return value
+
+
+def _bool_where_number(value: Any, annotation: Any) -> bool:
+    """Whether ``value`` (or an item of a list/tuple value) is a bool where ``annotation`` wants an int or float."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _bool_where_number(value, get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if isinstance(value, bool):
+            return bool not in args and Any not in args and any(_bool_where_number(value, a) for a in args)
+        return any(_bool_where_number(value, a) for a in args)
+    if isinstance(value, bool):
+        return annotation in (int, float)
+    if origin in (list, tuple) and isinstance(value, (list, tuple)):
+        args = get_args(annotation)
+        if origin is tuple and args and Ellipsis not in args:
+            return any(_bool_where_number(v, a) for v, a in zip(value, args))
+        item = args[0] if args else Any
+        return any(_bool_where_number(v, item) for v in value)
+    return False
 
 
 class Component(BaseModel):
@@ -45,10 +81,20 @@ class DataConfig(Section):
     data_dir: str | None = None
     val_size: Union[int, float] = Field(5000, ge=0)
     train_subset: int | None = Field(None, ge=1)
-    seed: int = 0
+    seed: Seed = 0
     crop_padding: int = Field(0, ge=0, le=16)
     hflip: bool = False
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("options")
+    @classmethod
+    def _no_shadowed_keys(cls, options: dict[str, Any]) -> dict[str, Any]:
+        shadowed = sorted(set(options) & {"name", "data_dir", "val_size", "seed", "train_subset"})
+        if shadowed:
+            raise ValueError(f"{', '.join(shadowed)} cannot be a dataset option: "
+                             f"{'each has' if len(shadowed) > 1 else 'it has'} its own key under 'data' "
+                             f"(write data.{shadowed[0]}: ... instead of data.options.{shadowed[0]})")
+        return options
 
 
 class TeacherConfig(Section):
@@ -95,13 +141,17 @@ class TeacherConfig(Section):
         return math.floor(self.stop_fraction * epochs + 0.5)
 
 
+# an Adam beta: the decay rate of a moving average, in [0, 1)
+Beta = Annotated[float, Field(ge=0, lt=1)]
+
+
 class OptimConfig(Section):
     name: Literal["sgd", "adam", "adamw"] = "sgd"
     lr: float = Field(0.05, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = True
     weight_decay: float = Field(5e-4, ge=0)
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[Beta, Beta] = (0.9, 0.999)
 
 
 class ScheduleConfig(Section):
@@ -116,11 +166,11 @@ class TrainConfig(Section):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(128, ge=1)
     eval_batch_size: int = Field(1024, ge=1)
-    seed: int = 0
+    seed: Seed = 0
     deterministic: bool = False
     num_threads: int | None = Field(None, ge=1)
     progress: bool | None = None
-    keep_epochs: list[int] = Field(default_factory=list)
+    keep_epochs: list[Annotated[int, Field(ge=1)]] = Field(default_factory=list)
     # write the resumable checkpoint (and best/last weights, metrics) every k epochs and after the last one;
     # a resumed run still equals an uninterrupted one, it just repeats up to k-1 epochs after a crash
     checkpoint_every: int = Field(1, ge=1)
@@ -133,6 +183,14 @@ class TrainConfig(Section):
     # NHWC memory layout for conv nets (student, objective modules, teacher). null (the default): on for models with
     # 2-D convolutions, where it made a CNN student's KD epoch 27% faster on this project's CPU (README, Performance)
     channels_last: bool | None = None
+
+    @field_validator("keep_epochs")
+    @classmethod
+    def _kept_epochs_exist(cls, keep: list[int], info: ValidationInfo) -> list[int]:
+        epochs = info.data.get("epochs")  # absent when epochs itself failed validation
+        if epochs is not None and any(e > epochs for e in keep):
+            raise ValueError(f"it names epochs after the last one; allowed: epochs 1..{epochs} (train.epochs)")
+        return keep
 
 
 class TermSchedule(Section):
@@ -190,6 +248,15 @@ class RunConfig(Section):
     # a training scheme other than offline distillation: {name: dml | joint | byot, ...options}
     scheme: Component | None = None
 
+    @field_validator("model")
+    @classmethod
+    def _classes_come_from_the_data(cls, model: Component) -> Component:
+        given = sorted(set(model.options) & {"num_classes", "in_shape"})
+        if given:
+            raise ValueError(f"{' and '.join(given)} cannot be set for the student: the dataset (data.name) decides "
+                             f"them; remove model.{given[0]}")
+        return model
+
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=False)
 
@@ -223,14 +290,108 @@ _ANY = object()
 # ---------------------------------------------------------------------------------------------- loading
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file '{path}' does not exist")
+# bounds on a YAML document before it is built: anchors and aliases may share nodes, but the document they expand to
+# (what deep copies, validation and json see) stays small; a 514-byte "billion laughs" expands to ~10^9 nodes
+MAX_YAML_NODES = 100_000
+MAX_YAML_DEPTH = 100
+
+
+class _ConfigLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """PyYAML's safe loader, except that a repeated key in one mapping is an error (YAML forbids it; PyYAML would
+    keep the last value silently). Keys brought in by a ``<<: *anchor`` merge may be overridden, as YAML intends."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark)
+            except TypeError:
+                continue  # an unhashable key: the base class reports it
+            if first is not key_node.start_mark:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key '{key}' (first given on line {first.line + 1}); give each key once",
+                    key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str, source: str = "YAML") -> Any:
+    """Parse YAML text safely: no duplicate keys, and aliases bounded before anything is built.
+
+    The document's node graph is composed first (aliases are shared references, so this is cheap even for an alias
+    bomb); its expanded size, every alias counted at full size, must stay within ``MAX_YAML_NODES`` nodes and
+    ``MAX_YAML_DEPTH`` levels before it is turned into Python objects. ``source`` names the text in errors.
+    """
+    loader = _ConfigLoader(text)
     try:
-        data = yaml.safe_load(path.read_text())
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node, source)
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file '{path}' is not valid YAML: {exc}") from None
+        raise ConfigError(f"{source} is not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{source} is nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
+def _check_expansion(root: yaml.Node, source: str) -> None:
+    """Raise ConfigError if the document under ``root`` expands to too many nodes, too deep or into a cycle."""
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    in_progress: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if key in size:
+            continue
+        children = ([child for pair in node.value for child in pair] if isinstance(node, yaml.MappingNode)
+                    else list(node.value) if isinstance(node, yaml.SequenceNode) else [])
+        if not children_done:
+            in_progress.add(key)
+            stack.append((node, True))
+            for child in children:
+                if id(child) in in_progress:
+                    raise ConfigError(f"{source} has an alias that contains itself (a recursive anchor); "
+                                      "write the value out instead")
+                if id(child) not in size:
+                    stack.append((child, False))
+            continue
+        in_progress.discard(key)
+        size[key] = 1 + sum(size[id(c)] for c in children)
+        depth[key] = 1 + max((depth[id(c)] for c in children), default=0)
+        if size[key] > MAX_YAML_NODES:
+            raise ConfigError(f"{source} expands to more than {MAX_YAML_NODES:,} values through its aliases "
+                              "(*name references to &name anchors); refused before expanding it. Write the "
+                              "values out, or use fewer nested aliases")
+        if depth[key] > MAX_YAML_DEPTH:
+            raise ConfigError(f"{source} is nested more than {MAX_YAML_DEPTH} levels deep; a config needs a few")
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file into a dict; every way the file can be wrong is a ConfigError that names it."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config '{path}' is a directory, not a YAML file; give the path of a .yaml file")
+    if not path.exists():
+        raise ConfigError(f"config file '{path}' does not exist")
+    if not path.is_file():
+        raise ConfigError(f"config '{path}' is not a regular file (a device, pipe or socket); give a .yaml file")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"config file '{path}' cannot be read: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file '{path}' is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
+                          f"{exc.start}); save it as UTF-8") from None
+    data = parse_yaml(text, f"config file '{path}'")
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -246,8 +407,10 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
         if not sep or not key.strip():
             raise ConfigError(f"--set '{item}' must look like key.subkey=value")
         try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
+            value = parse_yaml(text, f"--set '{item}'")
+        except ConfigError as exc:
+            if "valid YAML" not in str(exc):
+                raise
             value = text
         node = out
         parts = key.strip().split(".")
