@@ -2,6 +2,7 @@
 
 import gzip
 import hashlib
+import json
 import os
 import shutil
 import stat
@@ -186,6 +187,7 @@ def test_apt_failure_is_reported_with_its_output(tmp_path, monkeypatch):
 
 
 def test_verification_is_cached_in_a_stamp(good, monkeypatch):
+    monkeypatch.setattr(verify, "ALWAYS_HASH_BYTES", 0)  # the fake files are tiny; treat them as large ones
     locate_fashion_mnist(good, download=False)
     assert (good / verify.STAMP_NAME).is_file()
     verify._VERIFIED_HERE.clear()  # only the stamp file may spare the hashing now
@@ -199,6 +201,60 @@ def test_verification_is_cached_in_a_stamp(good, monkeypatch):
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
     locate_fashion_mnist(good, download=False)
     assert calls == ["t10k-labels-idx1-ubyte.gz"]
+
+
+@pytest.mark.parametrize("always_hash_bytes", [1 << 20, 0], ids=["small-files-hashed", "large-files-stamped"])
+def test_relabelled_file_with_preserved_size_and_mtime_is_caught(good, monkeypatch, always_hash_bytes):
+    """The issue's attack: labels changed, size and mtime kept. Small files are re-hashed on every use; for large ones
+    the stamp also records ctime and inode, which an edit cannot keep."""
+    monkeypatch.setattr(verify, "ALWAYS_HASH_BYTES", always_hash_bytes)
+    gz = good / "train-labels-idx1-ubyte.gz"
+    path = good / "train-labels-idx1-ubyte"  # uncompressed, so an in-place edit keeps the size exactly
+    path.write_bytes(gzip.decompress(gz.read_bytes()))
+    gz.unlink()
+    locate_fashion_mnist(good, download=False)
+    verify._VERIFIED_HERE.clear()
+    st = path.stat()
+    labels = bytearray(path.read_bytes())
+    assert labels[8] != labels[8 + 3]  # IDX labels start after an 8-byte header; 3 samples per class
+    labels[8], labels[8 + 3] = labels[8 + 3], labels[8]
+    path.write_bytes(bytes(labels))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    with pytest.raises(DataError, match="checksum mismatch for .*train-labels-idx1-ubyte"):
+        locate_fashion_mnist(good, download=False)
+
+
+def test_an_old_size_and_mtime_stamp_is_not_trusted(good, monkeypatch):
+    monkeypatch.setattr(verify, "ALWAYS_HASH_BYTES", 0)
+    stamp = {"version": 1, "files": {p.name: {"size": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns,
+                                              "sha256": fm.EXPECTED_SHA256[p.name[:-3]]} for p in good.glob("*.gz")}}
+    (good / verify.STAMP_NAME).write_text(json.dumps(stamp))
+    verify._VERIFIED_HERE.clear()
+    calls = []
+    real = verify.payload_sha256
+    monkeypatch.setattr(verify, "payload_sha256", lambda p: calls.append(Path(p).name) or real(p))
+    locate_fashion_mnist(good, download=False)
+    assert sorted(calls) == sorted(f"{s}.gz" for s in fm.FILE_STEMS)
+
+
+def test_corrupt_copy_in_kdlab_data_is_warned_about_even_when_a_good_copy_is_used(good, tmp_path, monkeypatch,
+                                                                                 caplog):
+    bad = tmp_path / "kdlab-data"
+    write_fake_fashion(bad, seed=1)  # a complete copy with other pixels: every image file fails its checksum
+    monkeypatch.setenv("KDLAB_DATA", str(bad))
+    debian = tmp_path / "deb" / "usr/share/datasets/fashion-mnist"
+    shutil.copytree(good, debian)
+    monkeypatch.setattr(fm, "DEBIAN_DIR", debian)
+    with caplog.at_level("WARNING", logger="kdlab"):
+        assert locate_fashion_mnist(download=False) == debian
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    path = next(p for p in bad.glob("*.gz") if str(p) in warnings[0])
+    actual = hashlib.sha256(gzip.decompress(path.read_bytes())).hexdigest()
+    expected = fm.EXPECTED_SHA256[path.name[:-3]]
+    assert "corrupt copy of Fashion-MNIST" in warnings[0] and expected in warnings[0] and actual in warnings[0]
+    assert expected != actual
 
 
 def test_load_dataset_reads_the_fake_copy(good):

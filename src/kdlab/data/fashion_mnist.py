@@ -7,6 +7,7 @@ payload, so a recompressed copy (Debian's) is accepted and a corrupt one is reje
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -23,7 +24,9 @@ from .base import DATASETS, RawDataset
 from .download import download_file
 from .idx import read_idx
 from .paths import default_data_dir
-from .verify import verify_payloads
+from .verify import ChecksumMismatch, verify_payloads
+
+log = logging.getLogger("kdlab")
 
 SUBDIR = "fashion-mnist"
 DEBIAN_PACKAGE = "dataset-fashion-mnist"
@@ -91,6 +94,7 @@ def from_data_dir(data_dir: Path) -> Path:
             _verify(directory)
             return directory
         except DataError as e:
+            _warn_if_corrupt(e)
             problems.append(str(e))
     raise DataError("; ".join(problems))
 
@@ -161,6 +165,7 @@ def locate_fashion_mnist(
             _verify(directory)
             return directory
         except (DataError, OSError, subprocess.SubprocessError) as e:
+            _warn_if_corrupt(e)
             failures.append(f"{source.name}: {e}")
     tried = "\n".join(f"  {i}. {f}" for i, f in enumerate(failures, 1))
     files = ", ".join(f"{s}.gz" for s in FILE_STEMS)
@@ -207,16 +212,19 @@ def _verify(directory: Path) -> None:
     verify_payloads({files[s]: EXPECTED_SHA256[s] for s in FILE_STEMS})
 
 
+def _warn_if_corrupt(error: BaseException) -> None:
+    """A copy that exists but fails its checksum is worth a warning even when another copy is then used: it is
+    someone's damaged (or tampered) data, and it would otherwise go unnoticed."""
+    if isinstance(error, ChecksumMismatch):
+        log.warning("warning: ignoring a corrupt copy of Fashion-MNIST: %s", error)
+
+
 def _install_verified(source_dir: Path, target: Path) -> Path:
-    """Verify the four files in ``source_dir``, then copy them into ``target`` (each copy atomic)."""
+    """Verify the four files in ``source_dir``, then copy them into ``target`` (each copy atomic, mode per umask)."""
     _verify(source_dir)
-    umask = os.umask(0)
-    os.umask(umask)
     for path in find_files(source_dir).values():
         with open(path, "rb") as src:
-            written = atomic_write(target / path.name, lambda f: shutil.copyfileobj(src, f, 1 << 20))
-        # The temp file behind an atomic write is private (0600); a data cache is ordinary readable data.
-        os.chmod(written, 0o644 & ~umask)
+            atomic_write(target / path.name, lambda f: shutil.copyfileobj(src, f, 1 << 20))
     return target
 
 
