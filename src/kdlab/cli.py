@@ -1,7 +1,9 @@
 """`kdlab` command line: parse, validate, call a recipe or a study. Nothing else lives here.
 
-Exit codes: 0 success; 2 bad configuration or arguments (nothing ran); 3 data unavailable; 4 training diverged;
-1 any other kdlab error.
+Exit codes: 0 success; 2 bad configuration, arguments or input/output files (a config or weights file that cannot be
+read, an --out that cannot be written or is in use by another run, a full disk); 3 data unavailable or corrupt;
+4 training diverged; 1 any other kdlab error. Every one of them is a one-line message naming the key or file and the
+fix, never a traceback. A run stopped by a full disk keeps its last complete checkpoint and resumes when rerun.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import ConfigError, DataError, KdlabError, TrainingDiverged
+from .io import describe_os_error
 
 EXIT_CODES = ((ConfigError, 2), (DataError, 3), (TrainingDiverged, 4), (KdlabError, 1))
 
@@ -30,6 +33,12 @@ def _add_run_args(p: argparse.ArgumentParser, config_required: bool = True) -> N
                    help="progress bars (default: only on a terminal)")
 
 
+def _add_wait_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--wait", action="store_true",
+                   help="if another process is training in --out, wait for it to finish (then reuse its run) "
+                        "instead of exiting with status 2")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kdlab", description=__doc__.splitlines()[0])
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
@@ -37,8 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model with its own labels (loss defaults to ce)")
     _add_run_args(p)
+    _add_wait_arg(p)
     p = sub.add_parser("distill", help="distil a student from a teacher (config needs a teacher section)")
     _add_run_args(p)
+    _add_wait_arg(p)
 
     p = sub.add_parser("eval", help="evaluate a weights file (.safetensors) or a run directory")
     p.add_argument("checkpoint")
@@ -134,6 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         label = {2: "config error", 3: "data error", 4: "training diverged"}.get(code, "error")
         if ranks.is_main:
             print(f"kdlab: {label}: {exc}", file=sys.stderr)
+    except OSError as exc:  # a file the command reads or writes: missing, unreadable, read-only, disk full
+        code = 2
+        if ranks.is_main:
+            print(f"kdlab: file error: {describe_os_error(exc)}", file=sys.stderr)
     if ranks.enabled:
         distributed.shutdown_and_exit(code)  # never returns: avoids gloo's abort at interpreter teardown
     return code
@@ -154,7 +169,7 @@ def cmd_train(args: argparse.Namespace, require_teacher: bool = False) -> int:
         raise ConfigError("`kdlab distill` needs a 'teacher' section (teacher.run: <run dir>, "
                           "or teacher.model + teacher.weights)")
     out = _default_out(args, "train")
-    summary = run(cfg, out, progress=args.progress)
+    summary = run(cfg, out, progress=args.progress, wait=args.wait)
     from .train.distributed import current
 
     if current().is_main:

@@ -18,7 +18,7 @@ import torch
 import yaml
 from torch import nn
 
-from .config import RunConfig, check_components
+from .config import RunConfig, check_components, parse_yaml
 from .errors import ConfigError, KdlabError
 from .io import atomic_write_json, atomic_write_text, check_output_dir, describe_os_error
 from .runlock import RunLock, acquire_run_lock
@@ -237,7 +237,7 @@ def finished_summary(out_dir: Path, cfg: Any) -> dict[str, Any] | None:
     if not config_path.is_file():
         return None
     try:
-        existing = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+        existing = parse_yaml(config_path.read_text(encoding="utf-8"), str(config_path)) or {}
         same = type(cfg).model_validate(existing).digest() == cfg.digest()
     except (OSError, ValueError, TypeError, yaml.YAMLError):
         same = False
