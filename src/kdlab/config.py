@@ -296,6 +296,10 @@ MAX_YAML_NODES = 100_000
 MAX_YAML_DEPTH = 100
 
 
+class YamlSyntaxError(ConfigError):
+    """Text that does not parse as YAML at all (as opposed to YAML that kdlab refuses)."""
+
+
 class _ConfigLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """PyYAML's safe loader, except that a repeated key in one mapping is an error (YAML forbids it; PyYAML would
     keep the last value silently). Keys brought in by a ``<<: *anchor`` merge may be overridden, as YAML intends."""
@@ -331,8 +335,10 @@ def parse_yaml(text: str, source: str = "YAML") -> Any:
             return None
         _check_expansion(node, source)
         return loader.construct_document(node)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source} is not valid YAML: {exc}") from None
+    except (yaml.scanner.ScannerError, yaml.parser.ParserError, yaml.reader.ReaderError) as exc:
+        raise YamlSyntaxError(f"{source} is not valid YAML: {exc}") from None
+    except yaml.YAMLError as exc:  # duplicate keys, python/* tags, undefined aliases
+        raise ConfigError(f"{source} is not allowed YAML: {exc}") from None
     except RecursionError:
         raise ConfigError(f"{source} is nested too deeply") from None
     finally:
@@ -408,10 +414,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
             raise ConfigError(f"--set '{item}' must look like key.subkey=value")
         try:
             value = parse_yaml(text, f"--set '{item}'")
-        except ConfigError as exc:
-            if "valid YAML" not in str(exc):
-                raise
-            value = text
+        except YamlSyntaxError:
+            value = text  # e.g. host:port forms; the schema then decides
         node = out
         parts = key.strip().split(".")
         for part in parts[:-1]:
@@ -442,9 +446,10 @@ def _fields_at(model_cls: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | 
 
 
 def format_validation_error(exc: ValidationError, model_cls: type[BaseModel]) -> str:
-    lines = []
+    lines: list[str] = []
     for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if not isinstance(p, int) or True)
+        # a union's branches appear in the location as their type names (val_size.int, val_size.float): drop them
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in _UNION_BRANCHES))
         key = ".".join(str(p) for p in loc) or "(top level)"
         value = err.get("input")
         if err["type"] == "extra_forbidden":
@@ -456,8 +461,13 @@ def format_validation_error(exc: ValidationError, model_cls: type[BaseModel]) ->
             lines.append(f"missing key '{key}'")
         else:
             msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"{key}={value!r} is not allowed: {msg}")
+            line = f"{key}={value!r} is not allowed: {msg}"
+            if line not in lines:
+                lines.append(line)
     return "; ".join(lines)
+
+
+_UNION_BRANCHES = {"int", "float", "str", "bool", "none", "list[int]", "list[float]", "list[str]", "dict[str,any]"}
 
 
 def parse_config(raw: dict[str, Any], model_cls: type[BaseModel] = RunConfig) -> Any:

@@ -282,6 +282,7 @@ def init_from(model: nn.Module, source: str) -> None:
     """Start ``model`` from the weights in ``source`` (a .safetensors file or a run directory)."""
     from .distill.teacher import resolve_weights_file
     from .train import load_model_weights
+    from .train.checkpoint import state_dict_mismatch
 
     path = resolve_weights_file(source)
     if not path.is_file():
@@ -289,6 +290,7 @@ def init_from(model: nn.Module, source: str) -> None:
     try:
         load_model_weights(path, model)
     except RuntimeError as exc:
-        raise ConfigError(f"init='{source}' does not fit model: {str(exc).splitlines()[0]}") from None
+        raise ConfigError(f"init='{source}' does not fit model ({state_dict_mismatch(exc)}); start from weights of "
+                          "the same architecture") from None
     except ConfigError as exc:
         raise ConfigError(f"init='{source}': {exc}") from None

@@ -10,7 +10,7 @@ from torch import nn
 from ..config import TeacherConfig
 from ..errors import ConfigError
 from ..io import load_tensors
-from ..train.checkpoint import CHECKPOINTS, epoch_weights_path, load_model_weights
+from ..train.checkpoint import CHECKPOINTS, epoch_weights_path, load_model_weights, state_dict_mismatch
 from .distiller import freeze
 
 
@@ -46,8 +46,9 @@ def load_teacher(cfg: TeacherConfig, num_classes: int, in_shape: Sequence[int]) 
         try:
             load_model_weights(cfg.weights, model)
         except RuntimeError as exc:
-            raise ConfigError(f"teacher.weights='{cfg.weights}' does not fit teacher.model: "
-                              f"{str(exc).splitlines()[0]}") from None
+            raise ConfigError(f"teacher.weights='{cfg.weights}' does not fit teacher.model "
+                              f"({state_dict_mismatch(exc)}); give the teacher.model options it was trained "
+                              "with") from None
         except ConfigError as exc:
             raise ConfigError(f"teacher.weights='{cfg.weights}': {exc}") from None
         key = "teacher.model"
@@ -56,6 +57,10 @@ def load_teacher(cfg: TeacherConfig, num_classes: int, in_shape: Sequence[int]) 
     if teacher_classes is not None and int(teacher_classes) != int(num_classes):
         raise ConfigError(f"{key}: the teacher has {teacher_classes} classes but the student and dataset have "
                           f"{num_classes}; teacher and student must predict the same classes")
+    teacher_shape = spec.get("in_shape")
+    if teacher_shape is not None and list(teacher_shape) != list(in_shape):
+        raise ConfigError(f"{key}: the teacher takes inputs of shape {list(teacher_shape)} but the dataset's are "
+                          f"{list(in_shape)}; distil on the data the teacher was trained on")
     return freeze(model)
 
 
@@ -83,7 +88,7 @@ def load_epoch_weights(run_dir: str | Path, epoch: int, model: nn.Module) -> nn.
         model.load_state_dict({k[len("student."):]: v for k, v in state.items() if k.startswith("student.")})
     except RuntimeError as exc:
         raise ConfigError(f"teacher.epoch={epoch}: '{path}' does not fit the run's model "
-                          f"({str(exc).splitlines()[0]}); the file is damaged") from None
+                          f"({state_dict_mismatch(exc)}); the file is damaged") from None
     return model
 
 

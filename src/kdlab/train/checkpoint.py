@@ -124,6 +124,13 @@ def save_model_weights(path: str | Path, model: nn.Module, extra_metadata: dict[
     return save_tensors(path, state_dict if state_dict is not None else model.state_dict(), metadata)
 
 
+def state_dict_mismatch(exc: RuntimeError) -> str:
+    """The first concrete problem in ``load_state_dict``'s error (a missing key or a shape mismatch), on one line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    details = [line for line in lines[1:] if not line.startswith("Error(s)")]
+    return (details[0] if details else lines[0] if lines else type(exc).__name__).rstrip(".")
+
+
 def load_model_weights(path: str | Path, model: nn.Module | None = None) -> nn.Module:
     """Load weights saved by :func:`save_model_weights`; rebuilds the kdlab model from its spec when ``model`` is None.
 
@@ -153,7 +160,7 @@ def load_model_weights(path: str | Path, model: nn.Module | None = None) -> nn.M
             model.load_state_dict(load_tensors(path), strict=True)
         except RuntimeError as exc:
             raise ConfigError(f"'{path}' does not match the model its own spec describes "
-                              f"({str(exc).splitlines()[0]}); the file is damaged") from None
+                              f"({state_dict_mismatch(exc)}); the file is damaged") from None
         return model
     model.load_state_dict(load_tensors(path), strict=True)
     return model
