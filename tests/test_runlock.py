@@ -30,6 +30,25 @@ def test_second_holder_is_refused_with_the_pid(tmp_path):
     acquire_run_lock(tmp_path / "run", wait=False).release()  # free again once released
 
 
+def test_a_dead_processs_name_left_in_the_lock_file_is_not_reported_as_the_holder(tmp_path):
+    """A crashed holder's PID stays in the file until the next holder overwrites it, just after taking the lock; a
+    process refused in between must not name the dead one."""
+    import fcntl
+    import socket
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (run_dir / LOCK_NAME).write_text(f"pid {dead.stdout.strip()} on {socket.gethostname()}\n")
+    fd = os.open(run_dir / LOCK_NAME, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # a holder that has not written its name yet
+        with pytest.raises(RunLocked, match=r"in use by another process \(PID unknown\)"):
+            acquire_run_lock(run_dir, wait=False)
+    finally:
+        os.close(fd)
+
+
 def test_waiter_gets_the_lock_when_the_holder_releases(tmp_path):
     first = acquire_run_lock(tmp_path / "run", wait=False)
     got = []

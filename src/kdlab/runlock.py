@@ -35,6 +35,7 @@ import logging
 import os
 import shutil
 import socket
+import time
 from pathlib import Path
 
 from .errors import RunLocked
@@ -58,8 +59,12 @@ class RunLock:
         return self._fd is not None
 
     def release(self) -> None:
-        """Drop the lock (closing the file releases the flock)."""
+        """Drop the lock (closing the file releases the flock), clearing this holder's name first."""
         if self._fd is not None:
+            try:
+                os.ftruncate(self._fd, 0)
+            except OSError:
+                pass
             os.close(self._fd)
             self._fd = None
 
@@ -141,9 +146,32 @@ def _write_holder(fd: int) -> None:
         pass  # the lock is what matters; a full disk only loses the holder's name
 
 
-def _read_holder(fd: int) -> str:
+def _read_holder(fd: int, attempts: int = 50) -> str:
+    """Who holds the lock, as written in the lock file. A holder writes its name just after taking the lock, so an
+    empty file, or a name of a process of this host that no longer exists (a crashed earlier holder), is re-read for
+    up to ``attempts`` x 10 ms before the holder is reported as unknown."""
+    host = socket.gethostname()
+    text = ""
+    for _ in range(attempts):
+        try:
+            text = os.pread(fd, 256, 0).decode("utf-8", "replace").strip()
+        except OSError:
+            text = ""
+        if text.startswith("pid ") and _plausibly_alive(text, host):
+            return f"another process ({text})"
+        time.sleep(0.01)
+    return "another process (PID unknown)"
+
+
+def _plausibly_alive(text: str, host: str) -> bool:
+    """False only when ``text`` names a process of this host that does not exist."""
+    parts = text.split()
+    if len(parts) < 4 or parts[2] != "on" or parts[3] != host or not parts[1].isdigit():
+        return True  # another host (or another format): cannot check
     try:
-        text = os.pread(fd, 256, 0).decode("utf-8", "replace").strip()
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return False
     except OSError:
-        text = ""
-    return f"another process ({text})" if text.startswith("pid ") else "another process (PID unknown)"
+        return True  # exists, owned by someone else
+    return True
