@@ -107,56 +107,62 @@ def finetune(model: nn.Module, train, val, cfg: RunConfig, root: str | Path, pay
     from ..distill import Distiller
     from ..losses import build as build_loss
     from ..models import count_macs, count_params
+    from ..runlock import acquire_run_lock
     from ..train import evaluate, fit, load_model_weights, save_model_weights, seed_everything
+    from ..train.checkpoint import remove_stale_temp_files
     from .pruning import nonzero_params, remove_pruning
 
     # the run's identity: how the model was made + the RunConfig's digest (which, as in the run store, leaves out
     # execution-only settings such as checkpoint_every at their defaults)
     identity = {"payload": payload, "run": cfg.digest()}
     run_dir = finetune_dir(root, identity)
-    finished = _claim(run_dir, identity, cfg)
-    if finished is not None:
-        log.info("%s is already finished; reusing it", run_dir)
-        return {**finished, "run_dir": str(run_dir), "reused": True}
-    started = time.perf_counter()
-    if cfg.train.num_threads:
-        torch.set_num_threads(cfg.train.num_threads)  # as kdlab.recipe.run does
-    seed_everything(cfg.train.seed, cfg.train.deterministic)
-    loss = loss if loss is not None else build_loss("ce")
-    if hasattr(loss, "set_schedule"):
-        loss.set_schedule(cfg.train.epochs)  # a warm-up or curriculum given as a fraction of training, as in recipe.run
-    distiller = Distiller(model, loss, teacher_logits=teacher_logits)
-    train_loader = TensorLoader(train, cfg.train.batch_size, shuffle=True, seed=cfg.train.seed)
-    val_loader = TensorLoader(val, cfg.train.eval_batch_size)
-    result = fit(distiller, train_loader, val_loader, cfg, run_dir, metadata={"run_key": run_key(identity)},
-                 progress=progress, on_epoch_end=on_epoch_end)
-    best = run_dir / "checkpoints" / "best.safetensors"
-    load_model_weights(best, model)
-    test_metrics = evaluate(model, TensorLoader(test, cfg.train.eval_batch_size)) if test is not None else None
-    # a file that rebuilds on its own: the masks of a magnitude-pruned model are baked in (a plain model of the
-    # source architecture with zeros); structured-pruned and low-rank models carry their spec
-    baked = remove_pruning(copy.deepcopy(model))
-    weights = save_model_weights(run_dir / "model.safetensors", baked)
-    in_shape = tuple(getattr(model, "in_shape", train.x.shape[1:]))
-    last = result["history"][-1]
-    summary = {
-        "run_key": run_key(identity),
-        "params": count_params(model),
-        "nonzero_params": nonzero_params(model),
-        "macs": count_macs(model, in_shape),
-        "effective_macs": effective_macs(model, in_shape),
-        "epochs": cfg.train.epochs,
-        "seed": cfg.train.seed,
-        "best_epoch": result["best_epoch"],
-        "best_val_accuracy": result["best_val_accuracy"],
-        "final": {k: last[k] for k in ("train_accuracy", "train_loss", "val_accuracy", "val_loss")},
-        "test_accuracy": test_metrics["accuracy"] if test_metrics else None,
-        "test_loss": test_metrics["loss"] if test_metrics else None,
-        "num_train": len(train),
-        "seconds": time.perf_counter() - started,
-        "weights": str(weights),
-    }
-    from ..io import atomic_write_json
+    # one process per run directory, as in the run store: a second user waits, then reuses the finished run
+    with acquire_run_lock(run_dir, wait=True):
+        finished = _claim(run_dir, identity, cfg)
+        if finished is not None:
+            log.info("%s is already finished; reusing it", run_dir)
+            return {**finished, "run_dir": str(run_dir), "reused": True}
+        remove_stale_temp_files(run_dir)  # of a killed earlier attempt
+        started = time.perf_counter()
+        if cfg.train.num_threads:
+            torch.set_num_threads(cfg.train.num_threads)  # as kdlab.recipe.run does
+        seed_everything(cfg.train.seed, cfg.train.deterministic)
+        loss = loss if loss is not None else build_loss("ce")
+        if hasattr(loss, "set_schedule"):
+            # a warm-up or curriculum given as a fraction of training, as in recipe.run
+            loss.set_schedule(cfg.train.epochs)
+        distiller = Distiller(model, loss, teacher_logits=teacher_logits)
+        train_loader = TensorLoader(train, cfg.train.batch_size, shuffle=True, seed=cfg.train.seed)
+        val_loader = TensorLoader(val, cfg.train.eval_batch_size)
+        result = fit(distiller, train_loader, val_loader, cfg, run_dir, metadata={"run_key": run_key(identity)},
+                     progress=progress, on_epoch_end=on_epoch_end)
+        best = run_dir / "checkpoints" / "best.safetensors"
+        load_model_weights(best, model)
+        test_metrics = evaluate(model, TensorLoader(test, cfg.train.eval_batch_size)) if test is not None else None
+        # a file that rebuilds on its own: the masks of a magnitude-pruned model are baked in (a plain model of the
+        # source architecture with zeros); structured-pruned and low-rank models carry their spec
+        baked = remove_pruning(copy.deepcopy(model))
+        weights = save_model_weights(run_dir / "model.safetensors", baked)
+        in_shape = tuple(getattr(model, "in_shape", train.x.shape[1:]))
+        last = result["history"][-1]
+        summary = {
+            "run_key": run_key(identity),
+            "params": count_params(model),
+            "nonzero_params": nonzero_params(model),
+            "macs": count_macs(model, in_shape),
+            "effective_macs": effective_macs(model, in_shape),
+            "epochs": cfg.train.epochs,
+            "seed": cfg.train.seed,
+            "best_epoch": result["best_epoch"],
+            "best_val_accuracy": result["best_val_accuracy"],
+            "final": {k: last[k] for k in ("train_accuracy", "train_loss", "val_accuracy", "val_loss")},
+            "test_accuracy": test_metrics["accuracy"] if test_metrics else None,
+            "test_loss": test_metrics["loss"] if test_metrics else None,
+            "num_train": len(train),
+            "seconds": time.perf_counter() - started,
+            "weights": str(weights),
+        }
+        from ..io import atomic_write_json
 
-    atomic_write_json(run_dir / SUMMARY, summary)
-    return {**summary, "run_dir": str(run_dir), "reused": False}
+        atomic_write_json(run_dir / SUMMARY, summary)
+        return {**summary, "run_dir": str(run_dir), "reused": False}

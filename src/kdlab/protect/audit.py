@@ -32,7 +32,8 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
-from ..config import Component, DataConfig, RunConfig, Section, TeacherConfig, check_components, parse_config
+from ..config import (Component, DataConfig, RunConfig, Section, TeacherConfig, check_components, parse_config,
+                      read_yaml)
 from ..errors import ConfigError
 from ..io import read_safetensors_metadata
 from ..studies.common import StageConfig
@@ -132,14 +133,15 @@ def resolve_model(source: str | Path, key: str = "model") -> ModelSource:
 
 def _read_run_config(run_dir: Path) -> RunConfig | None:
     """The RunConfig of a run directory (the ``run`` part of a skeptical run), or None."""
-    import yaml
-
     from ..recipe import CONFIG
 
     path = run_dir / CONFIG
     if not path.is_file():
         return None
-    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        raw = read_yaml(path)  # bounded aliases, no duplicate keys: a run directory is input too
+    except ConfigError:
+        return None
     if isinstance(raw, dict) and "skeptical" in raw and "run" in raw:
         raw = raw["run"]
     try:
