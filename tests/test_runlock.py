@@ -49,12 +49,28 @@ def test_a_dead_processs_name_left_in_the_lock_file_is_not_reported_as_the_holde
         os.close(fd)
 
 
+def _wait_until_blocked(lock_file: Path, timeout: float = 30.0) -> None:
+    """Until /proc/locks shows a process blocked on ``lock_file`` (so the test exercises the waiting path)."""
+    inode = os.stat(lock_file).st_ino
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            blocked = [line for line in Path("/proc/locks").read_text().splitlines() if "->" in line]
+        except OSError:
+            time.sleep(0.5)  # no /proc/locks: give the waiter time instead
+            return
+        if any(line.split()[6].rsplit(":", 1)[-1] == str(inode) for line in blocked):
+            return
+        time.sleep(0.01)
+    raise AssertionError("the waiter never blocked on the lock")
+
+
 def test_waiter_gets_the_lock_when_the_holder_releases(tmp_path):
     first = acquire_run_lock(tmp_path / "run", wait=False)
     got = []
     waiter = threading.Thread(target=lambda: got.append(acquire_run_lock(tmp_path / "run", wait=True)))
     waiter.start()
-    time.sleep(0.2)
+    _wait_until_blocked(first.path)
     assert not got  # blocked while the first holds it
     first.release()
     waiter.join(timeout=10)
@@ -69,7 +85,7 @@ def test_waiter_starts_over_when_the_holder_abandons_the_directory_it_created(tm
     got = []
     waiter = threading.Thread(target=lambda: got.append(acquire_run_lock(run_dir, wait=True)))
     waiter.start()
-    time.sleep(0.2)
+    _wait_until_blocked(first.path)
     first.abandon()  # a failed claim: lock file and the (otherwise empty) directory removed, then released
     waiter.join(timeout=10)
     lock = got[0]
