@@ -15,8 +15,10 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .errors import ConfigError, DataError, KdlabError, TrainingDiverged
-from .io import describe_os_error
+from pydantic import ValidationError
+
+from .config import format_validation_error
+from .errors import ConfigError, DataError, KdlabError, TrainingDiverged, describe_os_error
 
 EXIT_CODES = ((ConfigError, 2), (DataError, 3), (TrainingDiverged, 4), (KdlabError, 1))
 
@@ -149,6 +151,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = 2
         if ranks.is_main:
             print(f"kdlab: file error: {describe_os_error(exc)}", file=sys.stderr)
+    except ValidationError as exc:  # a config a study builds from values its own schema let through (e.g. a seed)
+        code = 2
+        if ranks.is_main:
+            print(f"kdlab: config error: {exc.title}: {format_validation_error(exc, None)}", file=sys.stderr)
     if ranks.enabled:
         distributed.shutdown_and_exit(code)  # never returns: avoids gloo's abort at interpreter teardown
     return code

@@ -445,7 +445,8 @@ def _fields_at(model_cls: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | 
     return None
 
 
-def format_validation_error(exc: ValidationError, model_cls: type[BaseModel]) -> str:
+def format_validation_error(exc: ValidationError, model_cls: type[BaseModel] | None) -> str:
+    """One line per problem: the dotted key, the value and what is allowed (unknown keys with a did-you-mean)."""
     lines: list[str] = []
     for err in exc.errors():
         # a union's branches appear in the location as their type names (val_size.int, val_size.float): drop them

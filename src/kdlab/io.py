@@ -10,7 +10,6 @@ a :class:`~kdlab.errors.ConfigError` naming the file, before a byte of it is des
 
 from __future__ import annotations
 
-import errno
 import io
 import json
 import os
@@ -78,25 +77,6 @@ def current_umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
-
-
-def describe_os_error(exc: OSError) -> str:
-    """One line for an ``OSError``: the file, the reason, and what to do about it."""
-    where = f"'{exc.filename}'" if exc.filename else "a file"
-    reason = exc.strerror or str(exc)
-    fix = {
-        errno.ENOSPC: "the disk is full: free space (or choose another --out) and rerun the same command; a run "
-                      "resumes from its last complete checkpoint",
-        errno.EDQUOT: "the disk quota is exhausted: free space and rerun the same command; a run resumes from its "
-                      "last complete checkpoint",
-        errno.EROFS: "the filesystem is read-only: choose another --out",
-        errno.EACCES: "permission denied: choose another location or fix its permissions",
-        errno.EPERM: "operation not permitted: choose another location or fix its permissions",
-        errno.ENOENT: "it does not exist",
-        errno.EISDIR: "it is a directory, not a file",
-        errno.ENOTDIR: "a part of the path is a file, not a directory",
-    }.get(exc.errno, "check the path and rerun")
-    return f"{where}: {reason}; {fix}"
 
 
 def check_output_dir(path: str | os.PathLike, need_bytes: int = 0, what: str = "--out") -> None:

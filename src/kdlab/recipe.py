@@ -19,8 +19,8 @@ import yaml
 from torch import nn
 
 from .config import RunConfig, check_components, parse_yaml
-from .errors import ConfigError, KdlabError
-from .io import atomic_write_json, atomic_write_text, check_output_dir, describe_os_error
+from .errors import ConfigError, KdlabError, describe_os_error
+from .io import atomic_write_json, atomic_write_text, check_output_dir
 from .runlock import RunLock, acquire_run_lock
 from .train import distributed
 
