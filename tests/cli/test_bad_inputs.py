@@ -506,6 +506,12 @@ CASES += [
                                                     "--set", "student.keep_epochs=[50]"], 2, ("keep_epochs", "1..")),
     Case("study=config_is_directory", lambda c: ["study", "capacity", str(c.tmp), "--out", str(c.out)], 2,
          ("is a directory",)),
+    Case("tune=config_is_directory", lambda c: ["tune", str(c.tmp), "--trials", "2", "--out", str(c.out)], 2,
+         ("is a directory",)),
+    Case("tune=space_with_duplicate_key", lambda c: ["tune", str(c.config(BASE)), "--space",
+                                                     str(c.config("kd: {T: [1]}\nkd: {T: [2]}\n", "space.yaml")),
+                                                     "--trials", "2", "--out", str(c.out)], 2,
+         ("space.yaml", "duplicate key")),
     Case("argv=unknown_command", lambda c: ["trian"], 2, ("trian",)),
     Case("argv=unknown_flag", lambda c: ["train", str(c.config(BASE)), "--outt", str(c.out)], 2, ("--outt",)),
 ]
