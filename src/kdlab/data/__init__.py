@@ -2,6 +2,7 @@
 
 from .base import DATASETS, ArrayDataset, DataSplits, RawDataset
 from .fashion_mnist import fetch_fashion_mnist, locate_fashion_mnist
+from .hierarchical_mixture import HierarchicalMixture
 from .idx import read_idx, write_idx
 from .load import load_dataset
 from .loader import Batch, TensorLoader
@@ -17,6 +18,7 @@ __all__ = [
     "DATASETS",
     "DataSplits",
     "GaussianMixture",
+    "HierarchicalMixture",
     "HorizontalFlip",
     "MultiViewData",
     "MultiViewSample",
