@@ -3,6 +3,9 @@
 - ``dark_knowledge``: derived average / std, inherent variance, non-GT entropy, target probability,
   accuracy and ECE, streamed over batches.
 - ``affinity``: class-affinity matrices, their rank consistency across models, and plots.
+- ``bayes_distance``: a model's distance to a known Bayes posterior, next to the posterior's own dark knowledge.
+- ``mismatch_gap`` / ``multiplicity``: the capacity-mismatch gap with teacher- and student-seed variation in its
+  interval, and verdicts over many cells with the false discovery rate controlled.
 """
 
 from .affinity import (
@@ -15,7 +18,10 @@ from .affinity import (
     plot_consistency_matrix,
     spearman_correlation,
 )
+from .bayes_distance import BayesDistanceAccumulator, bayes_distance, compare_with_bayes
 from .fit import FIT_VERDICTS, fit_verdict, kfold_indices, recommend_capacity, sweep_verdicts
+from .mismatch_gap import difference_interval, map_verdicts, mismatch_gap, one_sided_p_values, select_best_kd
+from .multiplicity import benjamini_hochberg, fcr_adjusted_confidence, holm
 from .ntk import NTKParamMLP, empirical_ntk, linearized_predictions, ntk_drift
 from .profile import profile_model
 from .theory import (
@@ -40,7 +46,18 @@ from .dark_knowledge import (
 )
 
 __all__ = [
+    "BayesDistanceAccumulator",
     "NTKParamMLP",
+    "bayes_distance",
+    "benjamini_hochberg",
+    "compare_with_bayes",
+    "difference_interval",
+    "fcr_adjusted_confidence",
+    "holm",
+    "map_verdicts",
+    "mismatch_gap",
+    "one_sided_p_values",
+    "select_best_kd",
     "class_gain",
     "confusion_shift",
     "distillation_error",
