@@ -55,7 +55,8 @@ def test_student_variation_enters_through_the_paired_differences() -> None:
 
 def test_same_teachers_pair_both_seeds() -> None:
     # remedy - KD from the same teacher models: d = [[0.01, 0.02, 0.03], [0.03, 0.04, 0.05]]
-    # G = 0.03; teacher-seed means of d 0.02, 0.04 -> var 2e-4 / 2 = 1e-4; student means 0.02, 0.03, 0.04 -> var 1e-4 / 3
+    # G = 0.03; teacher-seed means of d 0.02, 0.04 -> var 2e-4 / 2 = 1e-4;
+    # student-seed means of d 0.02, 0.03, 0.04 -> var 1e-4 / 3
     kd = table([[0.70, 0.70, 0.70], [0.70, 0.70, 0.70]])
     remedy = table([[0.71, 0.72, 0.73], [0.73, 0.74, 0.75]])
     result = difference_interval(remedy, kd, same_teachers=True)

@@ -85,9 +85,9 @@ def fcr_adjusted_confidence(num_selected: int, num_tests: int, level: float) -> 
     """Confidence level of intervals for the cells BH selected that keeps the false coverage rate at ``level``.
 
     1 - R q / m for R selected cells out of m tested at FDR level q; with nothing selected, 1 - q / m (the level
-    at which the first cell would have been selected). For one-sided tests this is exactly BH: a cell is rejected at q iff its one-sided
-    (1 - R q / m) bound clears the threshold. Paper: "False Discovery Rate-Adjusted Multiple Confidence Intervals for
-    Selected Parameters", Benjamini & Yekutieli, JASA 2005.
+    at which the first cell would have been selected). For one-sided tests this is exactly BH: a cell is rejected at
+    q iff its one-sided (1 - R q / m) bound clears the threshold. Paper: "False Discovery Rate-Adjusted Multiple
+    Confidence Intervals for Selected Parameters", Benjamini & Yekutieli, JASA 2005.
     """
     if num_tests < 1 or not 0 <= num_selected <= num_tests:
         raise ValueError(f"num_selected={num_selected!r}, num_tests={num_tests!r}; allowed: 0 <= selected <= tests, "
