@@ -28,3 +28,16 @@ def test_analysis_memory_benchmark_prints_its_ratio():
     ratio_lines = [line for line in proc.stdout.splitlines() if line.startswith("streamed extra peak, N=4,000")]
     assert len(ratio_lines) == 1
     assert float(ratio_lines[0].split(":")[1].split()[0]) > 0
+
+
+def test_capacity_map_benchmark_prints_bayes_and_model_rows() -> None:
+    proc = subprocess.run([sys.executable, str(BENCH / "bench_capacity_map.py"), "difficulty", "--epochs", "2",
+                           "--widths", "16", "--val-size", "300", "--set", "n_train=2000", "--set", "n_test=500"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    bayes = [line for line in proc.stdout.splitlines() if "Bayes accuracy (test set)" in line]
+    assert len(bayes) == 1 and 0.5 < float(bayes[0].split("(test set)")[1].split(";")[0]) < 1.0
+    rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines() if line.startswith("  linear")
+            or line.startswith("  mlp-16")}
+    assert set(rows) == {"linear", "mlp-16"}
+    assert 0.0 <= float(rows["linear"][4]) <= 1.0  # test accuracy column
