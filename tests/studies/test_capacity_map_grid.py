@@ -94,16 +94,20 @@ def test_malformed_grids_fail_naming_the_key(changes, match) -> None:
         plan_cells(tiny_grid(**changes))
 
 
-def test_every_remedy_gets_kds_budget_and_builds() -> None:
-    from kdlab.losses import build
+def test_every_remedy_gets_kds_budget_and_its_points_lie_in_the_losses_own_spaces() -> None:
+    from kdlab.losses import build, search_space
     from kdlab.studies.capacity_map_grid import REMEDIES, remedy_losses
 
     assert [r.name for r in REMEDIES] == ["ats", "ats_symmetric", "takd", "dkd", "dist", "logit_std", "ctkd", "eskd"]
     for remedy in REMEDIES:  # equal budget: as many configurations as KD has temperatures
         assert remedy.budget(num_teachers=5) == len(FULL.temperatures), remedy.name
+        for loss in remedy.losses:
+            space = search_space(loss["name"], remedy.control)
+            assert space.contains({key: loss[key] for key in space.keys}), (remedy.name, loss)
     for loss in remedy_losses():
-        options = {k: v for k, v in loss.items() if k != "name"}
-        build(loss["name"], **options)  # a bad option name or value raises ConfigError
+        build(loss["name"], **{k: v for k, v in loss.items() if k != "name"})  # a bad option raises ConfigError
+    kd_space = search_space("kd")
+    assert all(kd_space.contains({"temperature": t, "alpha": FULL.kd_alpha}) for t in FULL.temperatures)
     ats, control = REMEDIES[0], REMEDIES[1]
     assert control.control_of == "ats"
     assert all(c["tau_gt"] == c["tau_other"] and c["alpha"] == a["alpha"] for c, a in zip(control.losses, ats.losses))
