@@ -9,6 +9,7 @@ import torch
 
 from kdlab.data import GaussianMixture, load_dataset
 from kdlab.data.hierarchical_mixture import HierarchicalMixture
+from kdlab.data.seeding import generator_for
 from kdlab.errors import ConfigError
 
 F64 = torch.float64
@@ -113,8 +114,6 @@ def test_registered_loader_gives_unnormalised_splits_with_the_mixture() -> None:
     assert splits.mean == (0.0,) * 6 and splits.std == (1.0,) * 6
     assert splits.class_names[4] == "class 4 (super-class 1)"
     # not normalised: the test samples are the mixture's own draws, so its posterior applies to them exactly
-    from kdlab.data.seeding import generator_for
-
     x_test, y_test = mixture.sample(200, generator_for(2, "hmix-test"))
     assert torch.equal(splits.test.x, x_test) and torch.equal(splits.test.y, y_test)
 

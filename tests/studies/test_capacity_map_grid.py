@@ -8,8 +8,9 @@ import itertools
 import pytest
 
 from kdlab.errors import ConfigError
-from kdlab.studies.capacity_map_grid import (PRESETS, Cell, FamilyGrid, MapGrid, Size, budget, check_grid, plan_cells,
-                                             run_counts, teacher_params)
+from kdlab.losses import build, search_space
+from kdlab.studies.capacity_map_grid import (PRESETS, REMEDIES, Cell, FamilyGrid, MapGrid, Size, budget, check_grid,
+                                             plan_cells, remedy_cells, remedy_losses, run_counts, teacher_params)
 
 FULL, QUICK = PRESETS["full"], PRESETS["quick"]
 
@@ -95,9 +96,6 @@ def test_malformed_grids_fail_naming_the_key(changes, match) -> None:
 
 
 def test_every_remedy_gets_kds_budget_and_its_points_lie_in_the_losses_own_spaces() -> None:
-    from kdlab.losses import build, search_space
-    from kdlab.studies.capacity_map_grid import REMEDIES, remedy_losses
-
     assert [r.name for r in REMEDIES] == ["ats", "ats_symmetric", "takd", "dkd", "dist", "logit_std", "ctkd", "eskd"]
     for remedy in REMEDIES:  # equal budget: as many configurations as KD has temperatures
         assert remedy.budget(num_teachers=5) == len(FULL.temperatures), remedy.name
@@ -114,8 +112,6 @@ def test_every_remedy_gets_kds_budget_and_its_points_lie_in_the_losses_own_space
 
 
 def test_remedies_go_to_the_present_cells_with_the_largest_lower_bounds_under_the_caps() -> None:
-    from kdlab.studies.capacity_map_grid import remedy_cells
-
     cells = plan_cells(FULL)
     conv = [c for c in cells if c.family == "resnet8"]
     mlp = [c for c in cells if c.family == "mlp"]
