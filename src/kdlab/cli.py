@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bars (default: only on a terminal)")
 
+    p = sub.add_parser("report", help="rebuild a study's report (report.md, report.html, figures) from its results.json")
+    p.add_argument("dir", help="the output directory of a study (holds results.json)")
+
     p = sub.add_parser("list", help="list registered components")
     p.add_argument("what", choices=("models", "losses", "datasets", "studies", "spaces"),
                    help="spaces: each loss's search space (what `kdlab tune` tries by default)")
@@ -224,17 +227,29 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from .studies import STUDIES
+    from .studies import STUDIES, Study, run_study
 
     study = STUDIES.get(args.name)
     out = Path(args.out) if args.out else Path("runs") / args.name
-    # appended after the user's --set so the explicit flags win; a study without an 'executor' key rejects them
+    # appended after the user's --set so the explicit flags win
     # (the address is quoted: YAML would read some host:port forms as numbers)
     executor = [f"executor.{key}={value}" for key, value in
                 (("name", args.executor), ("workers", args.workers),
                  ("address", json.dumps(args.address) if args.address is not None else None)) if value is not None]
-    study(config=args.config, out=out, preset=args.preset, overrides=[*args.overrides, *executor],
-          progress=args.progress)
+    if isinstance(study, Study):
+        run_study(study, config=args.config, out=out, preset=args.preset, overrides=[*args.overrides, *executor],
+                  progress=args.progress)
+    else:
+        study(config=args.config, out=out, preset=args.preset, overrides=[*args.overrides, *executor],
+              progress=args.progress)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .studies import rerender
+
+    files = rerender(args.dir)
+    print(f"rebuilt {', '.join(files)} in {args.dir}")
     return 0
 
 
@@ -364,8 +379,8 @@ def _optional(module: str, name: str):  # noqa: ANN202  (a function of a package
 
 
 COMMANDS = {"train": cmd_train, "distill": cmd_distill, "eval": cmd_eval, "data": cmd_data,
-            "study": cmd_study, "tune": cmd_tune, "list": cmd_list, "models": cmd_models, "protect": cmd_protect,
-            "audit": cmd_audit}
+            "study": cmd_study, "report": cmd_report, "tune": cmd_tune, "list": cmd_list, "models": cmd_models,
+            "protect": cmd_protect, "audit": cmd_audit}
 
 
 if __name__ == "__main__":

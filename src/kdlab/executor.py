@@ -8,8 +8,8 @@ from its last checkpoint. An executor therefore only has to schedule, collect in
 - ``pool``: a ``concurrent.futures.ProcessPoolExecutor`` ("spawn" context, so no forked torch/OpenMP state);
 - ``ray``: Ray tasks, on an existing cluster given by ``address`` or a local one started for the study.
 
-Configs travel as plain dicts (``RunConfig.to_dict()``) and are validated again in the worker. Every worker must see
-the store at the same path (one machine, or a shared filesystem mounted alike on every node).
+Jobs (RunConfigs, or :class:`kdlab.store.Job` s) travel pickled, so a worker rebuilds exactly the validated object.
+Every worker must see the store at the same path (one machine, or a shared filesystem mounted alike on every node).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any, Callable, Literal
 from pydantic import Field, model_validator
 from tqdm.auto import tqdm
 
-from .config import RunConfig, Section, parse_config
+from .config import Section
 from .errors import ConfigError, KdlabError
 from .store import RunStore
 
@@ -48,9 +48,9 @@ class ExecutorConfig(Section):
         return self
 
 
-def run_task(root: str, teacher_cache_dir: str | None, cfg_dict: dict[str, Any], threads: int | None,
+def run_task(root: str, teacher_cache_dir: str | None, job: Any, threads: int | None,
              cwd: str | None = None) -> tuple[dict[str, Any], bool]:
-    """One run in a worker: revalidate the config, run it through the store; return (summary, trained here).
+    """One run in a worker: run ``job`` (a RunConfig or a store Job) through the store; return (summary, trained here).
 
     ``threads`` caps torch's intra-op threads so that concurrent workers do not oversubscribe the cores.
     ``cwd`` is the driver's working directory: the store root and teachers' run paths may be relative to it.
@@ -61,9 +61,8 @@ def run_task(root: str, teacher_cache_dir: str | None, cfg_dict: dict[str, Any],
         os.chdir(cwd)
     if threads:
         torch.set_num_threads(threads)
-    cfg = parse_config(cfg_dict)
     store = RunStore(root, teacher_cache_dir)
-    summary = store.run(cfg, progress=False)
+    summary = store.run(job, progress=False)
     return summary, store.trained == 1
 
 
@@ -94,14 +93,14 @@ class Executor:
     def close(self) -> None:
         """Release workers (nothing to release when running in-process)."""
 
-    def run(self, store: RunStore, cfgs: list[RunConfig], progress: bool | None = None,
+    def run(self, store: RunStore, cfgs: list[Any], progress: bool | None = None,
             bar: tqdm | None = None, desc: str = "runs") -> list[dict[str, Any]]:
         """Summaries of ``cfgs`` (trained, resumed or reused by ``store``), in order; updates store's counters.
 
         ``bar``: an existing tqdm bar to advance per finished config, else one is made (off when progress is False).
         """
         digests = [cfg.digest() for cfg in cfgs]
-        unique: dict[str, RunConfig] = {}
+        unique: dict[str, Any] = {}
         for digest, cfg in zip(digests, cfgs):
             unique.setdefault(digest, cfg)
         counts = Counter(digests)
@@ -124,7 +123,7 @@ class Executor:
             store.reused += counts[digest] - int(trained)
         return [results[digest][0] for digest in digests]
 
-    def _run_unique(self, store: RunStore, cfgs: dict[str, RunConfig], progress: bool | None,
+    def _run_unique(self, store: RunStore, cfgs: dict[str, Any], progress: bool | None,
                     done: Callable[[str], None]) -> dict[str, tuple[dict[str, Any], bool]]:
         results = {}
         for digest, cfg in cfgs.items():
@@ -164,7 +163,7 @@ class _RemoteExecutor(Executor):
     def _result(self, handle: Any) -> tuple[dict[str, Any], bool]:
         raise NotImplementedError
 
-    def _run_unique(self, store: RunStore, cfgs: dict[str, RunConfig], progress: bool | None,
+    def _run_unique(self, store: RunStore, cfgs: dict[str, Any], progress: bool | None,
                     done: Callable[[str], None]) -> dict[str, tuple[dict[str, Any], bool]]:
         results: dict[str, tuple[dict[str, Any], bool]] = {}
         # finished runs are only read back: no need to start (or wait for) a worker for them
@@ -173,7 +172,7 @@ class _RemoteExecutor(Executor):
                 results[digest] = (RunStore(store.root, store.teacher_cache_dir).run(cfg, progress=False), False)
                 done(digest)
         cache = str(store.teacher_cache_dir) if store.teacher_cache_dir is not None else None
-        args = {d: (str(store.root), cache, cfg.to_dict(), self._threads(), os.getcwd())
+        args = {d: (str(store.root), cache, cfg, self._threads(), os.getcwd())
                 for d, cfg in cfgs.items() if d not in results}
         attempts = dict.fromkeys(args, 0)
         pending = {self._submit(a): d for d, a in args.items()}

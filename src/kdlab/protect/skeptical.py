@@ -188,6 +188,15 @@ class SkepticalRunConfig(Section):
         payload = {"kind": "skeptical", "run": self.run.digest(), "skeptical": self.skeptical.model_dump(mode="json")}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
+    def check(self) -> None:
+        """:func:`check_skeptical` (how a study validates a planned skeptical run)."""
+        check_skeptical(self)
+
+    def execute(self, out_dir: Path, *, progress: bool | None = None,
+                teacher_cache_dir: str | Path | None = None) -> dict[str, Any]:
+        """Train this skeptical student in ``out_dir`` (how a :class:`kdlab.store.RunStore` runs it)."""
+        return run_skeptical(self, out_dir, progress=progress, teacher_cache_dir=teacher_cache_dir)
+
 
 def check_skeptical(cfg: SkepticalRunConfig) -> None:
     """Registry names and options as ``check_components``, plus: the run has a teacher (the method distils)."""

@@ -6,7 +6,7 @@ registers them all (adding a study is one file plus its line below).
 
 from . import baseline, capacity, compress, fit, kinds, multiview, nasty, theory, undistillable  # noqa: F401
 from .base import STUDIES
-from .baseline import run_baseline
 from .capacity import run_capacity
+from .driver import Study, rerender, run_study
 
-__all__ = ["STUDIES", "run_baseline", "run_capacity"]
+__all__ = ["STUDIES", "Study", "rerender", "run_capacity", "run_study"]

@@ -1,33 +1,29 @@
 """Baseline study: one teacher, one student trained with CE and with each distillation method, over seeds.
 
-Recipe: train the teacher once -> for every seed and method train the student (same initial weights and batch order
-per seed) -> test accuracies -> paired differences against CE -> results.json, plots, report.
+Plan: the teacher, then every method's student per seed (same initial weights and batch order per seed). Claims:
+each method beats CE (paired difference of test accuracy over seeds).
 """
 
 from __future__ import annotations
 
-import logging
-import time
-from pathlib import Path
 from typing import Any
 
 from pydantic import Field
-from tqdm.auto import tqdm
 
-from ..config import Component, DataConfig, Section, check_components
-from ..io import atomic_write_json
-from ..report import Report, bar_chart
+from ..analysis.stats import mean_std, paired_by_seed
+from ..analysis.verdict import Claim, NotApplicable, Rule, paired_measurement
+from ..config import Component, DataConfig
+from ..report import Report
+from ..report.format import format_interval, format_pm, model_name
+from ..store import RunStore
 from .base import STUDIES
-from .common import StageConfig, command_line, open_study, stage_run_config
-from ..analysis.stats import mean_std, paired_difference
-from ..report.format import format_interval, format_pm
+from .common import StageConfig, stage_run_config
+from .driver import Planned, RunSet, Study, StudyConfig, Wave
 
-log = logging.getLogger("kdlab")
+POINTS = {"unit": "points", "scale": 100.0}
 
 
-class BaselineStudyConfig(Section):
-    # run store shared between studies (content-addressed); default: <out>/runs
-    store: str | None = None
+class BaselineStudyConfig(StudyConfig):
     data: DataConfig = Field(default_factory=DataConfig)
     teacher: StageConfig
     student: StageConfig
@@ -55,119 +51,88 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-@STUDIES.register("baseline")
-def run_baseline(config: str | Path | None = None, out: str | Path = "runs/baseline", preset: str | None = None,
-                 overrides: list[str] | None = None, progress: bool | None = None) -> dict[str, Any]:
-    """Run the baseline study and write results.json, report.md, report.html and plots into ``out``."""
-    cfg, out, store, started = open_study(BaselineStudyConfig, DEFAULTS, PRESETS, config, preset, overrides, out)
-    # validate every run's config before any training
-    teacher_cfg = stage_run_config(cfg.teacher, cfg.data, cfg.teacher_seed)
-    check_components(teacher_cfg)
-    teacher_dir = store.path(teacher_cfg)
-    student_cfgs = [(seed, method, stage_run_config(cfg.student, cfg.data, seed, loss=method,
-                                                    teacher_run=teacher_dir))
-                    for seed in cfg.seeds for method in cfg.methods]
-    for _, _, run_cfg in student_cfgs:
-        check_components(run_cfg)
-
-    total = 1 + len(student_cfgs)
-    overall = tqdm(total=total, desc="baseline study", unit="run", disable=progress is False)
-    teacher = store.run(teacher_cfg, progress=progress)
-    overall.update()
-    log.info("teacher %s: test accuracy %.4f", cfg.teacher.model.name, teacher["test_accuracy"])
-    students = []
-    for seed, method, run_cfg in student_cfgs:
-        summary = store.run(run_cfg, progress=progress)
-        students.append({"method": method.name, "hyperparams": method.options, "seed": seed,
-                         "test_accuracy": summary["test_accuracy"], "run_dir": summary["run_dir"]})
-        overall.update()
-        log.info("student %s seed %d: test accuracy %.4f", method.name, seed, summary["test_accuracy"])
-    overall.close()
-
-    results = _summarise(cfg, teacher, students)
-    results["seconds"] = time.perf_counter() - started
-    results["runs_trained"], results["runs_reused"] = store.trained, store.reused
-    results["command"] = command_line()
-    atomic_write_json(out / "results.json", results)
-    _write_report(cfg, results, out)
-    _print_table(results, out)
-    return results
-
-
-def _method_label(method: Component) -> str:
+def method_label(method: Component) -> str:
+    """``kd(temperature=4.0, alpha=0.9)``; a method without options is its name."""
     opts = ", ".join(f"{k}={v}" for k, v in method.options.items())
     return f"{method.name}({opts})" if opts else method.name
 
 
-def _summarise(cfg: BaselineStudyConfig, teacher: dict[str, Any], students: list[dict[str, Any]]) -> dict[str, Any]:
-    by_method: dict[str, dict[int, float]] = {}
-    for method in cfg.methods:
-        label = _method_label(method)
-        by_method[label] = {s["seed"]: s["test_accuracy"] for s in students
-                            if s["method"] == method.name and s["hyperparams"] == method.options}
-    ce_label = next((_method_label(m) for m in cfg.methods if m.name == "ce"), None)
+def plan(cfg: BaselineStudyConfig, store: RunStore) -> list[Wave]:
+    teacher = stage_run_config(cfg.teacher, cfg.data, cfg.teacher_seed)
+    students = [Planned({"role": "student", "method": method_label(m), "seed": seed},
+                        stage_run_config(cfg.student, cfg.data, seed, loss=m, teacher_run=store.path(teacher)))
+                for seed in cfg.seeds for m in cfg.methods]
+    return [Wave("teacher", [Planned({"role": "teacher"}, teacher)]), Wave("students", students)]
+
+
+def analyse(cfg: BaselineStudyConfig, runs: RunSet) -> dict[str, Any]:
+    teacher = runs.one(role="teacher")
+    labels = [method_label(m) for m in cfg.methods]
+    ce = next((label for m, label in zip(cfg.methods, labels) if m.name == "ce"), None)
+    accs = {label: runs.by_seed("test_accuracy", role="student", method=label) for label in labels}
     methods = {}
-    for label, accs in by_method.items():
-        entry: dict[str, Any] = {"test_accuracy": mean_std(list(accs.values()))}
-        if ce_label and label != ce_label:
-            seeds = sorted(set(accs) & set(by_method[ce_label]))
-            entry["minus_ce"] = paired_difference([accs[s] for s in seeds], [by_method[ce_label][s] for s in seeds])
+    for label in labels:
+        entry: dict[str, Any] = {"test_accuracy": mean_std(list(accs[label].values()))}
+        if ce is not None and label != ce:
+            entry["minus_ce"] = paired_by_seed(accs[label], accs[ce])
         methods[label] = entry
-    claims = []
-    for label, entry in methods.items():
-        if "minus_ce" not in entry:
-            continue
-        diff = entry["minus_ce"]
-        holds = (diff["low"] > 0) if diff["n"] > 1 else None
-        claims.append({"claim": f"{label} beats CE for the student",
-                       "holds": holds,
-                       "evidence": f"paired difference {label} - CE over {diff['n']} seeds: "
-                                   f"{format_interval(diff)} points (95% t interval)"})
     return {
-        "study": "baseline",
         "dataset": cfg.data.name,
         "config": cfg.model_dump(mode="json"),
-        "teacher": {"name": cfg.teacher.model.name, "model": cfg.teacher.model.as_dict(),
-                    "params": teacher["params"], "test_accuracy": teacher["test_accuracy"],
-                    "run_dir": teacher["run_dir"]},
-        "students": students,
+        "teacher": {"name": model_name(cfg.teacher.model.as_dict(), teacher.summary["params"]),
+                    "model": cfg.teacher.model.as_dict(), "params": teacher.summary["params"],
+                    "test_accuracy": teacher.test_accuracy, "run_dir": teacher.run_dir},
+        "students": [{"teacher": None if r.tags["method"] == ce else "teacher", "method": r.tags["method"],
+                      "hyperparams": r.job.loss.as_dict(), "seed": r.tags["seed"], "test_accuracy": r.test_accuracy,
+                      "val_accuracy": r.val_accuracy, "run_dir": r.run_dir}
+                     for r in runs.select(role="student")],
         "methods": methods,
-        "claims": claims,
     }
 
 
-def _write_report(cfg: BaselineStudyConfig, results: dict[str, Any], out: Path) -> None:
+def claims(cfg: BaselineStudyConfig) -> list[Claim]:
+    """'<method> beats CE' for every method other than CE (none without a CE method)."""
+    labels = [method_label(m) for m in cfg.methods]
+    if not any(m.name == "ce" for m in cfg.methods):
+        return []
+
+    def measure(label: str):
+        def run(results: dict[str, Any]):
+            entry = results["methods"][label]
+            if entry["minus_ce"]["n"] == 0:
+                return NotApplicable("no seed has both students")
+            return paired_measurement(entry["minus_ce"])
+        return run
+
+    return [Claim(f"beats_ce_{i}", f"{label} beats CE for the student",
+                  f"{label} - CE, student test accuracy, paired over seeds (points)", Rule(">", 0.0, **POINTS),
+                  measure(label)) for i, label in enumerate(labels) if cfg.methods[i].name != "ce"]
+
+
+def report(results: dict[str, Any]) -> Report:
     labels = list(results["methods"])
     stats = [results["methods"][m]["test_accuracy"] for m in labels]
-    bar_chart(labels, [s["mean"] * 100 for s in stats], [s["std"] * 100 for s in stats], out / "student_accuracy.png",
-              ylabel="student test accuracy (%)", title="Student accuracy by method (mean ± std over seeds)")
-    t = results["teacher"]
+    cfg, t = results["config"], results["teacher"]
     rep = Report(f"kdlab baseline study — {results['dataset']}")
-    rep.paragraph(f"Teacher: {t['name']} ({t['params']:,} params), test accuracy {t['test_accuracy'] * 100:.2f}%. "
-                  f"Student: {cfg.student.model.name} {cfg.student.model.options}, trained on "
-                  f"{cfg.student.train_subset or 'all'} labelled training images for {cfg.student.epochs} epochs; "
-                  f"seeds {cfg.seeds} (paired: same initial weights and batch order for every method).")
-    rows = [[m, format_pm(results["methods"][m]["test_accuracy"]),
-             format_interval(results["methods"][m]["minus_ce"]) if "minus_ce" in results["methods"][m] else "—"]
-            for m in labels]
+    rep.paragraph(f"Teacher: {t['name']}, test accuracy {t['test_accuracy'] * 100:.2f}%. Student: "
+                  f"{model_name(cfg['student']['model'])} trained on {cfg['student']['train_subset'] or 'all'} "
+                  f"labelled training images for {cfg['student']['epochs']} epochs; seeds {cfg['seeds']} (paired: "
+                  "same initial weights and batch order for every method).")
+    rep.claims_section(results)
     rep.heading("Student test accuracy (%)")
-    rep.table(["method", "accuracy mean ± std", "minus CE, paired (95% CI)"], rows)
-    rep.image("student_accuracy.png", "student test accuracy by method")
-    rep.heading("Claims")
-    rep.claims(results["claims"])
-    rep.heading("Reproduce")
-    rep.code(results["command"])
-    rep.paragraph(f"{results['runs_trained']} runs trained, {results['runs_reused']} reused from the run store; "
-                  f"{results['seconds']:.0f} s.")
-    rep.write(out)
+    rep.table(["method", "accuracy mean ± std", "minus CE, paired (95% CI)"],
+              [[m, format_pm(results["methods"][m]["test_accuracy"]),
+                format_interval(results["methods"][m]["minus_ce"]) if "minus_ce" in results["methods"][m] else "—"]
+               for m in labels])
+    rep.figure("student_accuracy.png", {"panels": [{
+        "type": "bars", "categories": labels, "ylabel": "student test accuracy (%)", "legend": "none",
+        "series": [{"values": [s["mean"] * 100 for s in stats], "errors": [s["std"] * 100 for s in stats]}]}],
+        "title": "Student accuracy by method (mean ± std over seeds)", "size": [max(4, 1.2 * len(labels)), 3.5]},
+        "student test accuracy by method")
+    rep.reproduce(results)
+    return rep
 
 
-def _print_table(results: dict[str, Any], out: Path) -> None:
-    t = results["teacher"]
-    print(f"\nteacher {t['name']:<24} {t['params']:>10,} params   test acc {t['test_accuracy'] * 100:6.2f}%")
-    for label, entry in results["methods"].items():
-        extra = f"   vs CE {format_interval(entry['minus_ce'])}" if "minus_ce" in entry else ""
-        print(f"student {label:<32} test acc {format_pm(entry['test_accuracy'])}{extra}")
-    for claim in results["claims"]:
-        print(f"claim: {claim['claim']}: {claim['holds']} ({claim['evidence']})")
-    print(f"\nresults: {out / 'results.json'}   report: {out / 'report.html'}")
+BASELINE = STUDIES.register("baseline")(Study(
+    name="baseline", config=BaselineStudyConfig, defaults=DEFAULTS, presets=PRESETS, plan=plan, analyse=analyse,
+    claims=claims, report=report, description=__doc__.splitlines()[0]))
