@@ -364,8 +364,10 @@ def cmd_protect(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    audit = _optional("kdlab.protect.audit", "audit_distillability")
-    audit(args.model, Path(args.out), preset=args.preset, overrides=tuple(args.overrides), progress=args.progress)
+    from .studies.audit import audit_distillability
+
+    audit_distillability(args.model, Path(args.out), preset=args.preset, overrides=tuple(args.overrides),
+                         progress=args.progress)
     return 0
 
 

@@ -10,15 +10,16 @@ import pytest
 from kdlab.errors import ConfigError
 from kdlab.losses import FEATURE_LOSSES
 from kdlab.studies import STUDIES
-from kdlab.studies.kinds import KindsStudyConfig, PRESETS, claims, run_kinds
+from kdlab.studies import run_study
+from kdlab.studies.kinds import KINDS, PRESETS, KindsStudyConfig, claims
 
 TINY = ["data.name=digits", "data.val_size=150", "teacher.train_subset=400", "teacher.epochs=1",
         "teacher.model.width=0.25", "teacher.batch_size=64", "student.train_subset=200", "student.batch_size=64"]
 
 
 def test_kinds_study_quick_preset_end_to_end_and_rerun_reuses_everything(tmp_path):
-    assert STUDIES.get("kinds") is run_kinds
-    results = run_kinds(out=tmp_path, preset="quick", overrides=TINY, progress=False)
+    assert STUDIES.get("kinds") is KINDS
+    results = run_study(KINDS, out=tmp_path, preset="quick", overrides=TINY, progress=False)
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["study"] == "kinds" and saved["dataset"] == "digits"
     methods = [m["label"] for m in saved["config"]["methods"]]
@@ -41,14 +42,16 @@ def test_kinds_study_quick_preset_end_to_end_and_rerun_reuses_everything(tmp_pat
                        .splitlines()[0])
     assert "train_ce" not in first and {"train_agd_stage2", "train_nonlocal_stage3"} <= set(first)
     # one seed: no interval, so every claim is undecided, and says why with numbers
-    assert all(c["holds"] is None and "n=1" in c["evidence"] for c in saved["claims"])
+    assert all(c["holds"] is None and c["interval"] is None and c["n"] == 1 for c in saved["claims"])
+    assert all("(no interval: n = 1)" in c["evidence"] for c in saved["claims"])
     assert [c["claim"] for c in saved["claims"]][:3] == [
         "offline response KD (kd) beats CE for this pair", "feature-based KD beats response KD (kd) for this pair",
         "relation-based KD beats response KD (kd) for this pair"]
     html = (tmp_path / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 4
     assert "feature_mix (feature): loss ce + 1 x agd(stage2 -> stage2)" in (tmp_path / "report.md").read_text()
-    again = run_kinds(out=tmp_path, preset="quick", overrides=TINY, progress=False)
+    assert set(saved["loss_terms"]) == {"fitnet", "at", "rkd", "sp", "feature_mix", "relation_mix"}
+    again = run_study(KINDS, out=tmp_path, preset="quick", overrides=TINY, progress=False)
     assert again["runs_trained"] == 0 and again["runs_reused"] == results["runs_trained"] + results["runs_reused"]
     assert [s["test_accuracy"] for s in again["students"]] == [s["test_accuracy"] for s in results["students"]]
 
@@ -63,52 +66,68 @@ def _cfg():
     return KindsStudyConfig.model_validate(raw)
 
 
-def test_claim_rules():
+def _verdicts(cfg, table):
+    return {c.id: c.evaluate({"table": table})["holds"] for c in claims(cfg)}
+
+
+def test_claim_rules_on_hand_made_differences():
     cfg = _cfg()
     zero = _diff(0.0, -0.001, 0.001)
-    table = {m.label: {"minus_ce": zero, "minus_reference": zero} for m in cfg.methods}
+    table = {m.label: {"minus_ce": zero, "minus_reference": zero, "val_accuracy": {"mean": 0.80}}
+             for m in cfg.methods}
     table["kd"]["minus_ce"] = _diff(0.02, 0.01, 0.03)                 # interval above 0
-    table["fitnet"]["minus_reference"] = _diff(0.01, -0.002, 0.022)   # straddles 0, mean > 0
-    table["at"]["minus_reference"] = _diff(-0.01, -0.02, 0.0)
+    table["fitnet"]["minus_reference"] = _diff(0.01, -0.002, 0.022)   # straddles 0
+    table["at"]["minus_reference"] = _diff(0.03, 0.02, 0.04)          # clearly better on test ...
+    table["fitnet"]["val_accuracy"] = {"mean": 0.83}                  # ... but fitnet is best on validation
     table["rkd"]["minus_reference"] = _diff(-0.01, -0.02, 0.0)
-    table["sp"]["minus_reference"] = _diff(0.0, -0.01, 0.01)           # mean 0: counts as "not better"
+    table["sp"]["minus_reference"] = _diff(0.02, 0.01, 0.03)
+    table["rkd"]["val_accuracy"] = {"mean": 0.81}                     # rkd chosen: its interval is at or below 0
     table["dml"]["minus_reference"] = _diff(0.004, -0.008, 0.009)     # within +-1 point
     table["joint"]["minus_reference"] = _diff(-0.03, -0.04, -0.02)    # entirely below -1 point
     table["ban"]["minus_ce"] = _diff(-0.001, -0.004, 0.002)
-    table["byot"]["minus_ce"] = _diff(0.005, -0.001, 0.011)
-    verdicts = {c["claim"]: c["holds"] for c in claims(cfg, table)}
-    assert verdicts == {
-        "offline response KD (kd) beats CE for this pair": True,
-        "feature-based KD beats response KD (kd) for this pair": None,
-        "relation-based KD beats response KD (kd) for this pair": False,
-        "online distillation (dml) matches offline KD (kd)": True,
-        "online distillation (joint) matches offline KD (kd)": False,
-        "self-distillation (ban) improves over CE": False,
-        "self-distillation (byot) improves over CE": None,
+    table["byot"]["minus_ce"] = _diff(-0.02, -0.03, -0.01)
+    assert _verdicts(cfg, table) == {
+        "reference_beats_ce": True,
+        "feature_beats_response": None,       # validation picks fitnet, whose test interval straddles 0
+        "relation_beats_response": False,     # validation picks rkd (not the test-best sp)
+        "online_matches_offline_dml": True,
+        "online_matches_offline_joint": False,
+        "self_improves_ban": None,
+        "self_improves_byot": False,
     }
-    table["at"]["minus_reference"] = _diff(0.02, 0.005, 0.035)
+    feature = next(c for c in claims(cfg) if c.id == "feature_beats_response").evaluate({"table": table})
+    assert feature["selections"] == {"best method": "fitnet"} and "validation" in feature["selected_on"]
+    assert feature["evidence"].startswith("+1.00 [-0.20, +2.20] points")
+    table["fitnet"]["val_accuracy"] = {"mean": 0.70}                  # now at is best on validation
     table["dml"]["minus_reference"] = _diff(0.008, -0.004, 0.02)      # straddles +1 point
-    verdicts = {c["claim"]: c["holds"] for c in claims(cfg, table)}
-    assert verdicts["feature-based KD beats response KD (kd) for this pair"] is True
-    assert verdicts["online distillation (dml) matches offline KD (kd)"] is None
-    evidence = next(c["evidence"] for c in claims(cfg, table) if "dml" in c["claim"])
-    assert "+0.80 [-0.40, +2.00]" in evidence and "±1 points" in evidence
-    assert not any(math.isnan(d["mean"]) for d in (table["kd"]["minus_ce"],))
+    verdicts = _verdicts(cfg, table)
+    assert verdicts["feature_beats_response"] is True and verdicts["online_matches_offline_dml"] is None
+    dml = next(c for c in claims(cfg) if c.id == "online_matches_offline_dml").evaluate({"table": table})
+    assert "+0.80 [-0.40, +2.00] points" in dml["evidence"] and "±1 points" in dml["rule"]
+    # no feature method has a validation score (e.g. none trained): not applicable, with the reason
+    for label in ("fitnet", "at"):
+        table[label]["val_accuracy"] = {"mean": math.nan}
+    na = next(c for c in claims(cfg) if c.id == "feature_beats_response").evaluate({"table": table})
+    assert na["holds"] is None and na["not_applicable"] == "no method of this kind has a validation accuracy"
+
+
+def _run(tmp_path, **kwargs):
+    return run_study(KINDS, out=tmp_path, **kwargs)
 
 
 def test_study_config_errors_name_the_key(tmp_path):
     with pytest.raises(ConfigError, match="not 'ce'"):
-        run_kinds(out=tmp_path, overrides=["methods=[{label: ce, kind: response, loss: {name: kd}}]"])
+        _run(tmp_path, overrides=["methods=[{label: ce, kind: response, loss: {name: kd}}]"])
     with pytest.raises(ConfigError, match="would be the CE baseline"):
-        run_kinds(out=tmp_path, overrides=["methods=[{label: kd, kind: response}]"])
+        _run(tmp_path, overrides=["methods=[{label: kd, kind: response}]"])
     with pytest.raises(ConfigError, match="reference='kd' must be the label of an offline method"):
-        run_kinds(out=tmp_path, overrides=["methods=[{label: dml, kind: online, scheme: {name: dml}}]"])
+        _run(tmp_path, overrides=["methods=[{label: dml, kind: online, scheme: {name: dml}}]"])
     with pytest.raises(ConfigError, match="scheme.name='mutual' is not allowed"):
-        run_kinds(out=tmp_path, overrides=["methods=[{label: kd, kind: response, loss: {name: kd}}, "
+        _run(tmp_path, overrides=["methods=[{label: kd, kind: response, loss: {name: kd}}, "
                                            "{label: m, kind: online, scheme: {name: mutual}}]"])
     # a tap the student does not have fails before anything trains, naming the method and the term
     with pytest.raises(ConfigError, match=r"methods 'fit': features\[0\] \(fitnet_stage9\).student_tap='stage9'"):
-        run_kinds(out=tmp_path, preset="quick", overrides=TINY + [
+        _run(tmp_path, preset="quick", overrides=TINY + [
             "methods=[{label: kd, kind: response, loss: {name: kd}}, {label: fit, kind: feature, features: "
             "[{student_tap: stage9, teacher_tap: stage2, loss: {name: fitnet}}]}]"])
     assert not (tmp_path / "runs").exists()

@@ -9,8 +9,12 @@ import pytest
 from scipy import stats
 
 from kdlab.errors import ConfigError
-from kdlab.studies import STUDIES
-from kdlab.studies.nasty import run_nasty
+from kdlab.studies import STUDIES, run_study
+from kdlab.studies.nasty import NASTY, NastyStudyConfig, claims
+
+
+def run_nasty(**kwargs):
+    return run_study(NASTY, **kwargs)
 
 TINY = ["data.name=digits", "data.val_size=200", "teacher.train_subset=null", "teacher.epochs=3",
         "teacher.model={name: mlp, width: 64, depth: 1}", "teacher.batch_size=64", "nasty.epochs=3",
@@ -19,7 +23,7 @@ TINY = ["data.name=digits", "data.val_size=200", "teacher.train_subset=null", "t
 
 
 def test_nasty_study_end_to_end_on_digits(tmp_path):
-    assert STUDIES.get("nasty") is run_nasty
+    assert STUDIES.get("nasty") is NASTY
     results = run_nasty(out=tmp_path, preset="quick", overrides=TINY, progress=False)
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["study"] == "nasty" and saved["dataset"] == "digits"
@@ -57,13 +61,16 @@ def test_nasty_study_end_to_end_on_digits(tmp_path):
     diff = saved["differences"]["kd_nasty - kd_normal"]
     assert diff["mean"] == pytest.approx(np.mean(d)) and diff["high"] == pytest.approx(np.mean(d) + half)
 
-    claims = saved["claims"]
-    assert len(claims) == 4
-    drop = normal["test_accuracy"] - nasty["test_accuracy"]
-    assert claims[0]["holds"] is bool(drop <= 0.015)
-    assert f"{drop * 100:+.2f}" in claims[0]["evidence"]
-    assert claims[1]["holds"] is (True if diff["high"] < 0 else False if diff["mean"] >= 0 else None)
-    assert all(c["holds"] in (True, False, None) and any(ch.isdigit() for ch in c["evidence"]) for c in claims)
+    found = {c["id"]: c for c in saved["claims"]}
+    assert list(found) == ["keeps_accuracy", "students_worse", "skeptical_recovers", "skeptical_cheap"]
+    drop = nasty["test_accuracy"] - normal["test_accuracy"]
+    assert found["keeps_accuracy"]["estimate"] == pytest.approx(drop)
+    assert found["keeps_accuracy"]["n"] > 100  # paired over the test samples
+    assert found["students_worse"]["interval"] == [diff["low"], diff["high"]]
+    expected = True if diff["high"] < 0 else False if diff["low"] >= 0 else None
+    assert found["students_worse"]["holds"] is expected
+    if expected is not True:  # no measurable harm: recovery is not applicable
+        assert found["skeptical_recovers"]["not_applicable"].startswith("the nasty teacher did not measurably hurt")
     html = (tmp_path / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 3
     assert "Paired differences" in (tmp_path / "report.md").read_text()
@@ -80,3 +87,38 @@ def test_nasty_study_config_errors_before_training(tmp_path):
     with pytest.raises(ConfigError, match="--preset 'huge'"):
         run_nasty(out=tmp_path, preset="huge", progress=False)
     assert not (tmp_path / "runs").exists()
+
+
+def _diff(mean, low, high, n=3):
+    return {"mean": mean, "low": low, "high": high, "n": n}
+
+
+def _results(harm, recover, cheap, accuracy=(-0.004, -0.01, 0.002)):
+    zero = _diff(0.0, -0.01, 0.01)
+    return {"teacher_accuracy_difference": {**_diff(*accuracy), "n": 10000},
+            "teachers": [{"test_accuracy": 0.9}, {"test_accuracy": 0.896, "kl_to_adversary_test": 0.3}],
+            "differences": {"kd_nasty - kd_normal": harm, "kd_nasty - ce": zero, "kd_normal - ce": zero,
+                            "skeptical_nasty - kd_nasty": recover, "skeptical_nasty - kd_normal": zero,
+                            "skeptical_nasty - ce": zero, "skeptical_normal - kd_normal": cheap}}
+
+
+def test_nasty_claims_on_hand_made_numbers():
+    cfg = NastyStudyConfig.model_validate({"teacher": {"model": {"name": "mlp"}},
+                                           "student": {"model": {"name": "mlp"}}})
+    keeps, worse, recovers, cheap = claims(cfg)
+    harm, no_harm = _diff(-0.05, -0.07, -0.03), _diff(0.001, -0.01, 0.012)
+    up, down, unclear = _diff(0.03, 0.01, 0.05), _diff(-0.03, -0.05, -0.01), _diff(0.0, -0.02, 0.02)
+    r = _results(harm, up, _diff(-0.002, -0.008, 0.004))
+    assert [c.evaluate(r)["holds"] for c in (keeps, worse, recovers, cheap)] == [True, True, True, True]
+    r = _results(_diff(0.03, 0.01, 0.05), down, _diff(-0.03, -0.04, -0.02), accuracy=(-0.04, -0.05, -0.03))
+    verdicts = [c.evaluate(r) for c in (keeps, worse, recovers, cheap)]
+    assert [v["holds"] for v in verdicts] == [False, False, None, False]
+    assert verdicts[2]["not_applicable"].startswith("the nasty teacher did not measurably hurt")
+    r = _results(harm, down, _diff(-0.012, -0.02, -0.004), accuracy=(-0.018, -0.02, -0.016))
+    assert [c.evaluate(r)["holds"] for c in (keeps, worse, recovers, cheap)] == [False, True, False, None]
+    r = _results(no_harm, unclear, _diff(0.0, -0.005, 0.005), accuracy=(-0.015, -0.02, -0.01))
+    verdicts = [c.evaluate(r) for c in (keeps, worse, recovers, cheap)]
+    assert [v["holds"] for v in verdicts] == [None, None, None, True]
+    assert verdicts[2]["not_applicable"] is not None and verdicts[1]["not_applicable"] is None
+    r = _results(harm, unclear, cheap=_diff(0.0, float("nan"), float("nan"), 1))
+    assert recovers.evaluate(r)["holds"] is None and cheap.evaluate(r)["holds"] is None

@@ -94,3 +94,20 @@ def binomial_interval(successes: int, trials: int, confidence: float = 0.95) -> 
     low = 0.0 if successes == 0 else float(beta.ppf(alpha / 2, successes, trials - successes + 1))
     high = 1.0 if successes == trials else float(beta.ppf(1 - alpha / 2, successes + 1, trials - successes))
     return {"estimate": successes / trials, "low": low, "high": high, "n": trials}
+
+
+def paired_proportion_difference(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> dict[str, Any]:
+    """Difference of two accuracies measured on the same samples, with a normal-approximation interval.
+
+    ``a``, ``b``: per-sample correctness (1/0) of two models on the same N samples; d_i = a_i - b_i;
+    mean d +- z_{(1+c)/2} * std(d, ddof=1) / sqrt(N) (the paired-proportions setting of McNemar, "Note on the
+    sampling error of the difference between correlated proportions or percentages", Psychometrika 1947).
+    """
+    from scipy.stats import norm
+
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    if d.size < 2:
+        raise ValueError("paired_proportion_difference needs at least two samples")
+    mean = float(d.mean())
+    half = float(norm.ppf((1 + confidence) / 2)) * float(d.std(ddof=1)) / math.sqrt(d.size)
+    return {"mean": mean, "low": mean - half, "high": mean + half, "n": int(d.size)}

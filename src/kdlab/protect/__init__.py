@@ -1,17 +1,16 @@
 """Protection against unwanted distillation, and the attacks that test it.
 
-- ``nasty``: ``protect_nasty`` trains a nasty teacher (Ma et al., ICLR 2021) with the ``nasty`` loss.
+- ``nasty``: ``protect_nasty`` trains a nasty teacher (Ma et al., ICLR 2021) with the ``nasty`` loss;
+  ``NastyTeacherJob`` is the same as a run-store job.
 - ``skeptical``: the skeptical student (Kundu et al., NeurIPS 2021), KD into an auxiliary head at a shallow tap.
-- ``audit``: ``audit_distillability`` measures how much probe students learn from a model (protection margin).
+- ``source``: a model given by path (run directory or weights file) resolved to weights, spec and training data.
 
-Import order matters: ``audit`` imports ``kdlab.studies``, whose ``nasty`` study imports ``skeptical`` and ``nasty``
-from here, so those two never import ``audit`` or ``kdlab.studies`` at module level.
+The distillability audit that uses them is a study: :mod:`kdlab.studies.audit` (``kdlab audit distillability``).
 """
 
 from .skeptical import AuxiliaryHead, SkepticalConfig, SkepticalObjective, SkepticalRunConfig, run_skeptical
-from .nasty import NastyConfig, protect_nasty, protected_weights
-from .audit import AuditConfig, ModelSource, audit_distillability, resolve_model
+from .nasty import NastyConfig, NastyTeacherJob, protect_nasty, protected_weights
+from .source import ModelSource, resolve_model
 
-__all__ = ["AuditConfig", "AuxiliaryHead", "ModelSource", "NastyConfig", "SkepticalConfig", "SkepticalObjective",
-           "SkepticalRunConfig", "audit_distillability", "protect_nasty", "protected_weights", "resolve_model",
-           "run_skeptical"]
+__all__ = ["AuxiliaryHead", "ModelSource", "NastyConfig", "NastyTeacherJob", "SkepticalConfig", "SkepticalObjective",
+           "SkepticalRunConfig", "protect_nasty", "protected_weights", "resolve_model", "run_skeptical"]

@@ -26,14 +26,14 @@ Config (YAML; unknown keys are refused):
 The protected model is the *last* epoch, not the best-validation one: the nasty objective trades a little
 accuracy for nastiness, so selecting by validation accuracy would pick the least nasty epoch. It is exported as
 ``<out>/checkpoints/last.safetensors`` and named in ``<out>/protected.json`` (``kdlab audit distillability`` and
-:func:`kdlab.protect.audit.resolve_model` read it when given the run directory).
+:func:`kdlab.protect.source.resolve_model` read it when given the run directory).
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -41,6 +41,7 @@ from ..config import (Component, DataConfig, OptimConfig, RunConfig, ScheduleCon
                       TrainConfig, apply_overrides, check_components, parse_config, read_yaml)
 from ..errors import ConfigError
 from ..io import atomic_write_json
+from ..store import Job
 
 log = logging.getLogger("kdlab")
 
@@ -77,6 +78,40 @@ def nasty_run_config(model: Component, data: DataConfig, adversary: TeacherConfi
     )
 
 
+class NastyTeacherJob(Job):
+    """A nasty teacher as a run-store job: the nasty run (``run``, its teacher slot holding the adversary) and, once
+    trained, its evaluation (``protected.json``: protected weights, test accuracy, tau^2 KL to the adversary).
+
+    ``teacher_weights``: the normally trained teacher it came from (its accuracy is reported beside the nasty one).
+    """
+
+    kind: ClassVar[str] = "nasty_teacher"
+    run: RunConfig
+    teacher_weights: str
+
+    def check(self) -> None:
+        check_components(self.run)
+        if self.run.teacher is None or self.run.loss.name != "nasty":
+            raise ConfigError("a nasty teacher job needs run.loss.name='nasty' and run.teacher (the adversary)")
+
+    def execute(self, out_dir: Path, *, progress: bool | None = None,
+                teacher_cache_dir: str | Path | None = None) -> dict[str, Any]:
+        """Train (or resume, or reuse) the nasty run in ``out_dir``; evaluate it once; return the summary with
+        ``protected`` (the content of protected.json)."""
+        import json
+
+        from ..recipe import run
+
+        summary = run(self.run, out_dir, progress=progress, teacher_cache_dir=teacher_cache_dir, identity=self)
+        protected = Path(out_dir) / "protected.json"
+        if protected.is_file():
+            info = json.loads(protected.read_text())
+        else:
+            assert self.run.teacher is not None
+            info = evaluate_protection(self.run, out_dir, self.teacher_weights, self.run.teacher)
+        return {**summary, "protected": info}
+
+
 def protected_weights(run_dir: str | Path) -> Path:
     """The weights a nasty run exports as the protected model: its last epoch."""
     return Path(run_dir) / "checkpoints" / "last.safetensors"
@@ -90,7 +125,7 @@ def load_nasty_config(config: str | Path | dict[str, Any], overrides: list[str] 
 
 def build_nasty_run(cfg: NastyConfig) -> RunConfig:
     """Resolve the teacher and adversary and return the validated RunConfig of the nasty run."""
-    from .audit import model_data_config, resolve_model
+    from .source import model_data_config, resolve_model
 
     teacher = resolve_model(cfg.teacher, "teacher")
     adversary = resolve_model(cfg.adversary, "adversary") if cfg.adversary is not None else teacher
@@ -125,7 +160,7 @@ def evaluate_protection(run_cfg: RunConfig, run_dir: str | Path, teacher_weights
     from ..data import TensorLoader
     from ..distill import load_teacher
     from ..train import evaluate, load_model_weights, predict_logits
-    from .audit import load_splits
+    from .source import load_splits
 
     d = run_cfg.data
     splits = load_splits(d, d.train_subset)
@@ -177,6 +212,6 @@ def protect_nasty(config: str | Path | dict[str, Any], out: str | Path, override
 
 
 def _resolved_weights(source: str) -> str:
-    from .audit import resolve_model
+    from .source import resolve_model
 
     return str(resolve_model(source, "teacher").weights)

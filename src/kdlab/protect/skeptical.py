@@ -232,25 +232,3 @@ def run_skeptical(cfg: SkepticalRunConfig, out_dir: str | Path, *, progress: boo
     # directory is named by and holds this SkepticalRunConfig
     return run(cfg.run, out_dir, progress=progress, teacher_cache_dir=teacher_cache_dir, identity=cfg,
                objective=skeptical_objective, summary_extra={"skeptical": sk.model_dump(mode="json")})
-
-
-def run_skeptical_in_store(store: Any, cfg: SkepticalRunConfig, progress: bool | None = None) -> dict[str, Any]:
-    """:func:`run_skeptical` under ``store.root/skeptical-<digest[:16]>`` of a :class:`~kdlab.store.RunStore`.
-
-    Finished runs are reused, interrupted ones resume; the store's ``trained``/``reused`` counters are updated.
-    """
-    from ..recipe import SUMMARY
-
-    path = skeptical_run_path(store, cfg)
-    finished = (path / SUMMARY).is_file()
-    summary = run_skeptical(cfg, path, progress=progress, teacher_cache_dir=store.teacher_cache_dir)
-    if finished:
-        store.reused += 1
-    else:
-        store.trained += 1
-    return {**summary, "run_dir": str(path)}
-
-
-def skeptical_run_path(store: Any, cfg: SkepticalRunConfig) -> Path:
-    """Where a store keeps this skeptical run."""
-    return Path(store.root) / f"skeptical-{cfg.digest()[:16]}"

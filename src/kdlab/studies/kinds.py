@@ -7,30 +7,33 @@ Schemes (Sec. 4): offline (a trained teacher), online (deep mutual learning, Zha
 student trained together) and self-distillation (born-again networks, Furlanello et al. ICML 2018; be your own
 teacher, Zhang et al. ICCV 2019).
 
-Recipe: train the teacher once -> per seed, the CE student and every method's student (paired: same initial weights
-and batch order per seed; online and self-distillation runs need no pretrained teacher) -> paired differences against
-CE and against offline response KD -> claims by rules fixed in advance (docs/studies/kinds.md) -> results.json,
-plots, report.
+Plan: the teacher; per seed the CE student and every method's student (paired: same initial weights and batch
+order per seed; online and self-distillation runs need no pretrained teacher); then each born-again generation,
+taught by the previous one. Analysis: paired differences against CE and against offline response KD. Claims
+(declared below, rules generated into docs/studies/kinds.md): the best method of a kind is chosen on validation
+accuracy, then compared with the reference on test.
 """
 
 from __future__ import annotations
 
-import logging
+import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
-from tqdm.auto import tqdm
 
-from ..config import Component, DataConfig, FeatureTermConfig, RunConfig, Section, check_components
-from ..errors import ConfigError
-from .base import STUDIES
-from .common import StageConfig, finish_study, open_study, stage_run_config
 from ..analysis.stats import mean_std, paired_by_seed
-from ..report.format import format_interval
+from ..analysis.verdict import Claim, NotApplicable, Rule, paired_measurement
+from ..config import Component, DataConfig, FeatureTermConfig, RunConfig, Section
+from ..errors import ConfigError
+from ..report import Report
+from ..report.format import format_interval, format_pm, model_name
 from ..store import RunStore
+from .base import STUDIES
+from .common import StageConfig, stage_run_config
+from .driver import Planned, RunSet, Study, StudyConfig, Wave
 
-log = logging.getLogger("kdlab")
 
 RUN_SCHEMES = ("dml", "joint", "byot")  # single-run schemes (RunConfig.scheme); "ban" is a chain of runs
 
@@ -68,9 +71,7 @@ class KindsMethod(Section):
         return self
 
 
-class KindsStudyConfig(Section):
-    # run store shared between studies (content-addressed); default: <out>/runs
-    store: str | None = None
+class KindsStudyConfig(StudyConfig):
     data: DataConfig = Field(default_factory=DataConfig)
     teacher: StageConfig
     student: StageConfig
@@ -158,60 +159,29 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-@STUDIES.register("kinds")
-def run_kinds(config: str | Path | None = None, out: str | Path = "runs/kinds", preset: str | None = None,
-              overrides: list[str] | None = None, progress: bool | None = None) -> dict[str, Any]:
-    """Run the kinds study; write results.json, plots, report.md and report.html into ``out``."""
-    cfg, out, store, started = open_study(KindsStudyConfig, DEFAULTS, PRESETS, config, preset, overrides, out)
-
-    # every run's config, validated (names, options, taps, shapes, schemes) before anything trains
-    teacher_cfg = stage_run_config(cfg.teacher, cfg.data, cfg.teacher_seed)
-    teacher_dir = store.path(teacher_cfg)
-    ce_cfgs = {seed: stage_run_config(cfg.student, cfg.data, seed) for seed in cfg.seeds}
-    chains = {(m.label, seed): method_run_configs(cfg, m, seed, teacher_dir, store)
-              for m in cfg.methods for seed in cfg.seeds}
-    for run_cfg in [teacher_cfg, *ce_cfgs.values()]:
-        check_components(run_cfg)
-    for (label, _), chain in chains.items():
-        for run_cfg in chain:
-            try:
-                check_components(run_cfg)
-            except ConfigError as exc:
-                raise ConfigError(f"methods '{label}': {exc}") from None
-    check_models_fit(cfg, chains)
-
-    total = 1 + len(ce_cfgs) + sum(len(c) for c in chains.values())
-    overall = tqdm(total=total, desc="kinds study", unit="run", disable=progress is False)
-    teacher = store.run(teacher_cfg, progress=progress)
-    overall.update()
-    log.info("teacher %s: %s params, test accuracy %.4f", _model_label(teacher_cfg.model), f"{teacher['params']:,}",
-             teacher["test_accuracy"])
-    students = []
-    for seed, run_cfg in ce_cfgs.items():
-        summary = store.run(run_cfg, progress=progress)
-        overall.update()
-        students.append(_record(None, "ce", "baseline", run_cfg, seed, summary))
+def plan(cfg: KindsStudyConfig, store: RunStore) -> list[Wave]:
+    """The teacher; the CE student and every method's first run per seed; then each born-again generation."""
+    teacher = stage_run_config(cfg.teacher, cfg.data, cfg.teacher_seed)
+    teacher_dir = store.path(teacher)
+    students = [Planned({"role": "student", "method": "ce", "kind": "baseline", "seed": seed},
+                        stage_run_config(cfg.student, cfg.data, seed)) for seed in cfg.seeds]
+    generations: list[list[Planned]] = []
     for m in cfg.methods:
         for seed in cfg.seeds:
-            chain = chains[(m.label, seed)]
-            for generation, run_cfg in enumerate(chain):
-                summary = store.run(run_cfg, progress=progress)
-                overall.update()
-                if m.scheme is not None and m.scheme.name == "ban":
-                    if generation == 0:
-                        continue  # generation 0 is the CE student, recorded above
-                    label = m.label if generation == len(chain) - 1 else f"{m.label}_gen{generation}"
-                    students.append(_record(f"generation {generation - 1}", label, m.kind, run_cfg, seed, summary,
-                                            generation=generation))
-                else:
-                    students.append(_record(_teacher_of(m, teacher_cfg), m.label, m.kind, run_cfg, seed, summary))
-            log.info("%s seed %d: test accuracy %.4f", m.label, seed, students[-1]["test_accuracy"])
-    overall.close()
-
-    results = assemble(cfg, teacher_cfg, teacher, students)
-    from ..report.kinds import write_kinds_report
-
-    return finish_study(results, out, started, store.trained, store.reused, write_kinds_report, _print_summary)
+            chain = method_run_configs(cfg, m, seed, teacher_dir, store)
+            if m.scheme is not None and m.scheme.name == "ban":
+                # generation 0 is the CE student (same config, trained once); generation g is taught by g - 1
+                for g, run_cfg in enumerate(chain[1:], start=1):
+                    label = m.label if g == len(chain) - 1 else f"{m.label}_gen{g}"
+                    while len(generations) < g:
+                        generations.append([])
+                    generations[g - 1].append(Planned({"role": "student", "method": label, "kind": m.kind,
+                                                       "seed": seed, "generation": g, "ban": m.label}, run_cfg))
+            else:
+                students.append(Planned({"role": "student", "method": m.label, "kind": m.kind, "seed": seed},
+                                        chain[0]))
+    return [Wave("teacher", [Planned({"role": "teacher"}, teacher)]), Wave("students", students),
+            *(Wave(f"born-again generation {g}", runs) for g, runs in enumerate(generations, start=1))]
 
 
 def method_run_configs(cfg: KindsStudyConfig, method: KindsMethod, seed: int, teacher_dir: Path,
@@ -235,7 +205,7 @@ def method_run_configs(cfg: KindsStudyConfig, method: KindsMethod, seed: int, te
     return [_with(base, scheme={"name": method.scheme.name, **options})]
 
 
-def check_models_fit(cfg: KindsStudyConfig, chains: dict[tuple[str, int], list[RunConfig]]) -> None:
+def check_models_fit(cfg: KindsStudyConfig, planned: list[Planned]) -> None:
     """Build every distinct method's objective on fresh models: taps, shapes, adapters, heads are checked before any
     training (a bad tap fails now, not after the teacher has trained)."""
     from ..data import load_dataset
@@ -247,7 +217,7 @@ def check_models_fit(cfg: KindsStudyConfig, chains: dict[tuple[str, int], list[R
     data = load_dataset(d.name, data_dir=d.data_dir, val_size=d.val_size, seed=d.seed, train_subset=None, **d.options)
     teacher = freeze(create_model(cfg.teacher.model.name, data.num_classes, data.in_shape, **cfg.teacher.model.options))
     for m in cfg.methods:
-        run_cfg = chains[(m.label, cfg.seeds[0])][-1]
+        run_cfg = next(p.job for p in reversed(planned) if p.tags.get("method") == m.label)
         student = create_model(run_cfg.model.name, data.num_classes, data.in_shape, **run_cfg.model.options)
         loss = build_loss(run_cfg.loss.name, **run_cfg.loss.options)
         try:
@@ -262,150 +232,229 @@ def _with(cfg: RunConfig, **fields: Any) -> RunConfig:
     return RunConfig.model_validate({**cfg.to_dict(), **fields})
 
 
-def _model_label(model: Component) -> str:
-    opts = ",".join(f"{k}={v}" for k, v in model.options.items())
-    return f"{model.name}({opts})"
-
-
-def _teacher_of(method: KindsMethod, teacher_cfg: RunConfig) -> str | None:
+def _teacher_of(method: KindsMethod | None, teacher: str, generation: int | None) -> str | None:
+    if generation is not None:
+        return f"generation {generation - 1}"
+    if method is None:
+        return None
     if method.scheme is None:
-        return _model_label(teacher_cfg.model)
+        return teacher
     if method.scheme.name in ("dml", "joint"):
-        return f"{_model_label(teacher_cfg.model)}, trained alongside"
+        return f"{teacher}, trained alongside"
     return None
 
 
-def _record(teacher: str | None, method: str, kind: str, run_cfg: RunConfig, seed: int, summary: dict[str, Any],
-            generation: int | None = None) -> dict[str, Any]:
-    record = {"teacher": teacher, "method": method, "kind": kind, "hyperparams": run_cfg.loss.as_dict(),
-              "features": [t.model_dump(mode="json") for t in run_cfg.features],
-              "scheme": run_cfg.scheme.as_dict() if run_cfg.scheme else None, "seed": seed,
-              "test_accuracy": summary["test_accuracy"], "seconds": summary.get("seconds"),
-              "run_dir": summary["run_dir"]}
-    if generation is not None:
-        record["generation"] = generation
-    return record
+def _loss_terms(run_dir: str) -> dict[str, list[float | None]]:
+    """The separately logged parts of a run's objective per epoch (train_* keys of metrics.jsonl)."""
+    history = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines() if line]
+    keys = sorted({k for h in history for k in h if k.startswith("train_") and k not in ("train_loss",
+                                                                                           "train_accuracy")})
+    return {k.removeprefix("train_"): [h.get(k) for h in history] for k in keys}
 
 
-def _by_seed(students: list[dict[str, Any]], method: str) -> dict[int, float]:
-    return {s["seed"]: s["test_accuracy"] for s in students if s["method"] == method}
-
-
-def assemble(cfg: KindsStudyConfig, teacher_cfg: RunConfig, teacher: dict[str, Any],
-             students: list[dict[str, Any]]) -> dict[str, Any]:
-    """results.json's content (without timing): teacher, students, per-method table, BAN generations, claims."""
-    ce = _by_seed(students, "ce")
-    ref = _by_seed(students, cfg.reference)
+def analyse(cfg: KindsStudyConfig, runs: RunSet) -> dict[str, Any]:
+    """Teacher, students, per-method table (test and validation accuracy, paired differences), BAN generations and
+    each feature/relation method's logged loss terms (first seed)."""
+    teacher_run = runs.one(role="teacher")
+    teacher_name = model_name(cfg.teacher.model.as_dict(), teacher_run.summary["params"])
+    methods = {m.label: m for m in cfg.methods}
+    students = []
+    for r in runs.select(role="student"):
+        job: RunConfig = r.job
+        record = {"teacher": _teacher_of(methods.get(r.tags.get("ban", r.tags["method"])), teacher_name,
+                                         r.tags.get("generation")),
+                  "method": r.tags["method"], "kind": r.tags["kind"], "hyperparams": job.loss.as_dict(),
+                  "features": [t.model_dump(mode="json") for t in job.features],
+                  "scheme": job.scheme.as_dict() if job.scheme else None, "seed": r.tags["seed"],
+                  "test_accuracy": r.test_accuracy, "val_accuracy": r.val_accuracy,
+                  "seconds": r.summary.get("seconds"), "run_dir": r.run_dir}
+        if "generation" in r.tags:
+            record["generation"] = r.tags["generation"]
+        students.append(record)
+    test = {label: runs.by_seed("test_accuracy", role="student", method=label) for label in ["ce", *methods]}
+    val = {label: runs.by_seed("val_accuracy", role="student", method=label) for label in ["ce", *methods]}
     table: dict[str, dict[str, Any]] = {}
     for m in cfg.methods:
-        accs = _by_seed(students, m.label)
         seconds = [s["seconds"] for s in students if s["method"] == m.label and s.get("seconds") is not None]
         table[m.label] = {"kind": m.kind, "scheme": m.scheme.name if m.scheme else "offline",
-                          "test_accuracy": mean_std(list(accs.values())), "minus_ce": paired_by_seed(accs, ce),
-                          "minus_reference": paired_by_seed(accs, ref), "seconds": mean_std(seconds)}
+                          "test_accuracy": mean_std(list(test[m.label].values())),
+                          "val_accuracy": mean_std(list(val[m.label].values())),
+                          "minus_ce": paired_by_seed(test[m.label], test["ce"]),
+                          "minus_reference": paired_by_seed(test[m.label], test[cfg.reference]),
+                          "seconds": mean_std(seconds)}
     generations = {}
     for m in cfg.methods:
         if m.scheme is not None and m.scheme.name == "ban":
             count = m.scheme.options.get("generations", 2)
             labels = ["ce"] + [f"{m.label}_gen{g}" for g in range(1, count)] + [m.label]
-            generations[m.label] = [mean_std(list(_by_seed(students, label).values())) for label in labels]
+            generations[m.label] = [mean_std([s["test_accuracy"] for s in students if s["method"] == label])
+                                    for label in labels]
+    first = cfg.seeds[0]
+    loss_terms = {s["method"]: _loss_terms(s["run_dir"]) for s in students if s["seed"] == first and s["features"]}
     return {
-        "study": "kinds",
         "dataset": cfg.data.name,
         "config": cfg.model_dump(mode="json"),
-        "teacher": {"name": _model_label(teacher_cfg.model), "model": teacher_cfg.model.as_dict(),
-                    "params": teacher["params"], "test_accuracy": teacher["test_accuracy"],
-                    "run_dir": teacher["run_dir"]},
+        "teacher": {"name": teacher_name, "model": cfg.teacher.model.as_dict(),
+                    "params": teacher_run.summary["params"], "test_accuracy": teacher_run.test_accuracy,
+                    "run_dir": teacher_run.run_dir},
         "students": students,
-        "ce_student": mean_std(list(ce.values())),
+        "ce_student": mean_std(list(test["ce"].values())),
         "table": table,
         "ban_generations": generations,
-        "claims": claims(cfg, table),
+        "loss_terms": loss_terms,
     }
 
 
-def claims(cfg: KindsStudyConfig, table: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each claim with a verdict by the rules of docs/studies/kinds.md (fixed before running)."""
-    out = []
+# ---------------------------------------------------------------------------------------------------- claims
+
+POINTS = {"unit": "points", "scale": 100.0}
+VALIDATION = "validation accuracy (mean over seeds)"
+
+
+def claims(cfg: KindsStudyConfig) -> list[Claim]:
+    """The claims under test for this configuration of methods (rules in the declarations below)."""
     ref = cfg.reference
-    out.append(_beats(f"offline response KD ({ref}) beats CE for this pair", table[ref]["minus_ce"], f"{ref} - CE"))
-    for kind in ("feature", "relation"):
+    out = [Claim("reference_beats_ce", f"offline response KD ({ref}) beats CE for this pair",
+                 f"{ref} - CE, student test accuracy, paired over seeds (points)", Rule(">", 0.0, **POINTS),
+                 lambda r: paired_measurement(r["table"][ref]["minus_ce"]),
+                 source="Hinton, Vinyals, Dean, 2015")]
+    for kind, source in (("feature", "Romero et al., ICLR 2015; Zagoruyko & Komodakis, ICLR 2017"),
+                         ("relation", "Park et al., CVPR 2019; Tung & Mori, ICCV 2019")):
         labels = [m.label for m in cfg.methods if m.kind == kind]
         if labels:
-            out.append(_any_beats(f"{kind}-based KD beats response KD ({ref}) for this pair",
-                                  {label: table[label]["minus_reference"] for label in labels}, ref))
+            out.append(Claim(
+                f"{kind}_beats_response", f"{kind}-based KD beats response KD ({ref}) for this pair",
+                f"best {kind}-based method (chosen on validation) - {ref}, student test accuracy, paired over seeds "
+                "(points)", Rule(">", 0.0, **POINTS), _best_of(labels, ref),
+                selection=f"the {kind}-based method with the best {VALIDATION}", source=source))
     for m in cfg.methods:
         if m.kind == "online":
-            out.append(_matches(f"online distillation ({m.label}) matches offline KD ({ref})",
-                                table[m.label]["minus_reference"], f"{m.label} - {ref}", cfg.match_margin))
+            out.append(Claim(
+                f"online_matches_offline_{m.label}", f"online distillation ({m.label}) matches offline KD ({ref})",
+                f"{m.label} - {ref}, student test accuracy, paired over seeds (points)",
+                Rule("within", cfg.match_margin, **POINTS),
+                lambda r, label=m.label: paired_measurement(r["table"][label]["minus_reference"]),
+                source="Zhang et al., CVPR 2018 (DML)"))
     for m in cfg.methods:
         if m.kind == "self":
-            out.append(_beats(f"self-distillation ({m.label}) improves over CE", table[m.label]["minus_ce"],
-                              f"{m.label} - CE"))
+            out.append(Claim(
+                f"self_improves_{m.label}", f"self-distillation ({m.label}) improves over CE",
+                f"{m.label} - CE, student test accuracy, paired over seeds (points)", Rule(">", 0.0, **POINTS),
+                lambda r, label=m.label: paired_measurement(r["table"][label]["minus_ce"]),
+                source="Furlanello et al., ICML 2018; Zhang et al., ICCV 2019"))
     return out
 
 
-def _beats(claim: str, diff: dict[str, Any], what: str) -> dict[str, Any]:
-    """Holds if the paired interval is above 0; does not hold if the mean difference is <= 0; else undecided
-    (also with a single seed: no interval)."""
-    if diff["n"] < 2:
-        holds = None
-    elif diff["low"] > 0:
-        holds = True
-    elif diff["mean"] <= 0:
-        holds = False
-    else:
-        holds = None
-    return {"claim": claim, "holds": holds,
-            "evidence": f"{what} = {format_interval(diff)} points (paired over {diff['n']} seeds, 95% t interval; "
-                        "rule: holds if the interval is above 0, does not hold if the mean is <= 0)"}
+def _best_of(labels: list[str], ref: str):
+    def measure(results: dict[str, Any]):
+        table = results["table"]
+        scored = [label for label in labels if not math.isnan(table[label]["val_accuracy"]["mean"])]
+        if not scored:
+            return NotApplicable("no method of this kind has a validation accuracy")
+        best = max(scored, key=lambda label: table[label]["val_accuracy"]["mean"])
+        context = "validation accuracy: " + ", ".join(
+            f"{label} {table[label]['val_accuracy']['mean'] * 100:.2f}%" for label in labels)
+        return paired_measurement(table[best]["minus_reference"], context, {"best method": best}, VALIDATION)
+    return measure
 
 
-def _any_beats(claim: str, diffs: dict[str, dict[str, Any]], ref: str) -> dict[str, Any]:
-    """Holds if any method's interval against the reference is above 0; does not hold if every method's mean
-    difference is <= 0; else undecided (also with a single seed)."""
-    n = min(d["n"] for d in diffs.values())
-    if n < 2:
-        holds = None
-    elif any(d["low"] > 0 for d in diffs.values()):
-        holds = True
-    elif all(d["mean"] <= 0 for d in diffs.values()):
-        holds = False
-    else:
-        holds = None
-    listed = "; ".join(f"{label} - {ref} = {format_interval(d)}" for label, d in diffs.items())
-    return {"claim": claim, "holds": holds,
-            "evidence": f"{listed} points (paired over {n} seeds, 95% t interval; rule: holds if any method's "
-                        "interval is above 0, does not hold if every method's mean is <= 0)"}
+# ---------------------------------------------------------------------------------------------------- report
+
+KIND_COLOURS = {"response": "#4c78a8", "feature": "#f58518", "relation": "#54a24b", "online": "#b279a2",
+                "self": "#e45756"}
 
 
-def _matches(claim: str, diff: dict[str, Any], what: str, margin: float) -> dict[str, Any]:
-    """Holds if the paired interval lies within [-margin, +margin]; does not hold if it lies entirely outside
-    (above +margin or below -margin); else undecided (also with a single seed)."""
-    if diff["n"] < 2:
-        holds = None
-    elif -margin <= diff["low"] and diff["high"] <= margin:
-        holds = True
-    elif diff["low"] > margin or diff["high"] < -margin:
-        holds = False
-    else:
-        holds = None
-    return {"claim": claim, "holds": holds,
-            "evidence": f"{what} = {format_interval(diff)} points (paired over {diff['n']} seeds, 95% t interval; "
-                        f"rule: holds if the interval lies within ±{margin * 100:g} points, does not hold if it lies "
-                        "entirely outside)"}
+def report(results: dict[str, Any]) -> Report:
+    cfg = results["config"]
+    t, st = results["teacher"], cfg["student"]
+    table, ce = results["table"], results["ce_student"]
+    labels = list(table)
+    rep = Report(f"kdlab kinds study — {results['dataset']}")
+    rep.paragraph(
+        f"Teacher: {t['name']}, test accuracy {t['test_accuracy'] * 100:.2f}%, trained {cfg['teacher']['epochs']} "
+        f"epochs on {cfg['teacher']['train_subset'] or 'all'} labelled images. Student: {model_name(st['model'])} "
+        f"trained {st['epochs']} epochs on {st['train_subset'] or 'all'} labelled images, seeds {cfg['seeds']}; for a "
+        "given seed every method's student starts from the same initial weights and sees the same batches, so "
+        "differences are paired. Offline methods distil from the trained teacher; online methods train a network of "
+        "the teacher's architecture alongside the student from scratch; self-distillation uses no other "
+        "architecture.")
+    rep.claims_section(results)
+    rep.heading("Student test accuracy (%), mean ± std over seeds")
+    rep.paragraph(f"CE only (no teacher): {format_pm(ce)}.")
+    reference = cfg["reference"]
+    rep.table(["method", "kind", "scheme", "val acc (%)", "test acc (%)", "- CE (points)", f"- {reference} (points)",
+               "seconds per run"],
+              [[label, row["kind"], row["scheme"], format_pm(row["val_accuracy"]), format_pm(row["test_accuracy"]),
+                format_interval(row["minus_ce"]), format_interval(row["minus_reference"]),
+                f"{row['seconds']['mean']:.0f}"] for label, row in table.items()])
+    rep.heading("Methods")
+    rep.bullets([_describe(m) for m in cfg["methods"]])
+    means = [table[m]["test_accuracy"]["mean"] * 100 for m in labels]
+    rep.figure("accuracy_by_method.png", {
+        "title": "Kinds of knowledge and schemes (mean ± std over seeds)", "size": [max(6, 0.8 * len(labels) + 2), 4],
+        "panels": [{"type": "bars", "categories": labels, "ylabel": "student test accuracy (%)",
+                    "series": [{"values": means, "errors": [table[m]["test_accuracy"]["std"] * 100 for m in labels],
+                                "colors": [KIND_COLOURS[table[m]["kind"]] for m in labels]}],
+                    "legend_colors": {k: c for k, c in KIND_COLOURS.items() if any(r["kind"] == k for r in
+                                                                                    table.values())},
+                    "hlines": [{"y": ce["mean"] * 100, "label": "CE only", "band": [(ce["mean"] - ce["std"]) * 100,
+                                                                                     (ce["mean"] + ce["std"]) * 100]},
+                               {"y": t["test_accuracy"] * 100, "label": "offline teacher", "style": ":",
+                                "color": "#888"}], "legend_columns": 2}]},
+        "student test accuracy by method")
+    margin = cfg["match_margin"] * 100
+    rep.figure("paired_differences.png", {
+        "size": [11, 0.4 * len(labels) + 1.8], "sharey": True,
+        "panels": [{"type": "intervals", "title": f"{title} (points)",
+                    "rows": [{"label": label, "mean": table[label][key]["mean"] * 100,
+                              "low": table[label][key]["low"] * 100, "high": table[label][key]["high"] * 100,
+                              "color": KIND_COLOURS[table[label]["kind"]]} for label in labels],
+                    **({"vspans": [{"from": -margin, "to": margin, "label": f"±{margin:g} (online matches offline)"}]}
+                       if key == "minus_reference" else {})}
+                   for key, title in (("minus_ce", "method - CE"), ("minus_reference", f"method - {reference}"))]},
+        "paired differences with 95% t intervals")
+    terms = results["loss_terms"]
+    if terms:
+        cols = min(3, len(terms))
+        rows = math.ceil(len(terms) / cols)
+        rep.figure("loss_terms.png", {
+            "title": f"Logged parts of the objective per epoch (seed {cfg['seeds'][0]}; unweighted term values)",
+            "layout": [rows, cols], "size": [4.2 * cols, 3.2 * rows],
+            "panels": [{"type": "lines", "title": method, "xlabel": "epoch", "yscale": "log",
+                        "series": [{"label": key, "x": [e + 1 for e, v in enumerate(values) if v and v > 0],
+                                    "y": [v for v in values if v and v > 0], "style": ".-"}
+                                   for key, values in series.items() if any(v and v > 0 for v in values)]}
+                       for method, series in terms.items()]},
+            "logged feature/relation terms per epoch")
+    if results["ban_generations"]:
+        gens = results["ban_generations"]
+        rep.figure("ban_generations.png", {
+            "title": "Born-again generations (mean ± std over seeds)", "size": [5, 3.5],
+            "panels": [{"type": "lines", "xlabel": "generation (0 = CE)", "ylabel": "test accuracy (%)",
+                        "xticks": [list(range(max(len(g) for g in gens.values()))),
+                                   [str(i) for i in range(max(len(g) for g in gens.values()))]],
+                        "series": [{"label": label, "x": list(range(len(g))), "y": [s["mean"] * 100 for s in g],
+                                    "err": [s["std"] * 100 for s in g]} for label, g in gens.items()]}]},
+            "born-again generations")
+    rep.reproduce(results)
+    return rep
 
 
-def _print_summary(results: dict[str, Any], out: Path) -> None:
-    t = results["teacher"]
-    print(f"\nteacher {t['name']} ({t['params']:,} params): test acc {t['test_accuracy'] * 100:.2f}%")
-    ce = results["ce_student"]
-    print(f"student CE only: {ce['mean'] * 100:.2f} ± {ce['std'] * 100:.2f}")
-    for label, row in results["table"].items():
-        acc = row["test_accuracy"]
-        print(f"  {label:<14} {row['kind']:<9} {row['scheme']:<8} {acc['mean'] * 100:6.2f} ± {acc['std'] * 100:4.2f}"
-              f"   - CE {format_interval(row['minus_ce'])}")
-    for claim in results["claims"]:
-        print(f"claim [{ {True: 'holds', False: 'does not hold', None: 'undecided'}[claim['holds']] }] "
-              f"{claim['claim']}: {claim['evidence']}")
-    print(f"\nresults: {out / 'results.json'}   report: {out / 'report.html'}")
+def _describe(method: dict[str, Any]) -> str:
+    parts = [f"{method['label']} ({method['kind']}):"]
+    if method.get("scheme"):
+        scheme = method["scheme"]
+        options = ", ".join(f"{k}={v}" for k, v in scheme.items() if k != "name")
+        parts.append(f"scheme {scheme['name']}" + (f" ({options})" if options else ""))
+    loss = method["loss"]
+    parts.append("loss " + loss["name"] + "".join(f" {k}={v}" for k, v in loss.items() if k != "name"))
+    for term in method.get("features", []):
+        parts.append(f"+ {term['weight']:g} x {term['loss']['name']}({term['student_tap']} -> {term['teacher_tap']})")
+    if method.get("hint_epochs"):
+        parts.append(f"after {method['hint_epochs']} hint epoch(s)")
+    return " ".join(parts)
+
+
+KINDS = STUDIES.register("kinds")(Study(
+    name="kinds", config=KindsStudyConfig, defaults=DEFAULTS, presets=PRESETS, plan=plan, analyse=analyse,
+    claims=claims, report=report, check=check_models_fit, description=__doc__.splitlines()[0]))

@@ -10,34 +10,31 @@ in Knowledge Distillation" (NeurIPS 2021):
    teacher;
 4. the skeptical student costs little with a normal teacher (not worse than its KD student by more than 1 point).
 
-Recipe: train the normal teacher -> fine-tune a copy with the nasty loss against the frozen normal teacher (the
-adversary; the protected model is the last epoch) -> per seed, the CE student and the KD and skeptical students of
-each teacher (paired: same initial weights and batch order) -> dark-knowledge profile of both teachers -> paired
-differences -> claims -> results.json, plots, report. Rules: docs/studies/nasty.md.
+Plan: the normal teacher; a copy fine-tuned with the nasty loss against the frozen normal teacher (the adversary;
+the protected model is the last epoch); per seed, the CE student and the KD and skeptical students of each teacher
+(paired: same initial weights and batch order). Analysis: dark-knowledge profile of both teachers, paired
+differences. Claims are declared below (rules generated into docs/studies/nasty.md).
 """
 
 from __future__ import annotations
 
-import logging
-import math
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from pydantic import Field
-from tqdm.auto import tqdm
 
-from ..config import (Component, DataConfig, OptimConfig, ScheduleConfig, Section, TeacherConfig,
-                      check_components)
-from ..protect.nasty import nasty_run_config, protected_weights
-from ..protect.skeptical import (SkepticalConfig, SkepticalHeadOptions, SkepticalRunConfig, check_skeptical,
-                                 run_skeptical_in_store)
+from ..analysis.stats import mean_std, paired_by_seed, paired_proportion_difference
+from ..analysis.verdict import Claim, Measurement, NotApplicable, Rule, decide, paired_measurement
+from ..config import Component, DataConfig, OptimConfig, ScheduleConfig, Section, TeacherConfig
+from ..protect.nasty import NastyTeacherJob, nasty_run_config, protected_weights
+from ..protect.skeptical import SkepticalConfig, SkepticalHeadOptions, SkepticalRunConfig
+from ..report import Report
+from ..report.format import format_interval, format_pm, model_name
+from ..store import RunStore
 from .base import STUDIES
-from .common import StageConfig, finish_study, open_study, stage_run_config
-from ..analysis.stats import mean_std, paired_by_seed
-from ..report.format import format_interval
-
-log = logging.getLogger("kdlab")
+from .common import StageConfig, stage_run_config
+from .driver import Planned, RunSet, Study, StudyConfig, Wave
 
 # claim 1: the largest accuracy drop of the nasty teacher that still counts as "keeps its accuracy"
 ACCURACY_TOLERANCE = 0.015
@@ -70,9 +67,7 @@ class KDOptions(Section):
     alpha: float = Field(0.9, ge=0, le=1)
 
 
-class NastyStudyConfig(Section):
-    # run store shared between studies (content-addressed); default: <out>/runs
-    store: str | None = None
+class NastyStudyConfig(StudyConfig):
     data: DataConfig = Field(default_factory=DataConfig)
     teacher: StageConfig
     nasty: NastyStage = Field(default_factory=NastyStage)
@@ -120,81 +115,47 @@ PRESETS: dict[str, dict[str, Any]] = {
 TEACHERS = ("normal", "nasty")
 
 
-@STUDIES.register("nasty")
-def run_nasty(config: str | Path | None = None, out: str | Path = "runs/nasty", preset: str | None = None,
-              overrides: list[str] | None = None, progress: bool | None = None) -> dict[str, Any]:
-    """Run the nasty-teacher study; write results.json, plots, report.md and report.html into ``out``."""
-    cfg, out, store, started = open_study(NastyStudyConfig, DEFAULTS, PRESETS, config, preset, overrides, out)
-
-    # every run's config, validated before anything trains
-    teacher_cfg = stage_run_config(cfg.teacher, cfg.data, cfg.teacher_seed)
-    teacher_dir = store.path(teacher_cfg)
+def plan(cfg: NastyStudyConfig, store: RunStore) -> list[Wave]:
+    teacher = stage_run_config(cfg.teacher, cfg.data, cfg.teacher_seed)
+    teacher_dir = store.path(teacher)
     n = cfg.nasty
-    nasty_cfg = nasty_run_config(teacher_cfg.model, teacher_cfg.data, TeacherConfig(run=str(teacher_dir)),
-                                 init=str(teacher_dir) if n.start == "teacher" else None, temperature=n.temperature,
-                                 omega=n.omega, epochs=n.epochs, batch_size=n.batch_size, seed=cfg.teacher_seed,
-                                 optim=n.optim, schedule=n.schedule)
-    nasty_dir = store.path(nasty_cfg)
-    teacher_sources = {
-        "normal": TeacherConfig(run=str(teacher_dir)),
-        "nasty": TeacherConfig(model=teacher_cfg.model, weights=str(protected_weights(nasty_dir))),
-    }
-    student_stage = StageConfig(**{k: getattr(cfg.student, k) for k in StageConfig.model_fields})
+    nasty = NastyTeacherJob(run=nasty_run_config(
+        teacher.model, teacher.data, TeacherConfig(run=str(teacher_dir)),
+        init=str(teacher_dir) if n.start == "teacher" else None, temperature=n.temperature, omega=n.omega,
+        epochs=n.epochs, batch_size=n.batch_size, seed=cfg.teacher_seed, optim=n.optim, schedule=n.schedule),
+        teacher_weights=str(teacher_dir / "checkpoints" / "best.safetensors"))
+    sources = teacher_sources(teacher_dir, teacher.model, store.path(nasty))
+    stage = StageConfig(**{k: getattr(cfg.student, k) for k in StageConfig.model_fields})
     kd_loss = Component(name="kd", temperature=cfg.kd.temperature, alpha=cfg.kd.alpha)
-    plans: list[tuple[str | None, str, int, Any]] = []  # (teacher, method, seed, config)
-    for seed in cfg.seeds:
-        plans.append((None, "ce", seed, stage_run_config(student_stage, cfg.data, seed)))
-        for name in TEACHERS:
-            kd_cfg = stage_run_config(student_stage, cfg.data, seed, loss=kd_loss).model_copy(
-                update={"teacher": teacher_sources[name]})
-            plans.append((name, "kd", seed, kd_cfg))
-            plans.append((name, "skeptical", seed, SkepticalRunConfig(run=kd_cfg, skeptical=SkepticalConfig(
-                tap=cfg.student.tap, **cfg.skeptical.head_options()))))
-    for run_cfg in (teacher_cfg, nasty_cfg):
-        check_components(run_cfg)
-    for _, method, _, run_cfg in plans:
-        check_skeptical(run_cfg) if method == "skeptical" else check_components(run_cfg)
-    _check_tap(cfg)
-
-    bar = tqdm(total=2 + len(plans), desc="nasty study", unit="run", disable=progress is False)
-    teacher = store.run(teacher_cfg, progress=progress)
-    bar.update()
-    log.info("normal teacher: test accuracy %.4f", teacher["test_accuracy"])
-    store.run(nasty_cfg, progress=progress)
-    bar.update()
-    from ..protect.nasty import evaluate_protection
-
-    protection = evaluate_protection(nasty_cfg, nasty_dir, Path(teacher["weights"]), teacher_sources["normal"])
-    log.info("nasty teacher: test accuracy %.4f", protection["test_accuracy"])
     students = []
-    for name, method, seed, run_cfg in plans:
-        summary = (run_skeptical_in_store(store, run_cfg, progress=progress) if method == "skeptical"
-                   else store.run(run_cfg, progress=progress))
-        bar.update()
-        loss = run_cfg.run.loss if method == "skeptical" else run_cfg.loss
-        students.append({"teacher": name, "method": method, "hyperparams": loss.as_dict(), "seed": seed,
-                         "test_accuracy": summary["test_accuracy"], "run_dir": summary["run_dir"]})
-        log.info("student %s from %s teacher, seed %d: test accuracy %.4f", method, name, seed,
-                 summary["test_accuracy"])
-    bar.close()
-
-    profiles = _profile_teachers(cfg, teacher_sources)
-    results = _assemble(cfg, teacher, nasty_dir, protection, profiles, students)
-    from ..report.nasty import write_nasty_report
-
-    return finish_study(results, out, started, store.trained, store.reused, write_nasty_report, _print_summary)
+    for seed in cfg.seeds:
+        students.append(Planned({"role": "student", "teacher": None, "method": "ce", "seed": seed},
+                                stage_run_config(stage, cfg.data, seed)))
+        for name in TEACHERS:
+            kd = stage_run_config(stage, cfg.data, seed, loss=kd_loss).model_copy(update={"teacher": sources[name]})
+            students.append(Planned({"role": "student", "teacher": name, "method": "kd", "seed": seed}, kd))
+            students.append(Planned({"role": "student", "teacher": name, "method": "skeptical", "seed": seed},
+                                    SkepticalRunConfig(run=kd, skeptical=SkepticalConfig(
+                                        tap=cfg.student.tap, **cfg.skeptical.head_options()))))
+    return [Wave("normal teacher", [Planned({"role": "teacher"}, teacher)]),
+            Wave("nasty teacher", [Planned({"role": "nasty"}, nasty)]), Wave("students", students)]
 
 
-def _check_tap(cfg: NastyStudyConfig) -> None:
+def teacher_sources(teacher_dir: Path, model: Component, nasty_dir: Path) -> dict[str, TeacherConfig]:
+    """How students load each teacher: the normal run's best weights; the nasty run's protected (last) weights."""
+    return {"normal": TeacherConfig(run=str(teacher_dir)),
+            "nasty": TeacherConfig(model=model, weights=str(protected_weights(nasty_dir)))}
+
+
+def check_tap(cfg: NastyStudyConfig, planned: list[Planned]) -> None:
     """The skeptical tap exists in the student model (ConfigError naming student.tap otherwise), before training."""
     from ..distill import resolve_tap
     from ..errors import ConfigError
     from ..models import create_model
 
     # tap names of kdlab models depend on the architecture options only, not on the input size
-    in_shape = (1, 28, 28)
     try:
-        model = create_model(cfg.student.model.name, 10, in_shape, **cfg.student.model.options)
+        model = create_model(cfg.student.model.name, 10, (1, 28, 28), **cfg.student.model.options)
         resolve_tap(model, cfg.student.tap)
     except ConfigError as exc:
         raise ConfigError(f"student.tap={cfg.student.tap!r}: {exc}") from None
@@ -202,7 +163,8 @@ def _check_tap(cfg: NastyStudyConfig) -> None:
 
 @torch.inference_mode()
 def _profile_teachers(cfg: NastyStudyConfig, sources: dict[str, TeacherConfig]) -> dict[str, Any]:
-    """Dark knowledge of both teachers on the students' training inputs and on test; affinity; KL; outputs by rank."""
+    """Dark knowledge of both teachers on the students' training inputs and on test; affinity; KL; outputs by rank;
+    the paired per-sample accuracy difference of the two teachers on test."""
     from ..analysis import affinity_consistency
     from ..analysis.profile import profile_model
     from ..data import load_dataset
@@ -232,119 +194,190 @@ def _profile_teachers(cfg: NastyStudyConfig, sources: dict[str, TeacherConfig]) 
     log_p, log_q = torch.log_softmax(logits["nasty"] / t, -1), torch.log_softmax(logits["normal"] / t, -1)
     profiles["kl_nasty_to_normal"] = float(t * t * (log_p.exp() * (log_p - log_q)).sum(-1).mean())
     profiles["affinity_consistency"] = affinity_consistency(affinities["normal"], affinities["nasty"])
+    correct = {name: (logits[name].argmax(1) == data.test.y).double().tolist() for name in TEACHERS}
+    profiles["teacher_accuracy_difference"] = paired_proportion_difference(correct["nasty"], correct["normal"])
     return profiles
 
 
-def _by_seed(students: list[dict[str, Any]], teacher: str | None, method: str) -> dict[int, float]:
-    return {s["seed"]: s["test_accuracy"] for s in students if s["teacher"] == teacher and s["method"] == method}
-
-
-def _teacher_entry(name: str, test_accuracy: float, weights: str, profile: dict[str, Any]) -> dict[str, Any]:
+def analyse(cfg: NastyStudyConfig, runs: RunSet) -> dict[str, Any]:
     from ..analysis.profile import teacher_report_fields
 
-    return {
-        "name": name,
-        "test_accuracy": test_accuracy,
-        "weights": weights,
-        **teacher_report_fields(profile["distill_set"], profile["test"]),
-        "probs_by_normal_rank": profile["probs_by_normal_rank"],
-    }
+    teacher, nasty = runs.one(role="teacher"), runs.one(role="nasty")
+    protection = nasty.summary["protected"]
+    profiles = _profile_teachers(cfg, teacher_sources(Path(teacher.run_dir), cfg.teacher.model,
+                                                      Path(nasty.run_dir)))
 
+    def entry(name: str, test_accuracy: float, weights: str) -> dict[str, Any]:
+        p = profiles[name]
+        return {"name": name, "test_accuracy": test_accuracy, "weights": weights,
+                **teacher_report_fields(p["distill_set"], p["test"]), "probs_by_normal_rank": p["probs_by_normal_rank"]}
 
-def _assemble(cfg: NastyStudyConfig, teacher: dict[str, Any], nasty_dir: Path, protection: dict[str, Any],
-              profiles: dict[str, Any], students: list[dict[str, Any]]) -> dict[str, Any]:
     teachers = [
-        {**_teacher_entry("normal", teacher["test_accuracy"], teacher["weights"], profiles["normal"]),
-         "params": teacher["params"], "run_dir": teacher["run_dir"]},
-        {**_teacher_entry("nasty", protection["test_accuracy"], protection["weights"], profiles["nasty"]),
-         "params": teacher["params"], "run_dir": str(nasty_dir),
-         "kl_to_adversary_test": protection["kl_to_adversary_test"]},
+        {**entry("normal", teacher.test_accuracy, teacher.summary["weights"]), "params": teacher.summary["params"],
+         "run_dir": teacher.run_dir},
+        {**entry("nasty", protection["test_accuracy"], protection["weights"]), "params": teacher.summary["params"],
+         "run_dir": nasty.run_dir, "kl_to_adversary_test": protection["kl_to_adversary_test"]},
     ]
-    groups = {"ce": _by_seed(students, None, "ce")}
+    students = [{"teacher": r.tags["teacher"], "method": r.tags["method"],
+                 "hyperparams": (r.job.run if r.tags["method"] == "skeptical" else r.job).loss.as_dict(),
+                 "seed": r.tags["seed"], "test_accuracy": r.test_accuracy, "val_accuracy": r.val_accuracy,
+                 "run_dir": r.run_dir} for r in runs.select(role="student")]
+    groups = {"ce": runs.by_seed("test_accuracy", role="student", method="ce")}
     for name in TEACHERS:
         for method in ("kd", "skeptical"):
-            groups[f"{method}_{name}"] = _by_seed(students, name, method)
-    table = {key: mean_std(list(accs.values())) for key, accs in groups.items()}
-    differences = {
-        "kd_nasty - kd_normal": paired_by_seed(groups["kd_nasty"], groups["kd_normal"]),
-        "kd_nasty - ce": paired_by_seed(groups["kd_nasty"], groups["ce"]),
-        "kd_normal - ce": paired_by_seed(groups["kd_normal"], groups["ce"]),
-        "skeptical_nasty - kd_nasty": paired_by_seed(groups["skeptical_nasty"], groups["kd_nasty"]),
-        "skeptical_nasty - kd_normal": paired_by_seed(groups["skeptical_nasty"], groups["kd_normal"]),
-        "skeptical_nasty - ce": paired_by_seed(groups["skeptical_nasty"], groups["ce"]),
-        "skeptical_normal - kd_normal": paired_by_seed(groups["skeptical_normal"], groups["kd_normal"]),
-    }
+            groups[f"{method}_{name}"] = runs.by_seed("test_accuracy", role="student", teacher=name, method=method)
+    differences = {f"{a} - {b}": paired_by_seed(groups[a], groups[b]) for a, b in DIFFERENCES}
     return {
-        "study": "nasty",
         "dataset": cfg.data.name,
         "config": cfg.model_dump(mode="json"),
+        "teacher_model": model_name(cfg.teacher.model.as_dict(), teacher.summary["params"]),
         "teachers": teachers,
+        "teacher_accuracy_difference": profiles["teacher_accuracy_difference"],
         "students": students,
-        "table": table,
+        "table": {key: mean_std(list(accs.values())) for key, accs in groups.items()},
         "differences": differences,
         "kl_nasty_to_normal_test": profiles["kl_nasty_to_normal"],
         "affinity_consistency": profiles["affinity_consistency"],
         "class_names": profiles["class_names"],
         "affinity": {name: profiles[name]["affinity"] for name in TEACHERS},
-        "claims": _claims(teachers, differences),
     }
 
 
-def _claims(teachers: list[dict[str, Any]], diffs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """The four claims with verdicts by the rules fixed in docs/studies/nasty.md."""
-    normal, nasty = teachers
-    drop = normal["test_accuracy"] - nasty["test_accuracy"]
-    claims = [{
-        "claim": "the nasty teacher keeps its accuracy (within 1.5 points of the normal teacher)",
-        "holds": bool(drop <= ACCURACY_TOLERANCE),
-        "evidence": f"normal teacher {normal['test_accuracy'] * 100:.2f}%, nasty teacher (last epoch) "
-                    f"{nasty['test_accuracy'] * 100:.2f}%: drop {drop * 100:+.2f} points (rule: holds if the drop is "
-                    f"<= {ACCURACY_TOLERANCE * 100:.1f}); tau^2 KL(nasty || adversary) on test = "
-                    f"{nasty['kl_to_adversary_test']:.3f}",
-    }]
-    d = diffs["kd_nasty - kd_normal"]
-    claims.append({
-        "claim": "students distilled from the nasty teacher are worse than students distilled from the normal teacher",
-        "holds": True if d["n"] >= 2 and d["high"] < 0 else False if d["mean"] >= 0 else None,
-        "evidence": f"KD from nasty - KD from normal = {format_interval(d)} points (paired over seeds, 95% t "
-                    f"interval); KD from nasty - CE = {format_interval(diffs['kd_nasty - ce'])}; KD from normal - CE "
-                    f"= {format_interval(diffs['kd_normal - ce'])} (rule: holds if the interval is below 0, does "
-                    f"not hold if the mean is >= 0, else undecided)",
-    })
+DIFFERENCES = [("kd_nasty", "kd_normal"), ("kd_nasty", "ce"), ("kd_normal", "ce"), ("skeptical_nasty", "kd_nasty"),
+               ("skeptical_nasty", "kd_normal"), ("skeptical_nasty", "ce"), ("skeptical_normal", "kd_normal")]
+
+
+# ---------------------------------------------------------------------------------------------------- claims
+
+POINTS = {"unit": "points", "scale": 100.0}
+MA_2021 = "Ma et al., ICLR 2021"
+KUNDU_2021 = "Kundu et al., NeurIPS 2021"
+STUDENTS_WORSE = Rule("<", 0.0, **POINTS)
+
+
+def _keeps_accuracy(results: dict[str, Any]) -> Measurement:
+    d = results["teacher_accuracy_difference"]
+    normal, nasty = results["teachers"]
+    return Measurement(d["mean"], d["low"], d["high"], d["n"], "95% normal interval over paired test samples",
+                       f"normal teacher {normal['test_accuracy'] * 100:.2f}%, nasty teacher (last epoch) "
+                       f"{nasty['test_accuracy'] * 100:.2f}%; tau^2 KL(nasty || adversary) on test = "
+                       f"{nasty['kl_to_adversary_test']:.3f}")
+
+
+def _students_worse(results: dict[str, Any]) -> Measurement:
+    diffs = results["differences"]
+    return paired_measurement(diffs["kd_nasty - kd_normal"],
+                              f"KD from nasty - CE = {format_interval(diffs['kd_nasty - ce'])}; KD from normal - CE "
+                              f"= {format_interval(diffs['kd_normal - ce'])} points")
+
+
+def _recovers(results: dict[str, Any]) -> Measurement | NotApplicable:
+    diffs = results["differences"]
+    harm = diffs["kd_nasty - kd_normal"]
+    if decide(STUDENTS_WORSE, harm["low"], harm["high"]) is not True:
+        return NotApplicable("the nasty teacher did not measurably hurt its KD students (KD from nasty - KD from "
+                             f"normal = {format_interval(harm)} points), so there is nothing to recover")
     r = diffs["skeptical_nasty - kd_nasty"]
-    gap = -d["mean"]
-    # the recovered fraction is only quoted when the gap itself is established (claim 2's interval below 0)
-    recovered = (f"; it recovers {r['mean'] / gap * 100:.0f}% of the gap between the KD students of the two teachers"
-                 if d["n"] >= 2 and d["high"] < 0 and not math.isnan(r["mean"]) else "")
-    claims.append({
-        "claim": "the skeptical student recovers from the nasty teacher",
-        "holds": True if r["n"] >= 2 and r["low"] > 0 else False if r["mean"] <= 0 else None,
-        "evidence": f"skeptical from nasty - KD from nasty = {format_interval(r)} points; skeptical from nasty - KD "
-                    f"from normal = {format_interval(diffs['skeptical_nasty - kd_normal'])}; skeptical from nasty - "
-                    f"CE = {format_interval(diffs['skeptical_nasty - ce'])}{recovered} (rule: holds if the first "
-                    f"interval is above 0, does not hold if its mean is <= 0, else undecided)",
-    })
-    s = diffs["skeptical_normal - kd_normal"]
-    margin = -SKEPTICAL_MARGIN
-    claims.append({
-        "claim": "with the normal teacher the skeptical student is not worse than the KD student by more than 1 point",
-        "holds": True if s["n"] >= 2 and s["low"] > margin else False if s["n"] >= 2 and s["high"] < margin else None,
-        "evidence": f"skeptical from normal - KD from normal = {format_interval(s)} points (rule: holds if the interval "
-                    f"lies above {margin * 100:+.1f}, does not hold if it lies below, else undecided)",
-    })
-    return claims
+    share = f"; it recovers {r['mean'] / -harm['mean'] * 100:.0f}% of the gap" if harm["mean"] < 0 else ""
+    return paired_measurement(r, f"skeptical from nasty - KD from normal = "
+                                 f"{format_interval(diffs['skeptical_nasty - kd_normal'])}; skeptical from nasty - CE "
+                                 f"= {format_interval(diffs['skeptical_nasty - ce'])} points{share}")
 
 
-def _print_summary(results: dict[str, Any], out: Path) -> None:
-    print(f"\nteachers ({results['dataset']}):")
-    for t in results["teachers"]:
-        print(f"  {t['name']:<8} test acc {t['test_accuracy'] * 100:6.2f}%  derived std@4 "
-              f"{t['derived_std'].get('4.0', float('nan')):.4f}  non-GT entropy@4 "
-              f"{t['nongt_entropy'].get('4.0', float('nan')):.3f}")
-    print("students (test accuracy %, mean ± std over seeds):")
-    for key, stats in results["table"].items():
-        print(f"  {key:<18} {stats['mean'] * 100:6.2f} ± {stats['std'] * 100:.2f}")
-    for claim in results["claims"]:
-        verdict = {True: "holds", False: "does not hold", None: "undecided"}[claim["holds"]]
-        print(f"claim [{verdict}] {claim['claim']}: {claim['evidence']}")
-    print(f"\nresults: {out / 'results.json'}   report: {out / 'report.html'}")
+def claims(cfg: NastyStudyConfig) -> list[Claim]:
+    return [
+        Claim("keeps_accuracy", "the nasty teacher keeps its accuracy (within 1.5 points of the normal teacher)",
+              "nasty - normal teacher test accuracy, paired over test samples (points)",
+              Rule(">", -0.015, **POINTS), _keeps_accuracy, source=MA_2021),
+        Claim("students_worse", "students distilled from the nasty teacher are worse than students distilled from "
+              "the normal teacher", "KD student from the nasty teacher - KD student from the normal teacher, test "
+              "accuracy, paired over seeds (points)", STUDENTS_WORSE, _students_worse, source=MA_2021),
+        Claim("skeptical_recovers", "the skeptical student recovers from the nasty teacher",
+              "skeptical student from the nasty teacher - KD student from the nasty teacher, test accuracy, paired "
+              "over seeds (points)", Rule(">", 0.0, **POINTS), _recovers,
+              precondition="the nasty teacher hurts its KD students (the 'students are worse' interval lies below 0)",
+              source=KUNDU_2021),
+        Claim("skeptical_cheap", "with the normal teacher the skeptical student is not worse than the KD student by "
+              "more than 1 point", "skeptical student - KD student, both from the normal teacher, test accuracy, "
+              "paired over seeds (points)", Rule(">", -0.01, **POINTS),
+              lambda r: paired_measurement(r["differences"]["skeptical_normal - kd_normal"]), source=KUNDU_2021),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------------- report
+
+STUDENT_LABELS = {"ce": "CE only", "kd_normal": "KD from normal", "kd_nasty": "KD from nasty",
+                  "skeptical_normal": "skeptical from normal", "skeptical_nasty": "skeptical from nasty"}
+
+
+def dark_knowledge_figure(series: dict[str, dict[str, dict[str, float]]], title: str) -> dict[str, Any]:
+    """Derived std and non-GT entropy against temperature, one line per model: series[model][metric][tau]."""
+    return {"title": title, "size": [10, 4], "panels": [
+        {"type": "lines", "xscale": "log2", "xlabel": "temperature tau", "ylabel": label,
+         "series": [{"label": name, "x": [float(t) for t in sorted(m[metric], key=float)],
+                     "y": [m[metric][t] for t in sorted(m[metric], key=float)]} for name, m in series.items()]}
+        for metric, label in (("derived_std", "derived std of non-GT probabilities"),
+                              ("nongt_entropy", "non-GT entropy (normalised)"))]}
+
+
+def report(results: dict[str, Any]) -> Report:
+    cfg = results["config"]
+    n, st = cfg["nasty"], cfg["student"]
+    rep = Report(f"kdlab nasty-teacher study — {results['dataset']}")
+    rep.paragraph(
+        f"Normal teacher: {results['teacher_model']} trained {cfg['teacher']['epochs']} epochs. Nasty teacher: the "
+        f"same network {'fine-tuned from the normal teacher' if n['start'] == 'teacher' else 'trained from scratch'} "
+        f"for {n['epochs']} epochs with L = CE - omega tau^2 KL(nasty || adversary), tau = {n['temperature']:g}, "
+        f"omega = {n['omega']:g}, the frozen normal teacher as adversary (Ma et al., ICLR 2021); the protected model "
+        f"is the last epoch. Students: {model_name(st['model'])} trained {st['epochs']} epochs on "
+        f"{st['train_subset'] or 'all'} labelled images, seeds {cfg['seeds']} (paired: same initial weights and "
+        f"batches per seed); KD at T = {cfg['kd']['temperature']:g}, alpha = {cfg['kd']['alpha']:g}. Skeptical "
+        f"students (Kundu et al., NeurIPS 2021) receive the same KD loss at an auxiliary head on tap '{st['tap']}' "
+        "and CE at their final head.")
+    rep.claims_section(results)
+    rep.heading("Teachers")
+    rep.table(["teacher", "test acc (%)", "derived std @4", "non-GT entropy @4", "target prob @4", "inherent variance",
+               "test ECE"],
+              [[t["name"], f"{t['test_accuracy'] * 100:.2f}", f"{t['derived_std'].get('4.0', float('nan')):.4f}",
+                f"{t['nongt_entropy'].get('4.0', float('nan')):.3f}",
+                f"{t['target_prob'].get('4.0', float('nan')):.3f}", f"{t['inherent_variance']:.2f}",
+                f"{t['ece']:.3f}"] for t in results["teachers"]])
+    ac = results["affinity_consistency"]
+    spearman = "n/a" if ac["spearman"] is None else f"{ac['spearman']:.3f}"
+    overlap = "n/a" if ac["topk_overlap"] is None else f"{ac['topk_overlap']:.3f}"
+    rep.paragraph(f"tau^2 KL(nasty || normal) on the test split at tau = {cfg['kd']['temperature']:g}: "
+                  f"{results['kl_nasty_to_normal_test']:.3f}. Affinity consistency between the two teachers "
+                  f"(Spearman over off-diagonal entries): {spearman}; top-{ac['top_k']} overlap {overlap}.")
+    rep.heading("Students: test accuracy (%), mean ± std over seeds")
+    keys = list(results["table"])
+    rep.table(["student", "test acc (%)", "n"],
+              [[STUDENT_LABELS.get(k, k), format_pm(v), str(v["n"])] for k, v in results["table"].items()])
+    rep.heading("Paired differences (points, 95% t interval)")
+    rep.table(["difference", "mean [interval]"], [[k, format_interval(v)] for k, v in results["differences"].items()])
+    stats = [results["table"][k] for k in keys]
+    rep.figure("students.png", {"title": "Students by teacher and method (mean ± std over seeds)",
+                                "size": [max(4, 1.2 * len(keys)), 3.5], "panels": [{
+                                    "type": "bars", "categories": [STUDENT_LABELS.get(k, k) for k in keys],
+                                    "ylabel": "student test accuracy (%)", "legend": "none",
+                                    "series": [{"values": [s["mean"] * 100 for s in stats],
+                                                "errors": [s["std"] * 100 for s in stats]}]}]},
+               "students by teacher and method")
+    rep.figure("dark_knowledge.png", dark_knowledge_figure(
+        {t["name"]: t for t in results["teachers"]},
+        "Dark knowledge of the normal and the nasty teacher (students' training inputs)"),
+        "derived std and non-GT entropy against temperature")
+    ranks = len(results["teachers"][0]["probs_by_normal_rank"])
+    rep.figure("outputs_by_normal_rank.png", {"title": "Average tempered output on the test split", "size": [6, 4],
+                                              "panels": [{
+        "type": "bars", "categories": [str(k) for k in range(ranks)], "rotate": 0,
+        "xlabel": "class rank by the normal teacher's probability (0 = its top class)",
+        "ylabel": f"mean softmax(z / {cfg['kd']['temperature']:g})", "ylim": [0, 1],
+        "series": [{"label": t["name"], "values": t["probs_by_normal_rank"]} for t in results["teachers"]]}]},
+        "average tempered output, classes ranked by the normal teacher")
+    rep.reproduce(results)
+    return rep
+
+
+NASTY = STUDIES.register("nasty")(Study(
+    name="nasty", config=NastyStudyConfig, defaults=DEFAULTS, presets=PRESETS, plan=plan, analyse=analyse,
+    claims=claims, report=report, check=check_tap, description=__doc__.splitlines()[0]))

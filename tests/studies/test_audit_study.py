@@ -9,9 +9,10 @@ import pytest
 
 from kdlab.config import parse_config
 from kdlab.errors import ConfigError
-from kdlab.protect import audit_distillability, resolve_model
-from kdlab.protect.audit import margin_verdict
+from kdlab.cli import main
+from kdlab.protect import resolve_model
 from kdlab.recipe import run
+from kdlab.studies.audit import AuditConfig, audit_distillability, claims
 
 TINY = ["seeds=[0,1]", "temperatures=[1,4]", "skeptical.hidden=16",
         "probes=[{label: mlp, model: {name: mlp, width: 32, depth: 2}, tap: hidden1, epochs: 3, batch_size: 64, "
@@ -43,36 +44,54 @@ def test_audit_end_to_end_on_digits(tmp_path, teacher_dir):
     assert len(saved["students"]) == 2 * 2 * 4
     assert {s["method"] for s in saved["students"]} == {"ce", "kd_T1", "kd_T4", "skeptical_T4"}
     for label, probe in saved["probes"].items():
-        accs = {m: {s["seed"]: s["test_accuracy"] for s in saved["students"]
-                    if s["probe"] == label and s["method"] == m} for m in ("ce", "kd_T1", "kd_T4", "skeptical_T4")}
-        means = {m: np.mean(list(v.values())) for m, v in accs.items()}
-        best_kd = max(("kd_T1", "kd_T4"), key=means.get)
-        assert probe["best_kd"] == best_kd
+        students = [s for s in saved["students"] if s["probe"] == label]
+        accs = {m: {s["seed"]: s["test_accuracy"] for s in students if s["method"] == m}
+                for m in ("ce", "kd_T1", "kd_T4", "skeptical_T4")}
+        vals = {m: np.mean([s["val_accuracy"] for s in students if s["method"] == m])
+                for m in ("kd_T1", "kd_T4", "skeptical_T4")}
+        # the copier's choices read validation accuracy only
+        best_kd = max(("kd_T1", "kd_T4"), key=vals.get)
+        assert probe["best_kd"] == best_kd and probe["best_attack"] == max(vals, key=vals.get)
         margin = np.mean([accs[best_kd][s] - accs["ce"][s] for s in (0, 1)])
         assert probe["protection_margin"]["mean"] == pytest.approx(margin)
-        assert probe["protection_verdict"] == margin_verdict(probe["protection_margin"])
-        best = max(means, key=lambda m: -1 if m == "ce" else means[m])
-        assert probe["best_attack"] == best
-    worst = max(saved["probes"], key=lambda p: saved["probes"][p]["protection_margin"]["mean"])
-    assert saved["protection_margin"]["probe"] == worst
     # the reference is the model itself: identical affinities and zero divergence
     assert saved["affinity_consistency"]["spearman"] == pytest.approx(1.0)
     assert all(abs(v) < 1e-6 for v in saved["kl_to_reference"].values())
     assert set(saved["model"]["test"]["derived_std"]) == {"1.0", "2.0", "4.0", "8.0"}
-    assert len(saved["claims"]) == 2
-    assert all(c["holds"] in (True, False, None) and any(ch.isdigit() for ch in c["evidence"])
-               for c in saved["claims"])
+    assert [c["id"] for c in saved["claims"]] == ["resists_kd_mlp", "resists_attack_mlp", "resists_kd_cnn",
+                                                  "resists_attack_cnn"]
+    assert all(c["n"] == 2 and c["selected_on"].startswith("validation") for c in saved["claims"])
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 3
     assert "Protection by probe" in (out / "report.md").read_text()
     assert results["runs_trained"] == 16 and results["runs_reused"] == 0
+    before = (out / "report.md").read_bytes()
+    (out / "report.md").unlink()
+    assert main(["report", str(out)]) == 0 and (out / "report.md").read_bytes() == before
 
 
-def test_margin_verdicts():
-    assert margin_verdict({"mean": 0.02, "low": 0.01, "high": 0.03, "n": 3}) == "leaks"
-    assert margin_verdict({"mean": -0.001, "low": -0.01, "high": 0.008, "n": 3}) == "protected"
-    assert margin_verdict({"mean": 0.004, "low": -0.01, "high": 0.018, "n": 3}) == "inconclusive"
-    assert margin_verdict({"mean": -0.05, "low": float("nan"), "high": float("nan"), "n": 1}) == "inconclusive"
+def _probe(margin, val):
+    """A probe whose two KD temperatures score ``val`` on validation and whose chosen margins are ``margin``."""
+    methods = {m: {"val_accuracy": {"mean": v}, "test_accuracy": {"mean": 0.8}} for m, v in val.items()}
+    best = max(val, key=val.get)
+    return {"methods": methods, "best_kd": best, "best_attack": best, "protection_margin": margin,
+            "attack_margin": margin}
+
+
+def test_audit_claims_on_hand_made_margins():
+    cfg = AuditConfig.model_validate({"model": "m", "probes": [{"label": "mlp", "model": {"name": "mlp"}}]})
+    resists_kd, resists_attack = claims(cfg)
+    leaks = {"mean": 0.02, "low": 0.01, "high": 0.03, "n": 3}
+    protected = {"mean": -0.02, "low": -0.03, "high": -0.005, "n": 3}
+    unclear = {"mean": 0.004, "low": -0.01, "high": 0.018, "n": 3}
+    one_seed = {"mean": -0.05, "low": float("nan"), "high": float("nan"), "n": 1}
+    val = {"kd_T1": 0.81, "kd_T4": 0.84}
+    for margin, expected in ((leaks, False), (protected, True), (unclear, None), (one_seed, None)):
+        entry = resists_kd.evaluate({"probes": {"mlp": _probe(margin, val)}})
+        assert entry["holds"] is expected and entry["not_applicable"] is None
+        assert entry["selections"] == {"mlp method": "kd_T4"}
+    na = resists_attack.evaluate({"probes": {"mlp": _probe({**leaks, "n": 0}, val)}})
+    assert na["holds"] is None and na["not_applicable"] == "probe mlp has no seed with both students"
 
 
 def test_audit_errors_name_the_input_before_training(tmp_path, teacher_dir):
