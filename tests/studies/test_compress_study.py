@@ -11,14 +11,19 @@ import pytest
 import torch
 
 from kdlab.compress import magnitude_prune, nonzero_params
-from kdlab.compress.finetune import effective_macs, finetune, finetune_dir
+from kdlab.compress.budget import CompressionOptions, compress_to_budget, size_to_budget
+from kdlab.compress.finetune import effective_macs, finetune
 from kdlab.config import Component, parse_config
 from kdlab.data import ArrayDataset
 from kdlab.errors import ConfigError
 from kdlab.models import count_macs, count_params, create_model
-from kdlab.studies.compress import (CompressionOptions, budget_label, compress_to_budget, pareto_front, run_compress,
-                                    size_to_budget)
+from kdlab.studies import run_study
+from kdlab.studies.compress import COMPRESS, CompressStudyConfig, budget_label, claims, pareto_front
 from kdlab.train import load_model_weights
+
+
+def run_compress(**kwargs):
+    return run_study(COMPRESS, **kwargs)
 
 # digits teacher 64-128-128-10 (26,122 params); 1/2, 1/4, 1/8 = 13,061 / 6,530 / 3,265 parameters
 TINY = ["data.name=digits", "data.val_size=300", "teacher.model.width=128", "teacher.epochs=6",
@@ -76,7 +81,7 @@ def test_effective_macs_count_only_nonzero_weights():
     assert count_macs(model, (1, 8, 8)) == 64 * 32 + 32 * 32 + 32 * 10  # dense kernels do not skip zeros
 
 
-def test_finetune_keeps_masks_and_reuses_a_finished_run(tmp_path):
+def test_finetune_keeps_masks(tmp_path):
     torch.manual_seed(0)
     x = torch.randn(120, 1, 8, 8)
     y = torch.arange(120) % 10
@@ -86,17 +91,13 @@ def test_finetune_keeps_masks_and_reuses_a_finished_run(tmp_path):
     model = create_model("mlp", 10, (1, 8, 8), width=16, depth=1)
     magnitude_prune(model, 0.5)
     masked = nonzero_params(model)
-    first = finetune(copy.deepcopy(model), train, val, cfg, tmp_path, {"method": "magnitude"}, test=val)
-    assert not first["reused"] and first["nonzero_params"] <= masked
+    first = finetune(copy.deepcopy(model), train, val, cfg, tmp_path, test=val, summary_extra={"note": 1})
+    assert first["nonzero_params"] <= masked and first["note"] == 1
     assert first["params"] == count_params(model)
     # the saved file is a plain mlp with the zeros baked in
     baked = load_model_weights(first["weights"])
     assert nonzero_params(baked) == first["nonzero_params"]
-    again = finetune(copy.deepcopy(model), train, val, cfg, tmp_path, {"method": "magnitude"}, test=val)
-    assert again["reused"] and again["test_accuracy"] == first["test_accuracy"]
-    assert again["run_dir"] == first["run_dir"]
-    assert finetune_dir(tmp_path, {"payload": {"method": "magnitude"}, "run": cfg.digest()}) == Path(first["run_dir"])
-    assert finetune_dir(tmp_path, {"payload": {"method": "other"}, "run": cfg.digest()}) != Path(first["run_dir"])
+    assert json.loads((tmp_path / "summary.json").read_text()) == first
 
 
 def test_finetune_resumes_an_interrupted_masked_run_exactly(tmp_path):
@@ -117,10 +118,9 @@ def test_finetune_resumes_an_interrupted_masked_run_exactly(tmp_path):
             raise Stop
 
     with pytest.raises(Stop):
-        finetune(copy.deepcopy(model), train, val, cfg, tmp_path / "a", {"m": 1}, on_epoch_end=interrupt)
-    resumed = finetune(copy.deepcopy(model), train, val, cfg, tmp_path / "a", {"m": 1})
-    straight = finetune(copy.deepcopy(model), train, val, cfg, tmp_path / "b", {"m": 1})
-    assert not resumed["reused"]
+        finetune(copy.deepcopy(model), train, val, cfg, tmp_path / "a", on_epoch_end=interrupt)
+    resumed = finetune(copy.deepcopy(model), train, val, cfg, tmp_path / "a")
+    straight = finetune(copy.deepcopy(model), train, val, cfg, tmp_path / "b")
     assert resumed["final"] == straight["final"] and resumed["best_val_accuracy"] == straight["best_val_accuracy"]
     a, b = load_model_weights(resumed["weights"]), load_model_weights(straight["weights"])
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
@@ -161,8 +161,9 @@ def test_compress_study_end_to_end_and_rerun_reuses_everything(tmp_path):
     assert all(name.split(" @ ")[0] in methods for name in saved["pareto"])
     assert len(saved["claims"]) == 8
     for claim in saved["claims"]:
-        assert claim["holds"] in (True, False, None) and any(ch.isdigit() for ch in claim["evidence"])
-        assert claim["difference"]["n"] == 2
+        assert claim["n"] == 2 and claim["rule"].startswith("holds if the 95% interval lies above 0 points")
+    kd_scratch = saved["differences"]["1/4"]["kd - scratch"]
+    assert saved["claims"][0]["interval"] == [kd_scratch["low"], kd_scratch["high"]]
     html = (tmp_path / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 2
     again = run_compress(out=tmp_path, overrides=TINY, progress=False)
@@ -184,3 +185,22 @@ def test_compress_study_config_errors_before_training(tmp_path):
     with pytest.raises(ConfigError, match="temperature"):
         run_compress(out=tmp_path, overrides=TINY + ["kd_loss={name: kd, temperature: -1}"], progress=False)
     assert not Path(tmp_path, "runs").exists()  # nothing trained
+
+
+def test_compress_claims_on_hand_made_differences():
+    cfg = CompressStudyConfig.model_validate({"teacher": {"model": {"name": "mlp"}}, "budgets": [0.5, 0.25, 0.125],
+                                              "students": {"family": {"name": "mlp"}},
+                                              "claims": [{"a": "kd", "b": "scratch", "budget": "middle"}]})
+    [claim] = claims(cfg)
+    assert claim.id == "kd_beats_scratch_middle" and "1/4" in claim.text
+
+    def results(mean, low, high, n=3):
+        row = {m: {"test_accuracy": {"mean": 0.8, "std": 0.01}} for m in ("kd", "scratch")}
+        return {"differences": {"1/4": {"kd - scratch": {"mean": mean, "low": low, "high": high, "n": n}}},
+                "table": {"1/4": row}}
+
+    assert claim.evaluate(results(0.02, 0.01, 0.03))["holds"] is True
+    assert claim.evaluate(results(-0.02, -0.03, -0.01))["holds"] is False
+    assert claim.evaluate(results(0.01, -0.01, 0.03))["holds"] is None
+    na = claim.evaluate(results(float("nan"), float("nan"), float("nan"), 0))
+    assert na["holds"] is None and na["not_applicable"].startswith("no seed has both")

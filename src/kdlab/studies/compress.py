@@ -14,36 +14,34 @@ arXiv 1710.09282, 2017). From one teacher, students at each budget (a fraction o
   (Hinton, Vinyals & Dean, 2015);
 - ``scratch``: the same small model trained with cross-entropy only.
 
-The compressed models are fine-tuned and the small models trained for the same number of epochs on the same data
-(rules, budgets and defaults in docs/studies/compress.md). Accuracy against parameters and MACs on one Pareto plot,
-mean ± std over seeds, and claims as paired differences with 95% t intervals.
+The compressed models are fine-tuned (:class:`kdlab.compress.finetune.CompressFinetuneJob`, a run-store job) and the
+small models trained for the same number of epochs on the same data (budgets and defaults in docs/studies/compress.md,
+where the claims' rules are generated from the declarations below). Accuracy against parameters and MACs on one
+Pareto plot, mean ± std over seeds, and claims as paired differences with 95% t intervals.
 """
 
 from __future__ import annotations
 
-import copy
-import logging
 import math
 from fractions import Fraction
-from pathlib import Path
 from typing import Any, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
-from tqdm.auto import tqdm
 
-from ..config import (Component, DataConfig, OptimConfig, RunConfig, ScheduleConfig, Section, TrainConfig,
-                      check_components)
+from ..analysis.stats import mean_std, paired_by_seed
+from ..analysis.verdict import Claim, NotApplicable, Rule, paired_measurement
+from ..compress.budget import COMPRESSION_METHODS, CompressionOptions, compress_to_budget, size_to_budget
+from ..compress.finetune import CompressFinetuneJob
+from ..config import Component, DataConfig, OptimConfig, RunConfig, ScheduleConfig, Section, TrainConfig
 from ..errors import ConfigError
-from .base import STUDIES
-from .common import StageConfig, finish_study, open_study, stage_run_config
-from ..analysis.stats import mean_std, paired_difference
-from ..report.format import format_interval, format_pm
+from ..report import Report
+from ..report.format import format_interval, format_pm, model_name
 from ..store import RunStore
-
-log = logging.getLogger("kdlab")
+from .base import STUDIES
+from .common import StageConfig, stage_run_config
+from .driver import Planned, RunSet, Study, StudyConfig, Wave
 
 METHODS = ("magnitude", "structured", "lowrank", "kd", "scratch")
-COMPRESSION_METHODS = ("magnitude", "structured", "lowrank")
 BUDGET_POSITIONS = ("largest", "middle", "smallest")
 
 
@@ -62,16 +60,6 @@ class StudentsConfig(Section):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
 
 
-class CompressionOptions(Section):
-    # global magnitude pruning ranks the classifier's weights with all others (the threshold decides)
-    magnitude_prune_head: bool = True
-    structured_importance: Literal["l1", "l2"] = "l1"
-    # a shared energy threshold would cut the classifier (<1% of the parameters, ~flat spectrum) to rank 1-4
-    lowrank_factorize_head: bool = False
-    # the loss compressed models are fine-tuned with (ce; or kd from the same teacher)
-    finetune_loss: Component = Field(default_factory=lambda: Component(name="ce"))
-
-
 class ClaimSpec(Section):
     """'method a beats method b at budget ...' (a budget position or an index into the sorted budgets)."""
 
@@ -80,9 +68,7 @@ class ClaimSpec(Section):
     budget: Union[Literal["largest", "middle", "smallest"], int]
 
 
-class CompressStudyConfig(Section):
-    # run store shared between studies (content-addressed); default: <out>/runs
-    store: str | None = None
+class CompressStudyConfig(StudyConfig):
     data: DataConfig = Field(default_factory=DataConfig)
     teacher: StageConfig
     teacher_seed: int = 0
@@ -157,77 +143,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-@STUDIES.register("compress")
-def run_compress(config: str | Path | None = None, out: str | Path = "runs/compress", preset: str | None = None,
-                 overrides: list[str] | None = None, progress: bool | None = None) -> dict[str, Any]:
-    """Run the compression study; write results.json, plots, report.md and report.html into ``out``."""
-    from ..data import load_dataset
-    from ..losses import build as build_loss
-
-    cfg, out, store, started = open_study(CompressStudyConfig, DEFAULTS, PRESETS, config, preset, overrides, out)
-
-    # everything that can be checked is checked before the teacher trains
-    teacher_cfg = stage_run_config(cfg.teacher, cfg.data, cfg.teacher_seed)
-    check_components(teacher_cfg)
-    try:
-        finetune_loss = build_loss(cfg.compression.finetune_loss.name, **cfg.compression.finetune_loss.options)
-    except ConfigError as exc:
-        raise ConfigError(f"compression.finetune_loss: {exc}") from None
-    d = cfg.data
-    data = load_dataset(d.name, data_dir=d.data_dir, val_size=d.val_size, seed=d.seed,
-                        train_subset=cfg.students.train_subset, **d.options)
-    budgets = _plan_budgets(cfg, data.num_classes, data.in_shape)
-    small_cfgs = _small_student_configs(cfg, budgets, store.path(teacher_cfg))
-
-    teacher_summary = store.run(teacher_cfg, progress=progress)
-    ctx = _Context(cfg, store, data, _load_teacher_copy(store.path(teacher_cfg)), finetune_loss, progress)
-    log.info("teacher %s: %s params, test accuracy %.4f", ctx.teacher_label, f"{teacher_summary['params']:,}",
-             teacher_summary["test_accuracy"])
-
-    bar = tqdm(total=len(budgets) * len(cfg.methods) * len(cfg.seeds), desc="compress study", unit="run",
-               disable=progress is False)
-    students = []
-    for bi, budget in enumerate(budgets):
-        for method in cfg.methods:
-            if method in COMPRESSION_METHODS:
-                records = _train_compressed(ctx, budget, method, bar)
-            else:
-                records = _train_small(ctx, budget, method, [small_cfgs[bi, method, s] for s in cfg.seeds], bar)
-            students += records
-            log.info("budget %s %s: test accuracy %.4f", budget["label"], method,
-                     mean_std([s["test_accuracy"] for s in records])["mean"])
-    bar.close()
-
-    teacher_entry = {"name": ctx.teacher_label, "model": cfg.teacher.model.as_dict(), "params": teacher_summary["params"],
-                     "macs": teacher_summary["macs"], "test_accuracy": teacher_summary["test_accuracy"],
-                     "run_dir": teacher_summary["run_dir"]}
-    table = _table(cfg, budgets, students)
-    results = {
-        "study": "compress",
-        "dataset": cfg.data.name,
-        "config": cfg.model_dump(mode="json"),
-        "teacher": teacher_entry,
-        "budgets": [{k: v for k, v in b.items() if k != "student_model"} | {"student_model":
-                                                                            b["student_model"].as_dict()}
-                    for b in budgets],
-        "students": students,
-        "table": table,
-        "pareto": pareto_front([(row["params"], row["test_accuracy"]["mean"], f"{method} @ {label}")
-                                for label, methods in table.items() for method, row in methods.items()]),
-    }
-    results["claims"] = _claims(cfg, budgets, students)
-    from ..report.compress import write_compress_report
-
-    return finish_study(results, out, started, store.trained + ctx.trained, store.reused + ctx.reused,
-                        write_compress_report, _print_summary)
-
-
 # ------------------------------------------------------------------------------------------------ budgets
-
-
-def _label(model: Component) -> str:
-    opts = ",".join(f"{k}={v}" for k, v in model.options.items())
-    return f"{model.name}({opts})"
 
 
 def budget_label(fraction: float) -> str:
@@ -236,39 +152,17 @@ def budget_label(fraction: float) -> str:
     return f"{ratio.numerator}/{ratio.denominator}" if abs(float(ratio) - fraction) < 1e-12 else f"{fraction:g}"
 
 
-def size_to_budget(family: Component, size_option: str, target_params: int, num_classes: int,
-                   in_shape: tuple[int, ...]) -> tuple[int, int]:
-    """The largest integer ``size_option`` of ``family`` whose model has at most ``target_params`` parameters.
-
-    Parameters grow with the size option (width), so doubling finds an upper end and bisection the largest size
-    that fits. Returns ``(size, params)``; ConfigError when size 1 already exceeds the budget.
-    """
-    from ..models import count_params, create_model
-
-    def params(size: int) -> int:
-        return count_params(create_model(family.name, num_classes, in_shape, **{**family.options, size_option: size}))
-
-    if params(1) > target_params:
-        raise ConfigError(f"budget of {target_params:,} parameters is below the smallest {family.name} with "
-                          f"{size_option}=1 ({params(1):,} parameters)")
-    lo, hi = 1, 2
-    while params(hi) <= target_params:
-        lo, hi = hi, hi * 2
-    while hi - lo > 1:  # invariant: params(lo) <= target < params(hi)
-        mid = (lo + hi) // 2
-        if params(mid) <= target_params:
-            lo = mid
-        else:
-            hi = mid
-    return lo, params(lo)
-
-
-def _plan_budgets(cfg: CompressStudyConfig, num_classes: int, in_shape: tuple[int, ...]) -> list[dict[str, Any]]:
+def plan_budgets(cfg: CompressStudyConfig) -> list[dict[str, Any]]:
     """Per budget: target parameters, the sized student model, and a dry run of every compression method on an
     untrained teacher (reachability depends on the architecture only), so a budget no method can reach is a
     ConfigError before anything trains."""
+    from ..data import load_dataset
     from ..models import count_params, create_model
 
+    d = cfg.data
+    data = load_dataset(d.name, data_dir=d.data_dir, val_size=d.val_size, seed=d.seed, train_subset=None,
+                        **d.options)
+    num_classes, in_shape = data.num_classes, data.in_shape
     teacher = create_model(cfg.teacher.model.name, num_classes, in_shape, **cfg.teacher.model.options)
     total = count_params(teacher)
     budgets = []
@@ -284,10 +178,10 @@ def _plan_budgets(cfg: CompressStudyConfig, num_classes: int, in_shape: tuple[in
             except TypeError as exc:
                 raise ConfigError(f"students.size_option='{cfg.students.size_option}' is not an integer option of "
                                   f"model '{cfg.students.family.name}': {exc}") from None
-            entry["student_model"] = Component(**{**cfg.students.family.as_dict(), cfg.students.size_option: size})
+            entry["student_model"] = {**cfg.students.family.as_dict(), cfg.students.size_option: size}
             entry["student_params"] = params
         else:
-            entry["student_model"] = cfg.students.family
+            entry["student_model"] = cfg.students.family.as_dict()
         for method in COMPRESSION_METHODS:
             if method in cfg.methods:
                 try:
@@ -299,45 +193,6 @@ def _plan_budgets(cfg: CompressStudyConfig, num_classes: int, in_shape: tuple[in
     return budgets
 
 
-# ------------------------------------------------------------------------------------------------ compression
-
-
-def compress_to_budget(method: str, teacher, target_params: int, options: CompressionOptions):
-    """A compressed copy of ``teacher`` with at most ``target_params`` parameters (``magnitude``: non-zero ones).
-
-    Returns ``(model, info)`` where ``info`` is a small JSON-able description: the method, the ``options`` it used
-    (part of the fine-tuning run's key) and the result (sparsity, widths or ranks). The teacher is not modified. ValueError / NotImplementedError when the method cannot reach the budget.
-    """
-    from ..compress import lowrank_to_budget, magnitude_prune_to_budget, nonzero_params, structured_prune_to_budget
-
-    if method == "magnitude":
-        model = copy.deepcopy(teacher)
-        report = magnitude_prune_to_budget(model, target_params, prune_head=options.magnitude_prune_head)
-        info = {"method": method, "options": {"prune_head": options.magnitude_prune_head},
-                "sparsity": report["overall"], "nonzero_params": nonzero_params(model),
-                "layer_sparsity": {k: v["sparsity"] for k, v in report["layers"].items()}}
-    elif method == "structured":
-        model, report = structured_prune_to_budget(teacher, target_params, importance=options.structured_importance)
-        info = {"method": method, "options": {"importance": options.structured_importance},
-                "keep_ratio": report["keep_ratio"], "widths": report["widths_after"], "params": report["params_after"]}
-    elif method == "lowrank":
-        model, report = lowrank_to_budget(teacher, target_params, factorize_head=options.lowrank_factorize_head)
-        info = {"method": method, "options": {"factorize_head": options.lowrank_factorize_head},
-                "energy": report["energy"], "params": report["params_after"],
-                "ranks": {row["name"]: row["rank"] for row in report["layers"] if row["replaced"]}}
-    else:
-        raise ValueError(f"method={method!r} is not a compression method; allowed: {', '.join(COMPRESSION_METHODS)}")
-    return model, info
-
-
-def _load_teacher_copy(run_dir: Path):
-    """The trained teacher as a trainable model (compression needs gradients later; load_teacher freezes)."""
-    from ..distill import teacher_weights_path
-    from ..train import load_model_weights
-
-    return load_model_weights(teacher_weights_path(run_dir))
-
-
 def _finetune_run_config(cfg: CompressStudyConfig, seed: int) -> RunConfig:
     s = cfg.students
     return RunConfig(data=cfg.data.model_copy(update={"train_subset": s.train_subset}), model=cfg.teacher.model,
@@ -345,109 +200,73 @@ def _finetune_run_config(cfg: CompressStudyConfig, seed: int) -> RunConfig:
                      train=TrainConfig(epochs=s.epochs, batch_size=s.batch_size, seed=seed))
 
 
-def _test_accuracy(model, data) -> float:
-    from ..data import TensorLoader
-    from ..train import evaluate
-
-    return evaluate(model, TensorLoader(data.test, 1024))["accuracy"]
-
-
-# ------------------------------------------------------------------------------------------------ training
-
-
-class _Context:
-    """What every student's training needs: config, store, data, the trained teacher (and what derives from it)."""
-
-    def __init__(self, cfg: CompressStudyConfig, store: RunStore, data, teacher, finetune_loss,
-                 progress: bool | None) -> None:
-        from ..distill import cached_teacher_logits, freeze, weights_digest
-
-        self.cfg, self.store, self.data, self.teacher, self.progress = cfg, store, data, teacher, progress
-        self.finetune_loss = finetune_loss
-        self.teacher_label = _label(cfg.teacher.model)
-        # the teacher's identity for the fine-tuning runs' keys: its weights, not the path it was trained in
-        self.teacher_digest = weights_digest(teacher)
-        self.teacher_logits = None
-        if getattr(finetune_loss, "requires_teacher", True):
-            self.teacher_logits = cached_teacher_logits(freeze(copy.deepcopy(teacher)), data.train.x,
-                                                        data.train.fingerprint())
-        self.trained = self.reused = 0
-
-
-def _small_student_configs(cfg: CompressStudyConfig, budgets: list[dict[str, Any]],
-                           teacher_dir: Path) -> dict[tuple[int, str, int], RunConfig]:
-    """(budget index, method, seed) -> the checked RunConfig of each kd / scratch student."""
+def plan(cfg: CompressStudyConfig, store: RunStore) -> list[Wave]:
+    """The teacher; then per budget, method and seed: a compressed-and-fine-tuned teacher or a small model trained
+    from random weights (kd from the teacher, or scratch)."""
+    teacher = stage_run_config(cfg.teacher, cfg.data, cfg.teacher_seed)
+    teacher_dir = store.path(teacher)
     stage = StageConfig(model=cfg.students.family, epochs=cfg.students.epochs, batch_size=cfg.students.batch_size,
                         train_subset=cfg.students.train_subset, optim=cfg.students.scratch_optim,
                         schedule=cfg.students.schedule)
-    configs = {}
-    for bi, budget in enumerate(budgets):
-        for method in ("kd", "scratch"):
-            if method not in cfg.methods:
-                continue
+    students = []
+    for budget in plan_budgets(cfg):
+        for method in cfg.methods:
             for seed in cfg.seeds:
-                run_cfg = stage_run_config(stage, cfg.data, seed, model=budget["student_model"],
+                tags = {"role": "student", "budget": budget["label"], "method": method, "seed": seed}
+                if method in COMPRESSION_METHODS:
+                    job: Any = CompressFinetuneJob(teacher_run=str(teacher_dir), method=method,
+                                                   target_params=budget["target_params"], options=cfg.compression,
+                                                   run=_finetune_run_config(cfg, seed))
+                else:
+                    job = stage_run_config(stage, cfg.data, seed, model=Component(**budget["student_model"]),
                                            loss=cfg.kd_loss if method == "kd" else None,
                                            teacher_run=teacher_dir if method == "kd" else None, keep_epochs=[])
-                check_components(run_cfg)
-                configs[bi, method, seed] = run_cfg
-    return configs
-
-
-def _train_compressed(ctx: _Context, budget: dict[str, Any], method: str, bar) -> list[dict[str, Any]]:
-    """Compress the teacher once (deterministic), then fine-tune a copy per seed in a content-addressed run."""
-    from ..compress.finetune import finetune
-
-    cfg, data = ctx.cfg, ctx.data
-    compressed, info = compress_to_budget(method, ctx.teacher, budget["target_params"], cfg.compression)
-    pre = _test_accuracy(compressed, data)
-    payload = {"kind": "compress", "method": method, "target_params": budget["target_params"],
-               "options": info["options"], "teacher_weights": ctx.teacher_digest, "data": data.train.fingerprint()}
-    records = []
-    for seed in cfg.seeds:
-        summary = finetune(copy.deepcopy(compressed), data.train, data.val, _finetune_run_config(cfg, seed),
-                           ctx.store.root / "inprocess", payload, test=data.test, loss=ctx.finetune_loss,
-                           teacher_logits=ctx.teacher_logits, progress=ctx.progress)
-        if summary["reused"]:
-            ctx.reused += 1
-        else:
-            ctx.trained += 1
-        params = summary["nonzero_params"] if method == "magnitude" else summary["params"]
-        records.append(_record(ctx.teacher_label, method, budget, seed, summary, params,
-                               hyperparams={"loss": cfg.compression.finetune_loss.as_dict(), "compression": info},
-                               pre_finetune=pre))
-        bar.update()
-    return records
-
-
-def _train_small(ctx: _Context, budget: dict[str, Any], method: str, run_cfgs: list[RunConfig],
-                 bar) -> list[dict[str, Any]]:
-    """The kd / scratch students of one budget through the run store, one per seed."""
-    records = []
-    loss = ctx.cfg.kd_loss if method == "kd" else Component(name="ce")
-    for seed, run_cfg in zip(ctx.cfg.seeds, run_cfgs):
-        summary = ctx.store.run(run_cfg, progress=ctx.progress)
-        # a trained dense model has no exact zeros: its effective MACs are its dense MACs
-        summary = {**summary, "effective_macs": summary["macs"]}
-        records.append(_record(ctx.teacher_label if method == "kd" else None, method, budget, seed, summary,
-                               summary["params"], hyperparams={"loss": loss.as_dict(),
-                                                               "model": budget["student_model"].as_dict()},
-                               pre_finetune=None))
-        bar.update()
-    return records
+                students.append(Planned(tags, job))
+    return [Wave("teacher", [Planned({"role": "teacher"}, teacher)]), Wave("students", students)]
 
 
 # ------------------------------------------------------------------------------------------------ results
 
 
-def _record(teacher: str | None, method: str, budget: dict[str, Any], seed: int, summary: dict[str, Any],
-            params: int, hyperparams: dict[str, Any], pre_finetune: float | None) -> dict[str, Any]:
-    return {"teacher": teacher, "method": method, "hyperparams": hyperparams, "seed": seed,
-            "test_accuracy": summary["test_accuracy"], "run_dir": summary["run_dir"],
-            "budget": budget["label"], "budget_fraction": budget["fraction"], "target_params": budget["target_params"],
-            "params": params, "stored_params": summary["params"], "macs": summary["macs"],
-            "effective_macs": summary["effective_macs"], "pre_finetune_test_accuracy": pre_finetune,
-            "best_epoch": summary["best_epoch"]}
+def analyse(cfg: CompressStudyConfig, runs: RunSet) -> dict[str, Any]:
+    teacher = runs.one(role="teacher")
+    teacher_name = model_name(cfg.teacher.model.as_dict(), teacher.summary["params"])
+    budgets = plan_budgets(cfg)
+    by_label = {b["label"]: b for b in budgets}
+    students = []
+    for r in runs.select(role="student"):
+        method, budget, summary = r.tags["method"], by_label[r.tags["budget"]], r.summary
+        if method in COMPRESSION_METHODS:
+            params = summary["nonzero_params"] if method == "magnitude" else summary["params"]
+            hyperparams = {"loss": cfg.compression.finetune_loss.as_dict(), "compression": summary["compression"]}
+            pre, effective = summary["pre_finetune_test_accuracy"], summary["effective_macs"]
+        else:
+            params = summary["params"]
+            loss = cfg.kd_loss if method == "kd" else Component(name="ce")
+            hyperparams = {"loss": loss.as_dict(), "model": budget["student_model"]}
+            # a trained dense model has no exact zeros: its effective MACs are its dense MACs
+            pre, effective = None, summary["macs"]
+        students.append({
+            "teacher": None if method == "scratch" else teacher_name, "method": method, "hyperparams": hyperparams,
+            "seed": r.tags["seed"], "test_accuracy": r.test_accuracy, "val_accuracy": r.val_accuracy,
+            "run_dir": r.run_dir, "budget": budget["label"], "budget_fraction": budget["fraction"],
+            "target_params": budget["target_params"], "params": params, "stored_params": summary["params"],
+            "macs": summary["macs"], "effective_macs": effective, "pre_finetune_test_accuracy": pre,
+            "best_epoch": summary["best_epoch"]})
+    table = _table(cfg, budgets, students)
+    return {
+        "dataset": cfg.data.name,
+        "config": cfg.model_dump(mode="json"),
+        "teacher": {"name": teacher_name, "model": cfg.teacher.model.as_dict(), "params": teacher.summary["params"],
+                    "macs": teacher.summary["macs"], "test_accuracy": teacher.test_accuracy,
+                    "run_dir": teacher.run_dir},
+        "budgets": budgets,
+        "students": students,
+        "table": table,
+        "differences": _differences(cfg, budgets, students),
+        "pareto": pareto_front([(row["params"], row["test_accuracy"]["mean"], f"{method} @ {label}")
+                                for label, methods in table.items() for method, row in methods.items()]),
+    }
 
 
 def _table(cfg: CompressStudyConfig, budgets: list[dict[str, Any]],
@@ -462,9 +281,31 @@ def _table(cfg: CompressStudyConfig, budgets: list[dict[str, Any]],
             row[method] = {"params": max(s["params"] for s in runs), "macs": runs[0]["macs"],
                            "effective_macs": max(s["effective_macs"] for s in runs),
                            "test_accuracy": mean_std([s["test_accuracy"] for s in runs]),
-                           "pre_finetune_test_accuracy": pre[0] if pre else None}
+                           "pre_finetune_test_accuracy": pre[0] if pre else None,
+                           "structure": _structure(method, runs[0])}
         table[budget["label"]] = row
     return table
+
+
+def _differences(cfg: CompressStudyConfig, budgets: list[dict[str, Any]],
+                 students: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """budget label -> "a - b" -> paired difference of test accuracy over seeds, for every ordered pair of methods."""
+    def accs(label: str, method: str) -> dict[int, float]:
+        return {s["seed"]: s["test_accuracy"] for s in students if s["budget"] == label and s["method"] == method}
+
+    return {b["label"]: {f"{a} - {other}": paired_by_seed(accs(b["label"], a), accs(b["label"], other))
+                         for a in cfg.methods for other in cfg.methods if a != other} for b in budgets}
+
+
+def _structure(method: str, student: dict[str, Any]) -> str:
+    info = student["hyperparams"].get("compression")
+    if info is None:
+        return ", ".join(f"{k}={v}" for k, v in student["hyperparams"].get("model", {}).items() if k != "name")
+    if method == "magnitude":
+        return f"sparsity {info['sparsity'] * 100:.1f}%"
+    if method == "structured":
+        return f"widths {info['widths']}"
+    return "ranks " + ", ".join(f"{k}:{v}" for k, v in info["ranks"].items())
 
 
 def pareto_front(points: list[tuple[float, float, str]]) -> list[str]:
@@ -485,52 +326,129 @@ def _budget_index(position: str | int, n: int) -> int:
     return {"largest": 0, "middle": (n - 1) // 2, "smallest": n - 1}[position]
 
 
-def _claims(cfg: CompressStudyConfig, budgets: list[dict[str, Any]],
-            students: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """'a beats b at budget x' for every configured claim: paired difference of test accuracy over seeds.
+# ------------------------------------------------------------------------------------------------ claims
 
-    Rule (docs/studies/compress.md): holds if the 95% t interval of mean(acc_a - acc_b) lies above 0; does not hold
-    if the mean difference is <= 0; undecided otherwise (including a single seed).
-    """
-    claims = []
+POINTS = {"unit": "points", "scale": 100.0}
+
+
+def claims(cfg: CompressStudyConfig) -> list[Claim]:
+    """'a beats b at budget x' for every configured claim: paired difference of test accuracy over seeds."""
+    out = []
     for spec in cfg.claims:
-        budget = budgets[_budget_index(spec.budget, len(budgets))]
-
-        def accs(method: str) -> dict[int, float]:
-            return {s["seed"]: s["test_accuracy"] for s in students
-                    if s["method"] == method and s["budget"] == budget["label"]}
-
-        a, b = accs(spec.a), accs(spec.b)
-        seeds = sorted(set(a) & set(b))
-        diff = paired_difference([a[s] for s in seeds], [b[s] for s in seeds])
-        if diff["mean"] <= 0:
-            holds: bool | None = False
-        else:
-            holds = True if diff["n"] > 1 and diff["low"] > 0 else None
+        index = _budget_index(spec.budget, len(cfg.budgets))
         position = spec.budget if isinstance(spec.budget, str) else f"#{spec.budget}"
-        claims.append({
-            "claim": f"{spec.a} beats {spec.b} at the {position} budget ({budget['label']} of the teacher, "
-                     f"{budget['target_params']:,} parameters)",
-            "holds": holds,
-            "evidence": f"test accuracy {spec.a} {format_pm(mean_std(list(a.values())))}% vs {spec.b} "
-                        f"{format_pm(mean_std(list(b.values())))}%; paired difference {format_interval(diff)} points "
-                        f"over {diff['n']} seeds (rule: holds if the 95% t interval is above 0, does not hold if the "
-                        f"mean difference <= 0)",
-            "budget": budget["label"], "a": spec.a, "b": spec.b, "difference": diff,
-        })
-    return claims
+        label = budget_label(cfg.budgets[index])
+
+        def measure(results: dict[str, Any], a: str = spec.a, b: str = spec.b, label: str = label):
+            diff = results["differences"][label][f"{a} - {b}"]
+            if diff["n"] == 0:
+                return NotApplicable(f"no seed has both a {a} and a {b} student at budget {label}")
+            row = results["table"][label]
+            return paired_measurement(diff, f"test accuracy {a} {format_pm(row[a]['test_accuracy'])}% vs {b} "
+                                            f"{format_pm(row[b]['test_accuracy'])}%")
+
+        out.append(Claim(f"{spec.a}_beats_{spec.b}_{position}",
+                         f"{spec.a} beats {spec.b} at the {position} budget ({label} of the teacher's parameters)",
+                         f"{spec.a} - {spec.b}, student test accuracy at budget {label}, paired over seeds (points)",
+                         Rule(">", 0.0, **POINTS), measure))
+    return out
 
 
-def _print_summary(results: dict[str, Any], out: Path) -> None:
-    t = results["teacher"]
-    print(f"\nteacher {t['name']}: {t['params']:,} params, test accuracy {t['test_accuracy'] * 100:.2f}%")
-    methods = list(next(iter(results["table"].values())))
-    print("test accuracy (%) by budget x method (params in brackets):")
-    for label, row in results["table"].items():
-        cells = "  ".join(f"{m} {row[m]['test_accuracy']['mean'] * 100:.2f}±{row[m]['test_accuracy']['std'] * 100:.2f}"
-                          f" [{row[m]['params']:,}]" for m in methods)
-        print(f"  {label:>6}: {cells}")
-    for claim in results["claims"]:
-        print(f"claim [{ {True: 'holds', False: 'does not hold', None: 'undecided'}[claim['holds']] }] "
-              f"{claim['claim']}: {claim['evidence']}")
-    print(f"\nresults: {out / 'results.json'}   report: {out / 'report.html'}")
+# ------------------------------------------------------------------------------------------------ report
+
+MARKERS = {"magnitude": "v", "structured": "s", "lowrank": "D", "kd": "o", "scratch": "x"}
+
+
+def report(results: dict[str, Any]) -> Report:
+    cfg = results["config"]
+    st, t = cfg["students"], results["teacher"]
+    table = results["table"]
+    methods = list(next(iter(table.values())))
+    rep = Report(f"kdlab compression study — {results['dataset']}")
+    rep.paragraph(
+        f"Teacher {t['name']}: {t['macs']:,} MACs, test accuracy {t['test_accuracy'] * 100:.2f}% "
+        f"({cfg['teacher']['epochs']} epochs on {cfg['teacher']['train_subset'] or 'all'} training images). Budgets: "
+        + ", ".join(f"{b['label']} = {b['target_params']:,} parameters" for b in results["budgets"])
+        + f". Every student gets {st['epochs']} epochs on {st['train_subset'] or 'all'} training images: compressed "
+        f"models are fine-tuned from the teacher's weights ({st['finetune_optim']['name']}, lr "
+        f"{st['finetune_optim']['lr']}, loss {cfg['compression']['finetune_loss']['name']}); the kd and scratch "
+        f"students ({model_name(st['family'])} sized by '{st['size_option']}') start from random weights "
+        f"({st['scratch_optim']['name']}, lr {st['scratch_optim']['lr']}; kd loss {cfg['kd_loss']}). Seeds "
+        f"{cfg['seeds']}, paired: the same seed gives every method the same batch order (and kd and scratch the same "
+        "initial weights). Magnitude-pruned models count their non-zero parameters.")
+    rep.claims_section(results)
+    rep.heading("Test accuracy at each budget (%, mean ± std over seeds)")
+    rep.table(["budget", *methods],
+              [[f"{label} ({results['budgets'][i]['target_params']:,})",
+                *(f"{format_pm(row[m]['test_accuracy'])} [{row[m]['params']:,}]" for m in methods)]
+               for i, (label, row) in enumerate(table.items())])
+    rep.paragraph("Brackets: parameters of the student (non-zero parameters for magnitude pruning).")
+    rep.figure("pareto.png", _pareto_figure(results, methods), "accuracy against parameters and MACs")
+    rep.heading("Students in detail")
+    rep.table(["budget", "method", "params", "MACs (dense)", "MACs (non-zero)", "test acc after compression (%)",
+               "test acc (%)", "structure"],
+              [[label, m, f"{r['params']:,}", f"{r['macs']:,}", f"{r['effective_macs']:,}",
+                "-" if r["pre_finetune_test_accuracy"] is None else f"{r['pre_finetune_test_accuracy'] * 100:.2f}",
+                format_pm(r["test_accuracy"]), r["structure"]]
+               for label, row in table.items() for m, r in row.items()])
+    compressed = [m for m in methods if table[next(iter(table))][m]["pre_finetune_test_accuracy"] is not None]
+    if compressed:
+        labels = list(table)
+        rep.figure("finetune_gain.png", {"title": "Compression before and after fine-tuning",
+                                         "size": [max(5, 1.6 * len(labels) * len(compressed)), 3.8], "panels": [{
+            "type": "bars", "categories": [f"budget {b}" for b in labels], "rotate": 0,
+            "ylabel": "test accuracy (%)", "legend_columns": 2,
+            "series": [s for j, m in enumerate(compressed) for s in (
+                {"label": f"{m}: compressed", "alpha": 0.35, "color": _colour(j),
+                 "values": [table[b][m]["pre_finetune_test_accuracy"] * 100 for b in labels]},
+                {"label": f"{m}: fine-tuned", "color": _colour(j),
+                 "values": [table[b][m]["test_accuracy"]["mean"] * 100 for b in labels]})]}]},
+            "compression before and after fine-tuning")
+    if "kd" in methods:
+        others = [m for m in methods if m != "kd"]
+        rep.heading("KD minus each other method (points, paired, 95% t interval)")
+        rep.table(["budget", *others], [[label, *(format_interval(results["differences"][label][f"kd - {m}"])
+                                                  for m in others)] for label in table])
+    rep.paragraph("Pareto front (by parameters; no other student is both smaller and more accurate): "
+                  + ", ".join(results["pareto"]) + ".")
+    rep.reproduce(results)
+    return rep
+
+
+def _colour(i: int) -> str:
+    from ..report.figures import PALETTE
+
+    return PALETTE[i % len(PALETTE)]
+
+
+def _pareto_figure(results: dict[str, Any], methods: list[str]) -> dict[str, Any]:
+    """Test accuracy against parameters (left) and effective MACs (right), one line per method over the budgets."""
+    table, t = results["table"], results["teacher"]
+    front = set(results["pareto"])
+    panels = []
+    for size_key, xlabel in (("params", "parameters (non-zero for magnitude pruning)"),
+                             ("effective_macs", "MACs per sample (zero weights skipped)")):
+        series = [{"label": m, "x": [row[m][size_key] for row in table.values()],
+                   "y": [row[m]["test_accuracy"]["mean"] * 100 for row in table.values()],
+                   "err": [row[m]["test_accuracy"]["std"] * 100 for row in table.values()],
+                   "style": MARKERS.get(m, "o") + "-"} for m in methods]
+        series.append({"label": "teacher", "x": [t["params"] if size_key == "params" else t["macs"]],
+                       "y": [t["test_accuracy"] * 100], "style": "*", "color": "#222", "markersize": 14})
+        if size_key == "params":
+            front_points = [(row[m]["params"], row[m]["test_accuracy"]["mean"] * 100) for label, row in table.items()
+                            for m in methods if f"{m} @ {label}" in front]
+            series.append({"label": "Pareto front", "x": [p for p, _ in front_points],
+                           "y": [a for _, a in front_points], "style": "o", "color": "#bbb", "markersize": 3})
+        panels.append({"type": "lines", "xscale": "log", "xlabel": xlabel, "series": series,
+                       "ylabel": "test accuracy (%)" if size_key == "params" else "",
+                       "title": "accuracy vs parameters (dotted: budgets)" if size_key == "params" else
+                       "accuracy vs compute",
+                       "vlines": [{"x": b["target_params"]} for b in results["budgets"]] if size_key == "params"
+                       else [], "legend": "best" if size_key != "params" else "none"})
+    return {"title": f"Compression at equal budgets on {results['dataset']} (mean ± std over seeds)",
+            "size": [12, 4.8], "sharey": True, "panels": panels}
+
+
+COMPRESS = STUDIES.register("compress")(Study(
+    name="compress", config=CompressStudyConfig, defaults=DEFAULTS, presets=PRESETS, plan=plan, analyse=analyse,
+    claims=claims, report=report, description=__doc__.splitlines()[0]))

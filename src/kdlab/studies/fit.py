@@ -16,29 +16,32 @@ Recipe (rules and budgets in docs/studies/fit.md):
    improvement; its weights are the run's best checkpoint, or come from a replay of the run that keeps that epoch);
 3. stratified k-fold cross-validation of a sweep on the small bundled ``digits`` dataset (mean ± std over folds);
 4. the recommended capacity (:func:`kdlab.analysis.recommend_capacity`, one-standard-error rule) for both;
-5. claims with rules fixed in advance -> results.json, plots, report.
+5. claims declared below (rules generated into docs/studies/fit.md) -> results.json, plots, report.
+
+Every run goes through the run store: sweep and regularisation runs are RunConfigs, each cross-validation run a
+:class:`KFoldJob`. The regularisation wave depends on the sweep (which models are over-capacity, which epoch early
+stopping keeps), so it is built after the sweep has trained.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
-from tqdm.auto import tqdm
 
+from ..analysis.stats import mean_std, paired_difference
+from ..analysis.verdict import Claim, Measurement, NotApplicable, Rule, paired_measurement
 from ..config import Component, DataConfig, RunConfig, Section, check_components, parse_config
 from ..errors import ConfigError, KdlabError
+from ..report import Report
+from ..report.format import format_interval, format_pm, model_name
+from ..store import Job, RunStore
 from .base import STUDIES
-from .common import StageConfig, finish_study, open_study, stage_run_config
-from ..analysis.stats import mean_std, paired_difference
-from ..report.format import format_interval, format_pm
-from ..store import RunStore
-
-log = logging.getLogger("kdlab")
+from .common import StageConfig, stage_run_config
+from .driver import Planned, RunSet, Study, StudyConfig, Wave
 
 NONE_ARM = "none"
 EARLY_STOPPING_ARM = "early_stopping"
@@ -95,9 +98,7 @@ class CrossValidation(CapacitySweep):
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
 
 
-class FitStudyConfig(Section):
-    # run store shared between studies (content-addressed); default: <out>/runs
-    store: str | None = None
+class FitStudyConfig(StudyConfig):
     data: DataConfig = Field(default_factory=DataConfig)
     sweep: CapacitySweep
     regularise: RegulariseConfig = Field(default_factory=RegulariseConfig)
@@ -106,6 +107,8 @@ class FitStudyConfig(Section):
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     # tolerance of the capacity recommendation in accuracy units; null = one standard error of the best model
     recommend_tolerance: float | None = Field(None, ge=0)
+    # "a smaller model is as good": its interval against the largest model lies above -margin (accuracy fraction)
+    as_good_margin: float = Field(0.01, gt=0, lt=1)
 
 
 DEFAULTS: dict[str, Any] = {
@@ -142,107 +145,26 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-@STUDIES.register("fit")
-def run_fit(config: str | Path | None = None, out: str | Path = "runs/fit", preset: str | None = None,
-            overrides: list[str] | None = None, progress: bool | None = None) -> dict[str, Any]:
-    """Run the fit study; write results.json, plots, report.md and report.html into ``out``."""
-    cfg, out, store, started = open_study(FitStudyConfig, DEFAULTS, PRESETS, config, preset, overrides, out)
-    inprocess = {"trained": 0, "reused": 0}
-
-    models = [_capacity_model(cfg.sweep, c) for c in cfg.sweep.capacities]
-    cv_models = [_capacity_model(cfg.cv, c) for c in cfg.cv.capacities] if cfg.cv.enabled else []
-    sweep_cfgs = [[stage_run_config(cfg.sweep, cfg.data, seed, model=m, keep_epochs=[]) for seed in cfg.seeds]
-                  for m in models]
-    data, cv_data = _validate(cfg, models, cv_models, sweep_cfgs)
-
-    bar = tqdm(total=len(models) * len(cfg.seeds), desc="fit study: sweep", unit="run", disable=progress is False)
-    sweep_runs = []  # [model][seed] -> summary (+ curves)
-    for m, row in zip(models, sweep_cfgs):
-        runs = []
-        for run_cfg in row:
-            summary = store.run(run_cfg, progress=progress)
-            runs.append({**summary, "curves": read_curves(summary["run_dir"])})
-            bar.update()
-        sweep_runs.append(runs)
-        log.info("sweep %s: %s params, best val %.4f", _label(m), f"{runs[0]['params']:,}",
-                 mean_std([r["best_val_accuracy"] for r in runs])["mean"])
-    bar.close()
-
-    thresholds = cfg.verdict.model_dump()
-    sweep = _sweep_entries(cfg, models, sweep_runs, thresholds)
-    reference = sweep[0]["verdict"]["reference_train_acc"]
-    regularised = _pick_regularised(cfg, sweep)
-    regularisation = [_regularise(cfg, store, models[i], sweep_runs[i], sweep[i], data, thresholds, reference,
-                                  progress) for i in regularised]
-    recommended = _recommend(cfg, sweep, key="best_val_accuracy")
-    cross_validation = _cross_validate(cfg, cv_models, cv_data, store.root / "inprocess", thresholds, inprocess,
-                                       progress) if cv_models else None
-
-    students = [_student_record(m, r) for m, runs in zip(models, sweep_runs) for r in runs]
-    for reg in regularisation:
-        students += reg.pop("_students")
-    results = {
-        "study": "fit",
-        "dataset": cfg.data.name,
-        "config": cfg.model_dump(mode="json"),
-        "students": students,
-        "models": sweep,
-        "reference_train_acc": reference,
-        "recommended": recommended,
-        "regularisation": regularisation,
-        "cross_validation": cross_validation,
-    }
-    results["claims"] = _claims(cfg, results)
-    from ..report.fit import write_fit_report
-
-    return finish_study(results, out, started, store.trained + inprocess["trained"], store.reused + inprocess["reused"],
-                        write_fit_report, _print_summary)
 
 
-# ------------------------------------------------------------------------------------------------ configs
+# ------------------------------------------------------------------------------------------------ plan
 
 
 def _capacity_model(stage: CapacitySweep, capacity: dict[str, Any]) -> Component:
     return Component(**{**stage.model.as_dict(), **capacity})
 
 
-def _label(model: Component) -> str:
-    opts = ",".join(f"{k}={v}" for k, v in model.options.items())
-    return f"{model.name}({opts})"
+def _label(model: Component, params: int | None = None) -> str:
+    return model_name(model.as_dict(), params)
 
 
-def _validate(cfg: FitStudyConfig, models: list[Component], cv_models: list[Component],
-              sweep_cfgs: list[list[RunConfig]]):
-    """Check every run that can be known in advance before anything trains; return the sweep's data splits (for
-    evaluating arms) and the cross-validation data (None without cross-validation)."""
-    from ..data import load_dataset
-
-    for m in models:  # the remedies apply to whichever models turn out over-capacity: check them on all
-        for remedy in cfg.regularise.remedies:
-            _remedy_config(cfg, m, remedy, cfg.seeds[0])
-    for run_cfg in [*(c for row in sweep_cfgs for c in row),
-                    *(_cv_run_config(cfg.cv, m, s) for m in cv_models for s in cfg.cv.seeds)]:
-        check_components(run_cfg)
-    # option values (a dropout of 2, a width of 0) are checked by the model factories: build each model once
-    data = _load_eval_data(cfg)
-    for m in models:
-        _check_model("sweep.capacities", m, data)
-        for remedy in cfg.regularise.remedies:
-            _check_model(f"regularise.remedies '{remedy.label}'", Component(**{**m.as_dict(), **remedy.model}), data)
-    cv_data = None
-    if cv_models:
-        d = cfg.cv.data
-        cv_data = load_dataset(d.name, data_dir=d.data_dir, val_size=d.val_size, seed=d.seed,
-                               train_subset=cfg.cv.train_subset, **d.options)
-        for m in cv_models:
-            _check_model("cv.capacities", m, cv_data)
-    return data, cv_data
+def _sweep_config(cfg: FitStudyConfig, model: Component, seed: int, keep_epochs: list[int] | None = None) -> RunConfig:
+    return stage_run_config(cfg.sweep, cfg.data, seed, model=model, keep_epochs=keep_epochs or [])
 
 
 def _remedy_config(cfg: FitStudyConfig, model: Component, remedy: Remedy, seed: int) -> RunConfig:
     """The sweep run of ``model`` with the remedy's model and optimiser overrides; errors name the remedy."""
-    base = stage_run_config(cfg.sweep, cfg.data, seed, model=model, keep_epochs=[])
-    raw = base.to_dict()
+    raw = _sweep_config(cfg, model, seed).to_dict()
     raw["model"] = {**raw["model"], **remedy.model}
     raw["optim"] = {**raw["optim"], **remedy.optim}
     try:
@@ -253,19 +175,108 @@ def _remedy_config(cfg: FitStudyConfig, model: Component, remedy: Remedy, seed: 
     return run_cfg
 
 
-def _check_model(key: str, model: Component, data) -> None:
-    """Build ``model`` for ``data`` (weights are thrown away) so that a bad option value fails before training."""
+class KFoldJob(Job):
+    """One cross-validation run: ``run`` trained on k - 1 folds of its data's training split, scored on fold
+    ``fold`` (stratified folds by ``fold_seed``, :func:`kdlab.analysis.kfold_indices`)."""
+
+    kind: ClassVar[str] = "kfold"
+    run: RunConfig
+    k: int
+    fold: int
+    fold_seed: int
+
+    def check(self) -> None:
+        check_components(self.run)
+        if not 0 <= self.fold < self.k:
+            raise ConfigError(f"fold={self.fold} is not allowed; allowed: 0 <= fold < k={self.k}")
+
+    def execute(self, out_dir: Path, *, progress: bool | None = None,
+                teacher_cache_dir: str | Path | None = None) -> dict[str, Any]:
+        import torch
+
+        from ..analysis import kfold_indices
+        from ..compress.finetune import finetune
+        from ..data import load_dataset
+        from ..models import create_model
+        from ..recipe import claim_run_dir
+
+        finished = claim_run_dir(Path(out_dir), self)
+        if finished is not None:
+            return finished
+        d = self.run.data
+        data = load_dataset(d.name, data_dir=d.data_dir, val_size=d.val_size, seed=d.seed,
+                            train_subset=d.train_subset, **d.options)
+        train_idx, val_idx = kfold_indices(data.train.y, self.k, seed=self.fold_seed)[self.fold]
+        torch.manual_seed(self.run.train.seed)
+        net = create_model(self.run.model.name, data.num_classes, data.in_shape, **self.run.model.options)
+        return finetune(net, data.train.subset(train_idx), data.train.subset(val_idx), self.run, out_dir,
+                        progress=progress, summary_extra={"fold": self.fold, "k": self.k,
+                                                          "num_train": len(data.train)})
+
+
+def _cv_job(cv: CrossValidation, model: Component, fold: int, seed: int) -> KFoldJob:
+    return KFoldJob(run=stage_run_config(cv, cv.data, seed, model=model, keep_epochs=[]), k=cv.k, fold=fold,
+                    fold_seed=cv.fold_seed)
+
+
+def plan(cfg: FitStudyConfig, store: RunStore) -> list[Wave]:
+    """The sweep; the cross-validation runs; then (built from the sweep) the regularisation of the over-capacity
+    models: each remedy per seed, and a replay of a run when early stopping keeps an epoch its best checkpoint does
+    not hold."""
+    models = [_capacity_model(cfg.sweep, c) for c in cfg.sweep.capacities]
+    sweep = [Planned({"role": "sweep", "model": i, "seed": seed}, _sweep_config(cfg, m, seed))
+             for i, m in enumerate(models) for seed in cfg.seeds]
+    cv = []
+    if cfg.cv.enabled:
+        cv_models = [_capacity_model(cfg.cv, c) for c in cfg.cv.capacities]
+        cv = [Planned({"role": "cv", "model": i, "fold": f, "seed": seed}, _cv_job(cfg.cv, m, f, seed))
+              for i, m in enumerate(cv_models) for f in range(cfg.cv.k) for seed in cfg.cv.seeds]
+    # the remedies apply to whichever models turn out over-capacity: preview them on every model
+    preview = [Planned({"role": "remedy", "model": i, "arm": r.label, "seed": cfg.seeds[0]},
+                       _remedy_config(cfg, m, r, cfg.seeds[0])) for i, m in enumerate(models)
+               for r in cfg.regularise.remedies]
+
+    def regularisation(runs: RunSet) -> list[Planned]:
+        entries = _sweep_entries(cfg, models, runs)
+        planned = []
+        for i in _pick_regularised(cfg, entries):
+            for seed in cfg.seeds:
+                planned += [Planned({"role": "remedy", "model": i, "arm": r.label, "seed": seed},
+                                    _remedy_config(cfg, models[i], r, seed)) for r in cfg.regularise.remedies]
+                run = runs.one(role="sweep", model=i, seed=seed)
+                stop = early_stopping_epoch(read_curves(run.run_dir)["val_acc"], cfg.regularise.patience)
+                if stop["epoch"] != run.summary["best_epoch"]:
+                    # a later epoch beat it: replay the same run keeping that epoch (the loop is deterministic on CPU)
+                    planned.append(Planned({"role": "replay", "model": i, "seed": seed, "epoch": stop["epoch"]},
+                                           _sweep_config(cfg, models[i], seed, keep_epochs=[stop["epoch"]])))
+        return planned
+
+    return [Wave("capacity sweep", sweep), Wave("cross-validation", cv),
+            Wave("regularisation", build=regularisation, preview=preview)]
+
+
+def check_models(cfg: FitStudyConfig, planned: list[Planned]) -> None:
+    """Build every model once (a dropout of 2 or a width of 0 is refused by the model factories) before training."""
+    from ..data import load_dataset
     from ..models import create_model
 
-    try:
-        create_model(model.name, data.num_classes, data.in_shape, **model.options)
-    except (ConfigError, ValueError, TypeError) as exc:
-        raise ConfigError(f"{key}: {exc}") from None
+    def build(key: str, model: Component, data) -> None:
+        try:
+            create_model(model.name, data.num_classes, data.in_shape, **model.options)
+        except (ConfigError, ValueError, TypeError) as exc:
+            raise ConfigError(f"{key}: {exc}") from None
 
-
-def _cv_run_config(cv: CrossValidation, model: Component, seed: int) -> RunConfig:
-    """What one cross-validation run trains with (its data split is the fold, given separately)."""
-    return stage_run_config(cv, cv.data, seed, model=model, keep_epochs=[])
+    data = _load_eval_data(cfg)
+    for m in (_capacity_model(cfg.sweep, c) for c in cfg.sweep.capacities):
+        build("sweep.capacities", m, data)
+        for remedy in cfg.regularise.remedies:
+            build(f"regularise.remedies '{remedy.label}'", Component(**{**m.as_dict(), **remedy.model}), data)
+    if cfg.cv.enabled:
+        d = cfg.cv.data
+        cv_data = load_dataset(d.name, data_dir=d.data_dir, val_size=d.val_size, seed=d.seed,
+                               train_subset=cfg.cv.train_subset, **d.options)
+        for m in (_capacity_model(cfg.cv, c) for c in cfg.cv.capacities):
+            build("cv.capacities", m, cv_data)
 
 
 # ------------------------------------------------------------------------------------------------ curves
@@ -317,11 +328,13 @@ def _verdict_inputs(curves: dict[str, list[float]]) -> dict[str, list[float]]:
 # ------------------------------------------------------------------------------------------------ sweep
 
 
-def _sweep_entries(cfg: FitStudyConfig, models: list[Component], runs: list[list[dict[str, Any]]],
-                   thresholds: dict[str, Any]) -> list[dict[str, Any]]:
+def _sweep_entries(cfg: FitStudyConfig, models: list[Component], run_set: RunSet) -> list[dict[str, Any]]:
     """Per model: seed-mean curves, the verdict on them, per-seed verdicts, and summary statistics over seeds."""
     from ..analysis import fit_verdict, sweep_verdicts
 
+    thresholds = cfg.verdict.model_dump()
+    runs = [[{**r.summary, "curves": read_curves(r.run_dir)} for r in
+             (run_set.one(role="sweep", model=i, seed=seed) for seed in cfg.seeds)] for i in range(len(models))]
     means = [mean_curves([r["curves"] for r in model_runs]) for model_runs in runs]
     verdicts = sweep_verdicts([_verdict_inputs(m) for m in means], **thresholds)
     reference = verdicts[0]["reference_train_acc"]
@@ -330,7 +343,7 @@ def _sweep_entries(cfg: FitStudyConfig, models: list[Component], runs: list[list
         seed_verdicts = [fit_verdict(**_verdict_inputs(r["curves"]), reference_train_acc=reference,
                                      **thresholds)["verdict"] for r in model_runs]
         entries.append({
-            "name": _label(model),
+            "name": _label(model, model_runs[0]["params"]),
             "model": model.as_dict(),
             "params": model_runs[0]["params"],
             "macs": model_runs[0]["macs"],
@@ -341,6 +354,10 @@ def _sweep_entries(cfg: FitStudyConfig, models: list[Component], runs: list[list
             "final_val_accuracy": mean_std([r["curves"]["val_acc"][-1] for r in model_runs]),
             "final_gap": mean_std([r["curves"]["train_acc"][-1] - r["curves"]["val_acc"][-1] for r in model_runs]),
             "best_val_accuracy": mean_std([r["best_val_accuracy"] for r in model_runs]),
+            "final_train_accuracy_per_seed": [r["curves"]["train_acc"][-1] for r in model_runs],
+            "final_gap_per_seed": [r["curves"]["train_acc"][-1] - r["curves"]["val_acc"][-1] for r in model_runs],
+            "best_val_accuracy_per_seed": [r["best_val_accuracy"] for r in model_runs],
+            "test_accuracy_per_seed": [r["test_accuracy"] for r in model_runs],
             "best_epoch": [r["best_epoch"] for r in model_runs],
             "test_accuracy": mean_std([r["test_accuracy"] for r in model_runs]),
             "run_dirs": [r["run_dir"] for r in model_runs],
@@ -424,61 +441,59 @@ def point_verdict(train_accuracy: float, val_accuracy: float, reference: float,
             "gap": gap, "floor": floor, "overfit_gap": thresholds["overfit_gap"]}
 
 
-def _regularise(cfg: FitStudyConfig, store: RunStore, model: Component, runs: list[dict[str, Any]],
-                entry: dict[str, Any], data, thresholds: dict[str, Any], reference: float,
-                progress: bool | None) -> dict[str, Any]:
+def _regularise(cfg: FitStudyConfig, index: int, entry: dict[str, Any], run_set: RunSet, data,
+                reference: float) -> dict[str, Any]:
     """The arms of one model: none (last epoch), early stopping (from the curves), and each remedy (last epoch)."""
     from ..distill.teacher import load_epoch_weights
     from ..train import load_model_weights
 
+    thresholds = cfg.verdict.model_dump()
     patience = cfg.regularise.patience
+    runs = [run_set.one(role="sweep", model=index, seed=seed) for seed in cfg.seeds]
+    curves = [read_curves(r.run_dir) for r in runs]
     arms: dict[str, dict[str, Any]] = {}
 
     # none: the unregularised run as it ends (no early stopping, no best-checkpoint selection)
     points = []
-    for run in runs:
-        last = len(run["curves"]["val_acc"])
-        point = _evaluate_point(Path(run["run_dir"]) / "checkpoints" / "last.safetensors", data, last,
-                                run["curves"]["val_acc"][-1])
-        points.append({**point, "run_dir": run["run_dir"]})
+    for run, curve in zip(runs, curves):
+        point = _evaluate_point(Path(run.run_dir) / "checkpoints" / "last.safetensors", data, len(curve["val_acc"]),
+                                curve["val_acc"][-1])
+        points.append({**point, "run_dir": run.run_dir})
     arms[NONE_ARM] = {"points": points, "curves": entry["curves"], "hyperparams": {}}
 
     # early stopping with `patience`, computed from each seed's validation curve
     points = []
-    for seed, run in zip(cfg.seeds, runs):
-        stop = early_stopping_epoch(run["curves"]["val_acc"], patience)
-        val = run["curves"]["val_acc"][stop["epoch"] - 1]
-        if stop["epoch"] == run["best_epoch"]:
+    for seed, run, curve in zip(cfg.seeds, runs, curves):
+        stop = early_stopping_epoch(curve["val_acc"], patience)
+        val = curve["val_acc"][stop["epoch"] - 1]
+        if stop["epoch"] == run.summary["best_epoch"]:
             # the loop's best checkpoint holds exactly that epoch's weights
-            point = _evaluate_point(Path(run["run_dir"]) / "checkpoints" / "best.safetensors", data, stop["epoch"], val)
-            source, run_dir = "best checkpoint", run["run_dir"]
+            point = _evaluate_point(Path(run.run_dir) / "checkpoints" / "best.safetensors", data, stop["epoch"], val)
+            source, run_dir = "best checkpoint", run.run_dir
         else:
-            # a later epoch beat it: replay the same run keeping that epoch (the loop is deterministic on CPU)
-            replay_cfg = stage_run_config(cfg.sweep, cfg.data, seed, model=model, keep_epochs=[stop["epoch"]])
-            replay = store.run(replay_cfg, progress=progress)
-            if read_curves(replay["run_dir"])["val_acc"] != run["curves"]["val_acc"]:
-                raise KdlabError(f"the replay {replay['run_dir']} of {run['run_dir']} did not reproduce its "
-                                 f"validation curve (training is not deterministic here); set train.deterministic "
-                                 f"in the sweep, or delete the replay to try again")
-            net = load_model_weights(Path(replay["run_dir"]) / "checkpoints" / "last.safetensors")
-            load_epoch_weights(replay["run_dir"], stop["epoch"], net)
+            replay = run_set.one(role="replay", model=index, seed=seed)
+            if read_curves(replay.run_dir)["val_acc"] != curve["val_acc"]:
+                raise KdlabError(f"the replay {replay.run_dir} of {run.run_dir} did not reproduce its validation "
+                                 f"curve (training is not deterministic here); set train.deterministic in the sweep, "
+                                 f"or delete the replay to try again")
+            net = load_model_weights(Path(replay.run_dir) / "checkpoints" / "last.safetensors")
+            load_epoch_weights(replay.run_dir, stop["epoch"], net)
             point = _evaluate_point(net, data, stop["epoch"], val)
-            source, run_dir = f"replay keeping epoch {stop['epoch']}", replay["run_dir"]
+            source, run_dir = f"replay keeping epoch {stop['epoch']}", replay.run_dir
         points.append({**point, "stopped_at": stop["stopped_at"], "weights_from": source, "run_dir": run_dir})
     arms[EARLY_STOPPING_ARM] = {"points": points, "curves": entry["curves"], "hyperparams": {"patience": patience}}
 
     # each remedy: a new run per seed, evaluated at its last epoch like `none`
     for remedy in cfg.regularise.remedies:
-        points, curves = [], []
+        points, remedy_curves = [], []
         for seed in cfg.seeds:
-            summary = store.run(_remedy_config(cfg, model, remedy, seed), progress=progress)
-            run_curves = read_curves(summary["run_dir"])
-            point = _evaluate_point(Path(summary["run_dir"]) / "checkpoints" / "last.safetensors", data,
+            run = run_set.one(role="remedy", model=index, arm=remedy.label, seed=seed)
+            run_curves = read_curves(run.run_dir)
+            point = _evaluate_point(Path(run.run_dir) / "checkpoints" / "last.safetensors", data,
                                     len(run_curves["val_acc"]), run_curves["val_acc"][-1])
-            points.append({**point, "best_checkpoint_test_accuracy": summary["test_accuracy"],
-                           "run_dir": summary["run_dir"]})
-            curves.append(run_curves)
-        arms[remedy.label] = {"points": points, "curves": mean_curves(curves),
+            points.append({**point, "best_checkpoint_test_accuracy": run.test_accuracy, "run_dir": run.run_dir})
+            remedy_curves.append(run_curves)
+        arms[remedy.label] = {"points": points, "curves": mean_curves(remedy_curves),
                               "hyperparams": {"model": remedy.model, "optim": remedy.optim}}
 
     none = arms[NONE_ARM]["points"]
@@ -493,7 +508,8 @@ def _regularise(cfg: FitStudyConfig, store: RunStore, model: Component, runs: li
         for seed, p in zip(cfg.seeds, arm["points"]):
             students.append({"teacher": None, "method": label, "model": entry["name"],
                              "hyperparams": {"loss": {"name": "ce"}, **arm["hyperparams"]}, "seed": seed,
-                             "test_accuracy": p["test_accuracy"], "epoch": p["epoch"], "run_dir": p["run_dir"]})
+                             "test_accuracy": p["test_accuracy"], "val_accuracy": p["val_accuracy"],
+                             "epoch": p["epoch"], "run_dir": p["run_dir"]})
     return {"model": entry["name"], "params": entry["params"], "sweep_verdict": entry["verdict"]["verdict"],
             "patience": patience, "arms": arms, "_students": students}
 
@@ -501,61 +517,41 @@ def _regularise(cfg: FitStudyConfig, store: RunStore, model: Component, runs: li
 # ------------------------------------------------------------------------------------------------ cross-validation
 
 
-def _cross_validate(cfg: FitStudyConfig, models: list[Component], data, root: Path, thresholds: dict[str, Any],
-                    counter: dict[str, int], progress: bool | None) -> dict[str, Any]:
+def _cross_validate(cfg: FitStudyConfig, run_set: RunSet) -> dict[str, Any]:
     """k-fold CV of the ``cv`` sweep: every model x fold x seed trained on k-1 folds, scored on the held-out fold.
 
     Score of a run: the held-out fold's accuracy after the last epoch (the fold chooses nothing, so the score is
     unbiased). Per model: the seed-mean score of each fold, then mean ± std over the k folds and the standard error
     std / sqrt(k). Verdict: the rules on the fold-and-seed-mean curves (held-out fold as validation).
     """
-    import torch
-
-    from ..analysis import kfold_indices, sweep_verdicts
-    from ..compress.finetune import finetune
-    from ..models import count_params, create_model
+    from ..analysis import recommend_capacity, sweep_verdicts
 
     cv = cfg.cv
-    d = cv.data
-    folds = kfold_indices(data.train.y, cv.k, seed=cv.fold_seed)
-    bar = tqdm(total=len(models) * cv.k * len(cv.seeds), desc="fit study: k-fold", unit="run",
-               disable=progress is False)
+    models = [_capacity_model(cv, c) for c in cv.capacities]
     entries, curves_per_model = [], []
-    for model in models:
+    for i, model in enumerate(models):
         fold_scores, curves, params = [], [], 0
-        for f, (train_idx, val_idx) in enumerate(folds):
-            seed_scores = []
-            for seed in cv.seeds:
-                torch.manual_seed(seed)
-                net = create_model(model.name, data.num_classes, data.in_shape, **model.options)
-                params = count_params(net)
-                run_cfg = _cv_run_config(cv, model, seed)
-                payload = {"kind": "kfold", "k": cv.k, "fold": f, "fold_seed": cv.fold_seed,
-                           "data": data.train.fingerprint()}
-                summary = finetune(net, data.train.subset(train_idx), data.train.subset(val_idx), run_cfg, root,
-                                   payload, progress=progress)
-                counter["reused" if summary["reused"] else "trained"] += 1
-                seed_scores.append(summary["final"]["val_accuracy"])
-                curves.append(read_curves(summary["run_dir"]))
-                bar.update()
-            fold_scores.append(sum(seed_scores) / len(seed_scores))
+        for f in range(cv.k):
+            runs = [run_set.one(role="cv", model=i, fold=f, seed=seed) for seed in cv.seeds]
+            params = runs[0].summary["params"]
+            fold_scores.append(sum(r.summary["final"]["val_accuracy"] for r in runs) / len(runs))
+            curves += [read_curves(r.run_dir) for r in runs]
         stats = mean_std(fold_scores)
         curves_per_model.append(mean_curves(curves))
-        entries.append({"name": _label(model), "model": model.as_dict(), "params": params,
+        entries.append({"name": _label(model, params), "model": model.as_dict(), "params": params,
                         "fold_scores": fold_scores, "cv_accuracy": stats,
                         "standard_error": stats["std"] / math.sqrt(cv.k)})
-    bar.close()
+    thresholds = cfg.verdict.model_dump()
     verdicts = sweep_verdicts([_verdict_inputs(c) for c in curves_per_model], **thresholds)
     for entry, verdict, curves in zip(entries, verdicts, curves_per_model):
         entry["verdict"] = verdict
         entry["curves"] = curves
-    from ..analysis import recommend_capacity
-
     best = max(range(len(entries)), key=lambda i: entries[i]["cv_accuracy"]["mean"])
     tolerance = cfg.recommend_tolerance if cfg.recommend_tolerance is not None else entries[best]["standard_error"]
     index = recommend_capacity([{"val_accuracy": e["cv_accuracy"]["mean"], "params": e["params"]} for e in entries],
                                tolerance)
-    return {"dataset": d.name, "k": cv.k, "seeds": cv.seeds, "num_train": len(data.train), "models": entries,
+    num_train = run_set.one(role="cv", model=0, fold=0, seed=cv.seeds[0]).summary["num_train"]
+    return {"dataset": cv.data.name, "k": cv.k, "seeds": cv.seeds, "num_train": num_train, "models": entries,
             "recommended": {"index": index, "name": entries[index]["name"], "params": entries[index]["params"],
                             "score": entries[index]["cv_accuracy"]["mean"], "best_index": best,
                             "best_name": entries[best]["name"], "best_score": entries[best]["cv_accuracy"]["mean"],
@@ -564,154 +560,340 @@ def _cross_validate(cfg: FitStudyConfig, models: list[Component], data, root: Pa
                             else "fixed tolerance"}}
 
 
+# ------------------------------------------------------------------------------------------------ analysis
+
+
+def analyse(cfg: FitStudyConfig, runs: RunSet) -> dict[str, Any]:
+    models = [_capacity_model(cfg.sweep, c) for c in cfg.sweep.capacities]
+    sweep = _sweep_entries(cfg, models, runs)
+    reference = sweep[0]["verdict"]["reference_train_acc"]
+    data = _load_eval_data(cfg)
+    regularisation = [_regularise(cfg, i, sweep[i], runs, data, reference) for i in _pick_regularised(cfg, sweep)]
+    students = [{"teacher": None, "method": "sweep", "model": sweep[r.tags["model"]]["name"],
+                 "hyperparams": {"loss": {"name": "ce"}}, "seed": r.tags["seed"], "test_accuracy": r.test_accuracy,
+                 "val_accuracy": r.val_accuracy, "params": r.summary["params"], "run_dir": r.run_dir}
+                for r in runs.select(role="sweep")]
+    for reg in regularisation:
+        students += reg.pop("_students")
+    return {
+        "dataset": cfg.data.name,
+        "config": cfg.model_dump(mode="json"),
+        "students": students,
+        "models": sweep,
+        "reference_train_acc": reference,
+        "recommended": _recommend(cfg, sweep, key="best_val_accuracy"),
+        "regularisation": regularisation,
+        "cross_validation": _cross_validate(cfg, runs) if cfg.cv.enabled else None,
+    }
+
+
 # ------------------------------------------------------------------------------------------------ claims
 
-
-def _student_record(model: Component, summary: dict[str, Any]) -> dict[str, Any]:
-    """A sweep run as a ``students`` entry (its best-validation checkpoint, as every kdlab run reports)."""
-    return {"teacher": None, "method": "sweep", "model": _label(model),
-            "hyperparams": {"loss": {"name": "ce"}}, "seed": summary["seed"],
-            "test_accuracy": summary["test_accuracy"], "params": summary["params"], "run_dir": summary["run_dir"]}
+POINTS = {"unit": "points", "scale": 100.0}
+VALIDATION = "validation accuracy (mean over seeds)"
+TEXTBOOK = "Goodfellow, Bengio & Courville, Deep Learning, 2016, ch. 5.2 and 7"
 
 
-def _claims(cfg: FitStudyConfig, results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each claim with a verdict by a rule fixed in advance (docs/studies/fit.md)."""
-    models = results["models"]
-    claims = []
-    smallest = min(models, key=lambda m: m["params"])
-    largest = max(models, key=lambda m: m["params"])
-    for entry, wanted, text in ((smallest, "under-capacity", "the smallest model underfits (under-capacity: high "
-                                                             "bias)"),
-                                (largest, "over-capacity", "the largest model overfits (over-capacity: high "
-                                                           "variance)")):
-        v = entry["verdict"]
-        counts = _counts(entry["seed_verdicts"].values())
-        claims.append({
-            "claim": text,
-            "holds": v["verdict"] == wanted,
-            "evidence": f"{entry['name']} ({entry['params']:,} params), seed-mean curves: final train accuracy "
-                        f"{v['final_train_acc'] * 100:.2f}% (reference {v['reference_train_acc'] * 100:.2f}%), "
-                        f"train-val gap {v['final_gap'] * 100:.2f} points (trend {v['gap_trend'] * 100:+.2f}/epoch) "
-                        f"-> {v['verdict']} by rule '{v['rule']}'; per seed: {counts} (rule: holds if the verdict "
-                        f"on the seed-mean curves is {wanted})",
-        })
+def _one_sample(values: list[float], reference: float) -> dict[str, Any]:
+    """mean(values) - reference with a t interval over the values (a paired difference against a constant)."""
+    return paired_difference(values, [reference] * len(values))
 
+
+def _smallest_underfits(results: dict[str, Any]) -> Measurement:
+    m = min(results["models"], key=lambda e: e["params"])
+    v = m["verdict"]
+    floor = v["thresholds"]["underfit_train_acc"] * v["reference_train_acc"]
+    return paired_measurement(_one_sample(m["final_train_accuracy_per_seed"], floor),
+                              f"{m['name']}: final train accuracy {format_pm(m['final_train_accuracy'])}% against the "
+                              f"floor {floor * 100:.2f}% ({v['thresholds']['underfit_train_acc']:g} x the sweep's best "
+                              f"{v['reference_train_acc'] * 100:.2f}%); curve verdict {v['verdict']} ({v['rule']})")
+
+
+def _largest_overfits(results: dict[str, Any]) -> Measurement:
+    m = max(results["models"], key=lambda e: e["params"])
+    v = m["verdict"]
+    return paired_measurement(_one_sample(m["final_gap_per_seed"], 0.0),
+                              f"{m['name']}: gap trend {v['gap_trend'] * 100:+.2f} points/epoch; curve verdict "
+                              f"{v['verdict']} ({v['rule']})")
+
+
+def _over_capacity(results: dict[str, Any]) -> dict[str, Any] | NotApplicable:
+    """The regularised model when the sweep found one over-capacity, else why the claim does not apply."""
     reg = results["regularisation"][0] if results["regularisation"] else None
-    overfit = reg is not None and reg["sweep_verdict"] == "over-capacity"
-    arm_labels = [EARLY_STOPPING_ARM, *(r.label for r in cfg.regularise.remedies)]
-    for label in arm_labels:
-        text = f"{label.replace('_', ' ')} narrows the train-validation gap of the over-capacity model"
-        if not overfit:
-            claims.append({"claim": text, "holds": None, "evidence": _no_overfit(results, reg)})
-            continue
-        arm = reg["arms"][label]
-        diff = arm["minus_none"]["gap"]
-        claims.append({
-            "claim": text,
-            "holds": _interval_rule(diff, negative=True),
-            "evidence": f"{reg['model']}: gap {format_pm(arm['gap'])} with {label} vs "
-                        f"{format_pm(reg['arms'][NONE_ARM]['gap'])} without; paired difference "
-                        f"{format_interval(diff)} points (rule: holds if the 95% interval is below 0, does not hold "
-                        f"if the mean difference >= 0)",
-        })
-    text = "regularisation improves the test accuracy of the over-capacity model"
-    if not overfit:
-        claims.append({"claim": text, "holds": None, "evidence": _no_overfit(results, reg)})
-    else:
-        # the arm a practitioner would pick: best mean validation accuracy (never the test set)
-        pick = max(arm_labels, key=lambda a: reg["arms"][a]["val_accuracy"]["mean"])
-        diff = reg["arms"][pick]["minus_none"]["test_accuracy"]
-        claims.append({
-            "claim": text,
-            "holds": _interval_rule(diff, negative=False),
-            "evidence": f"{reg['model']}: the arm with the best validation accuracy is {pick} "
-                        f"({format_pm(reg['arms'][pick]['val_accuracy'])}% val); test accuracy "
-                        f"{format_pm(reg['arms'][pick]['test_accuracy'])} vs "
-                        f"{format_pm(reg['arms'][NONE_ARM]['test_accuracy'])} without; paired difference "
-                        f"{format_interval(diff)} points (rule: holds if the 95% interval is above 0, does not hold "
-                        f"if the mean difference <= 0)",
-        })
-    text = "regularisation closes the gap of the over-capacity model (a remedy turns its verdict into good fit)"
-    if not overfit:
-        claims.append({"claim": text, "holds": None, "evidence": _no_overfit(results, reg)})
-    else:
-        verdicts = {a: reg["arms"][a]["verdict"] for a in arm_labels}
-        claims.append({
-            "claim": text,
-            "holds": any(v["verdict"] == "good fit" for v in verdicts.values()),
-            "evidence": f"{reg['model']}: " + "; ".join(
-                f"{a}: {v['verdict']} (train {v['train_accuracy'] * 100:.2f}% in eval mode, gap {v['gap'] * 100:.2f} "
-                f"points)" for a, v in verdicts.items())
-            + f" (rule: holds if the evaluated model of some arm is a good fit: train accuracy >= "
-              f"{next(iter(verdicts.values()))['floor'] * 100:.2f}% and gap <= "
-              f"{next(iter(verdicts.values()))['overfit_gap'] * 100:.0f} points)",
-        })
-    rec = results["recommended"]
-    claims.append({
-        "claim": "a model smaller than the largest is as good as the best (recommended capacity < largest)",
-        "holds": rec["index"] != max(range(len(models)), key=lambda i: models[i]["params"]),
-        "evidence": f"best mean best-checkpoint validation accuracy {rec['best_score'] * 100:.2f}% "
-                    f"({rec['best_name']}); recommended {rec['name']} ({rec['params']:,} params, "
-                    f"{rec['score'] * 100:.2f}%) with tolerance {rec['tolerance'] * 100:.2f} points ({rec['rule']})",
-    })
-    cvr = results["cross_validation"]
-    if cvr is not None:
-        rec = cvr["recommended"]
-        cv_models = cvr["models"]
-        claims.append({
-            "claim": f"{cvr['k']}-fold cross-validation on {cvr['dataset']}: a model smaller than the largest is "
-                     f"as good as the best",
-            "holds": rec["index"] != max(range(len(cv_models)), key=lambda i: cv_models[i]["params"]),
-            "evidence": f"best cross-validated accuracy {rec['best_score'] * 100:.2f}% ({rec['best_name']}); "
-                        f"recommended {rec['name']} ({rec['params']:,} params, {rec['score'] * 100:.2f}%) with "
-                        f"tolerance {rec['tolerance'] * 100:.2f} points ({rec['rule']})",
-        })
-    return claims
-
-
-def _interval_rule(diff: dict[str, Any], negative: bool) -> bool | None:
-    """True when the 95% interval lies on the claimed side of 0, False when the mean is not, else undecided."""
-    mean, low, high = diff["mean"], diff["low"], diff["high"]
-    if negative:
-        if mean >= 0:
-            return False
-        return True if diff["n"] > 1 and high < 0 else None
-    if mean <= 0:
-        return False
-    return True if diff["n"] > 1 and low > 0 else None
-
-
-def _counts(verdicts) -> str:
-    out: dict[str, int] = {}
-    for v in verdicts:
-        out[v] = out.get(v, 0) + 1
-    return ", ".join(f"{n} {v}" for v, n in out.items())
-
-
-def _no_overfit(results: dict[str, Any], reg: dict[str, Any] | None) -> str:
+    if reg is not None and reg["sweep_verdict"] == "over-capacity":
+        return reg
     largest = max(results["models"], key=lambda m: m["params"])
-    return (f"no model of the sweep is over-capacity (largest: {largest['name']}, verdict "
-            f"{largest['verdict']['verdict']}); the remedies were measured on it but the claim is undecided")
+    return NotApplicable(f"no model of the sweep is over-capacity (largest: {largest['name']}, curve verdict "
+                         f"{largest['verdict']['verdict']}); the remedies were measured on it for the report")
 
 
-def _print_summary(results: dict[str, Any], out: Path) -> None:
-    print(f"\ncapacity sweep ({results['dataset']}):")
-    for m in results["models"]:
-        print(f"  {m['name']:<28} {m['params']:>10,} params  final train {format_pm(m['final_train_accuracy'])}  "
-              f"val {format_pm(m['final_val_accuracy'])}  -> {m['verdict']['verdict']} ({m['verdict']['rule']})")
-    print(f"recommended: {results['recommended']['name']}")
-    for reg in results["regularisation"]:
-        print(f"regularisation of {reg['model']}:")
-        for label, arm in reg["arms"].items():
-            print(f"  {label:<16} test {format_pm(arm['test_accuracy'])}  gap {format_pm(arm['gap'])}  "
-                  f"-> {arm['verdict']['verdict']}")
-    if results["cross_validation"]:
-        cvr = results["cross_validation"]
-        print(f"{cvr['k']}-fold CV on {cvr['dataset']}:")
-        for m in cvr["models"]:
-            print(f"  {m['name']:<28} {m['params']:>8,} params  {format_pm(m['cv_accuracy'])}  -> "
-                  f"{m['verdict']['verdict']}")
-    for claim in results["claims"]:
-        print(f"claim [{ {True: 'holds', False: 'does not hold', None: 'undecided'}[claim['holds']] }] "
-              f"{claim['claim']}: {claim['evidence']}")
-    print(f"\nresults: {out / 'results.json'}   report: {out / 'report.html'}")
+def _narrows(arm: str):
+    def measure(results: dict[str, Any]):
+        reg = _over_capacity(results)
+        if isinstance(reg, NotApplicable):
+            return reg
+        a = reg["arms"][arm]
+        return paired_measurement(a["minus_none"]["gap"], f"{reg['model']}: gap {format_pm(a['gap'])} with {arm} vs "
+                                                          f"{format_pm(reg['arms'][NONE_ARM]['gap'])} without")
+    return measure
+
+
+def _chosen_arm(reg: dict[str, Any]) -> str:
+    """The regularisation arm a practitioner would pick: the best mean validation accuracy (never the test set)."""
+    return max((a for a in reg["arms"] if a != NONE_ARM), key=lambda a: reg["arms"][a]["val_accuracy"]["mean"])
+
+
+def _improves_test(results: dict[str, Any]):
+    reg = _over_capacity(results)
+    if isinstance(reg, NotApplicable):
+        return reg
+    pick = _chosen_arm(reg)
+    arms = reg["arms"]
+    return paired_measurement(arms[pick]["minus_none"]["test_accuracy"],
+                              f"{reg['model']}: validation accuracy " + ", ".join(
+                                  f"{a} {arms[a]['val_accuracy']['mean'] * 100:.2f}%" for a in arms)
+                              + f"; test accuracy {format_pm(arms[pick]['test_accuracy'])} with {pick} vs "
+                              f"{format_pm(arms[NONE_ARM]['test_accuracy'])} without",
+                              {"regularisation arm": pick}, VALIDATION)
+
+
+def _closes_gap(results: dict[str, Any]):
+    reg = _over_capacity(results)
+    if isinstance(reg, NotApplicable):
+        return reg
+    pick = _chosen_arm(reg)
+    arm = reg["arms"][pick]
+    v = arm["verdict"]
+    return paired_measurement(_one_sample([p["gap"] for p in arm["points"]], 0.0),
+                              f"{reg['model']} with {pick}: train accuracy {v['train_accuracy'] * 100:.2f}% in eval "
+                              f"mode (floor {v['floor'] * 100:.2f}%), point verdict {v['verdict']}",
+                              {"regularisation arm": pick}, VALIDATION)
+
+
+def _smaller_as_good(results: dict[str, Any]):
+    models = results["models"]
+    largest = max(range(len(models)), key=lambda i: models[i]["params"])
+    smaller = [i for i in range(len(models)) if i != largest]
+    if not smaller:
+        return NotApplicable("the sweep has a single model")
+    pick = max(smaller, key=lambda i: models[i]["best_val_accuracy"]["mean"])
+    diff = paired_difference(models[pick]["test_accuracy_per_seed"], models[largest]["test_accuracy_per_seed"])
+    return paired_measurement(diff, f"{models[pick]['name']} {format_pm(models[pick]['test_accuracy'])}% vs the "
+                                    f"largest {models[largest]['name']} {format_pm(models[largest]['test_accuracy'])}% "
+                                    f"on test; one-standard-error recommendation: {results['recommended']['name']}",
+                              {"smaller model": models[pick]["name"]}, "best-checkpoint " + VALIDATION)
+
+
+def _cv_next_size_as_good(results: dict[str, Any]):
+    cv = results["cross_validation"]
+    models = sorted(cv["models"], key=lambda m: m["params"])
+    if len(models) < 2:
+        return NotApplicable("cross-validation swept a single model")
+    largest, next_down = models[-1], models[-2]
+    diff = paired_difference(next_down["fold_scores"], largest["fold_scores"])
+    return Measurement(diff["mean"], diff["low"], diff["high"], diff["n"], "95% paired t interval over folds",
+                       f"{next_down['name']} {format_pm(next_down['cv_accuracy'])}% vs {largest['name']} "
+                       f"{format_pm(largest['cv_accuracy'])}% (held-out fold accuracy); one-standard-error "
+                       f"recommendation: {cv['recommended']['name']}")
+
+
+def claims(cfg: FitStudyConfig) -> list[Claim]:
+    overfit_gap = cfg.verdict.overfit_gap
+    margin = Rule(">", -cfg.as_good_margin, **POINTS)
+    over = "the sweep finds an over-capacity model (the largest such model is the one regularised)"
+    out = [
+        Claim("smallest_underfits", "the smallest model underfits (under-capacity: high bias)",
+              "final train accuracy of the smallest model minus the underfit floor (underfit_train_acc x the sweep's "
+              "best final train accuracy), over seeds (points)", Rule("<", 0.0, **POINTS), _smallest_underfits,
+              source=TEXTBOOK),
+        Claim("largest_overfits", "the largest model overfits (over-capacity: high variance)",
+              "final train - validation accuracy gap of the largest model, over seeds (points)",
+              Rule(">", overfit_gap, **POINTS), _largest_overfits, source=TEXTBOOK),
+    ]
+    for arm in [EARLY_STOPPING_ARM, *(r.label for r in cfg.regularise.remedies)]:
+        out.append(Claim(f"{arm}_narrows_gap", f"{arm.replace('_', ' ')} narrows the train-validation gap of the "
+                         "over-capacity model", f"gap with {arm} - gap without regularisation (train accuracy in eval "
+                         "mode - validation accuracy), paired over seeds (points)", Rule("<", 0.0, **POINTS),
+                         _narrows(arm), precondition=over, source=TEXTBOOK))
+    out += [
+        Claim("regularisation_improves_test", "regularisation improves the test accuracy of the over-capacity model",
+              "test accuracy with the regularisation arm chosen on validation - without, paired over seeds (points)",
+              Rule(">", 0.0, **POINTS), _improves_test, precondition=over,
+              selection=f"the regularisation arm with the best {VALIDATION}", source=TEXTBOOK),
+        Claim("regularisation_closes_gap", "regularisation closes the gap of the over-capacity model (the chosen "
+              "arm's train-validation gap falls below the overfit threshold)",
+              "train - validation accuracy gap with the regularisation arm chosen on validation, over seeds (points)",
+              Rule("<", overfit_gap, **POINTS), _closes_gap, precondition=over,
+              selection=f"the regularisation arm with the best {VALIDATION}", source=TEXTBOOK),
+        Claim("smaller_as_good", "a model smaller than the largest is as good as the largest",
+              "test accuracy of the best smaller model (chosen on validation) - the largest model, paired over seeds "
+              "(points)", margin, _smaller_as_good,
+              selection=f"the smaller model with the best best-checkpoint {VALIDATION}",
+              source="Hastie, Tibshirani & Friedman, The Elements of Statistical Learning, 2009, ch. 7"),
+    ]
+    if cfg.cv.enabled:
+        out.append(Claim("cv_next_size_as_good", f"{cfg.cv.k}-fold cross-validation on {cfg.cv.data.name}: the next "
+                         "smaller model is as good as the largest",
+                         "held-out fold accuracy of the second-largest model - the largest, paired over folds "
+                         "(points)", margin, _cv_next_size_as_good,
+                         source="Hastie, Tibshirani & Friedman, The Elements of Statistical Learning, 2009, ch. 7.10"))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ report
+
+VERDICT_COLORS = {"under-capacity": "#4c78a8", "good fit": "#54a24b", "over-capacity": "#e45756"}
+
+
+def _learning_curves(models: list[dict[str, Any]], title: str) -> dict[str, Any]:
+    """Train (solid) and validation (dashed) accuracy and loss per epoch, one column per model (mean ± std)."""
+    n = len(models)
+    top, bottom = [], []
+    for m in models:
+        c = m["curves"]
+        x = list(range(1, len(c["train_acc"]) + 1))
+        colour = VERDICT_COLORS.get(m["verdict"]["verdict"], "#444")
+        top.append({"type": "lines", "title": f"{m['name']}: {m['verdict']['verdict']}", "title_size": 8,
+                    "ylabel": "accuracy (%)" if not top else "", "legend": "best" if not top else "none",
+                    "series": [{"label": label, "x": x, "y": [v * 100 for v in c[key]], "style": style, "band": True,
+                                "err": [v * 100 for v in c.get(f"{key}_std", [0] * len(x))], "color": colour}
+                               for key, label, style in (("train_acc", "train", "-"), ("val_acc", "validation", "--"))]})
+        bottom.append({"type": "lines", "xlabel": "epoch", "ylabel": "cross-entropy" if not bottom else "",
+                       "legend": "none",
+                       "series": [{"x": x, "y": c[key], "style": style, "band": True, "color": colour,
+                                   "err": c.get(f"{key}_std", [0] * len(x))}
+                                  for key, style in (("train_loss", "-"), ("val_loss", "--"))]})
+    return {"title": title, "layout": [2, n], "size": [3.2 * n, 5.6], "sharey": "row", "panels": top + bottom}
+
+
+def _validation_curve(results: dict[str, Any]) -> dict[str, Any]:
+    models = results["models"]
+    params = [m["params"] for m in models]
+    rec = results["recommended"]
+    thresholds = models[0]["verdict"]["thresholds"]
+    top = {"type": "lines", "xscale": "log", "ylabel": "accuracy (%)", "legend": "best",
+           "title": "Validation curve: accuracy against capacity (mean ± std over seeds)",
+           "series": [{"label": label, "x": params, "y": [m[key]["mean"] * 100 for m in models],
+                       "err": [m[key]["std"] * 100 for m in models], "style": "o" + style, "color": "#333"}
+                      for key, label, style in (("final_train_accuracy", "train (last epoch)", "-"),
+                                                ("final_val_accuracy", "validation (last epoch)", "--"),
+                                                ("best_val_accuracy", "validation (best checkpoint)", ":"))]
+           + [{"label": verdict, "x": [m["params"] for m in models if m["verdict"]["verdict"] == verdict],
+               "y": [m["final_val_accuracy"]["mean"] * 100 for m in models if m["verdict"]["verdict"] == verdict],
+               "style": "o", "color": colour, "markersize": 10} for verdict, colour in VERDICT_COLORS.items()
+              if any(m["verdict"]["verdict"] == verdict for m in models)],
+           "vlines": [{"x": rec["params"], "color": "#54a24b", "alpha": 0.5, "width": 3, "style": "-",
+                       "label": f"recommended: {rec['name']}"}]}
+    bottom = {"type": "lines", "xscale": "log", "xlabel": "parameters", "ylabel": "train - val gap (points)",
+              "series": [{"x": params, "y": [m["final_gap"]["mean"] * 100 for m in models],
+                          "err": [m["final_gap"]["std"] * 100 for m in models], "style": "s-", "color": "#444"}],
+              "hlines": [{"y": thresholds["overfit_gap"] * 100, "color": "#e45756", "style": ":", "label": "overfit_gap"},
+                         {"y": thresholds["large_gap"] * 100, "color": "#e45756", "style": "--", "label": "large_gap"}]}
+    return {"layout": [2, 1], "size": [7, 6.5], "sharex": True, "panels": [top, bottom]}
+
+
+def _regularisation_figure(reg: dict[str, Any]) -> dict[str, Any]:
+    arms = reg["arms"]
+    labels = list(arms)
+    curves = {"type": "lines", "title": f"{reg['model']}: learning curves per arm", "legend_columns": 2,
+              "xlabel": "epoch (dotted: early-stopping epoch of each seed)", "ylabel": "accuracy (%, mean over seeds)",
+              "series": [s for i, (label, arm) in enumerate(arms.items()) if label != EARLY_STOPPING_ARM
+                         for s in ({"label": f"{label} train", "x": list(range(1, len(arm["curves"]["train_acc"]) + 1)),
+                                    "y": [v * 100 for v in arm["curves"]["train_acc"]], "style": "-",
+                                    "color": _colour(i)},
+                                   {"label": f"{label} val", "x": list(range(1, len(arm["curves"]["val_acc"]) + 1)),
+                                    "y": [v * 100 for v in arm["curves"]["val_acc"]], "style": "--",
+                                    "color": _colour(i)})],
+              "vlines": [{"x": p["epoch"]} for p in arms[EARLY_STOPPING_ARM]["points"]]}
+    bars = [{"type": "bars", "categories": labels, "legend": "none", "title": title, "ylabel": ylabel,
+             "series": [{"values": [arms[a][key]["mean"] * 100 for a in labels],
+                         "errors": [arms[a][key]["std"] * 100 for a in labels], "color": colour}]}
+            for key, title, ylabel, colour in (("test_accuracy", "evaluated model: test accuracy", "test accuracy (%)",
+                                                "#4c78a8"),
+                                               ("gap", "evaluated model: train - val gap", "gap (points)", "#e45756"))]
+    return {"layout": [1, 3], "size": [15, 4.5], "panels": [curves, *bars]}
+
+
+def _colour(i: int) -> str:
+    from ..report.figures import PALETTE
+
+    return PALETTE[i % len(PALETTE)]
+
+
+def report(results: dict[str, Any]) -> Report:
+    cfg = results["config"]
+    sw = cfg["sweep"]
+    rep = Report(f"kdlab fit study — {results['dataset']}")
+    rep.paragraph(
+        f"Capacity sweep: {', '.join(m['name'] for m in results['models'])}, each trained {sw['epochs']} epochs on "
+        f"{sw['train_subset'] or 'all'} training images without regularisation (weight decay "
+        f"{sw['optim']['weight_decay']}, dropout {sw['model'].get('dropout', 0.0)}), seeds {cfg['seeds']}. "
+        f"Verdicts apply the rules of kdlab.analysis.fit_verdict to the seed-mean learning curves, with the best "
+        f"final train accuracy of the sweep ({results['reference_train_acc'] * 100:.2f}%) as the reference.")
+    rep.claims_section(results)
+    rep.heading("Capacity sweep")
+    rep.table(["model", "final train acc (%)", "final val acc (%)", "gap (points)", "gap trend / epoch",
+               "best val acc (%)", "test acc, best ckpt (%)", "verdict (rule)", "per seed"],
+              [[m["name"], format_pm(m["final_train_accuracy"]), format_pm(m["final_val_accuracy"]),
+                format_pm(m["final_gap"]), f"{m['verdict']['gap_trend'] * 100:+.2f}", format_pm(m["best_val_accuracy"]),
+                format_pm(m["test_accuracy"]), f"{m['verdict']['verdict']} ({m['verdict']['rule']})",
+                ", ".join(m["seed_verdicts"].values())] for m in results["models"]])
+    rec = results["recommended"]
+    rep.paragraph(f"Recommended capacity: {rec['name']} — the smallest model whose mean best-checkpoint validation "
+                  f"accuracy ({rec['score'] * 100:.2f}%) is within {rec['tolerance'] * 100:.2f} points "
+                  f"({rec['rule']}) of the best, {rec['best_name']} ({rec['best_score'] * 100:.2f}%).")
+    rep.figure("learning_curves.png", _learning_curves(results["models"], f"Learning curves on {results['dataset']} "
+                                                                            "(mean ± std over seeds)"),
+               "learning curves per model")
+    rep.figure("validation_curve.png", _validation_curve(results), "validation curve against capacity")
+    rep.heading("Regularisation of the over-capacity models")
+    rep.paragraph("Arms: none = the unregularised run at its last epoch; early_stopping = the same run stopped "
+                  "after `patience` epochs without a new best validation accuracy, keeping its best epoch; each "
+                  "remedy = a new run with that change, at its last epoch. Same seeds, so differences are paired.")
+    for i, reg in enumerate(results["regularisation"]):
+        rep.heading(f"{reg['model']} (sweep verdict: {reg['sweep_verdict']})", level=3)
+        rep.table(["arm", "epoch (per seed)", "train acc (%)", "val acc (%)", "gap (points)", "test acc (%)",
+                   "gap - none", "test - none", "verdict"],
+                  [[label, ", ".join(str(p["epoch"]) for p in arm["points"]), format_pm(arm["train_accuracy"]),
+                    format_pm(arm["val_accuracy"]), format_pm(arm["gap"]), format_pm(arm["test_accuracy"]),
+                    format_interval(arm["minus_none"]["gap"]), format_interval(arm["minus_none"]["test_accuracy"]),
+                    f"{arm['verdict']['verdict']} ({arm['verdict']['rule']})"] for label, arm in reg["arms"].items()])
+        rep.figure(f"regularisation_{i + 1}.png", _regularisation_figure(reg), f"regularisation of {reg['model']}")
+    cv = results["cross_validation"]
+    if cv is not None:
+        rep.heading(f"{cv['k']}-fold cross-validation on {cv['dataset']}")
+        rep.paragraph(f"{', '.join(m['name'] for m in cv['models'])}; {cfg['cv']['epochs']} epochs, seeds "
+                      f"{cv['seeds']}; stratified folds of the {cv['num_train']} training images. Score: the "
+                      f"held-out fold's accuracy after the last epoch (seed mean per fold), mean ± std over folds.")
+        rep.table(["model", "CV accuracy (%)", "standard error (points)", "fold scores (%)", "verdict"],
+                  [[m["name"], format_pm(m["cv_accuracy"]), f"{m['standard_error'] * 100:.2f}",
+                    ", ".join(f"{s * 100:.1f}" for s in m["fold_scores"]),
+                    f"{m['verdict']['verdict']} ({m['verdict']['rule']})"] for m in cv["models"]])
+        r = cv["recommended"]
+        rep.paragraph(f"Recommended capacity on {cv['dataset']}: {r['name']} ({r['score'] * 100:.2f}%), tolerance "
+                      f"{r['tolerance'] * 100:.2f} points ({r['rule']}).")
+        models = cv["models"]
+        params = [m["params"] for m in models]
+        rep.figure("cross_validation.png", {"size": [7, 4.2], "panels": [{
+            "type": "lines", "xscale": "log", "xlabel": "parameters", "ylabel": "accuracy (%)",
+            "title": f"{cv['k']}-fold cross-validation on {cv['dataset']}",
+            "series": [{"label": "held-out fold accuracy (mean ± std over folds)", "x": params,
+                        "y": [m["cv_accuracy"]["mean"] * 100 for m in models],
+                        "err": [m["cv_accuracy"]["std"] * 100 for m in models], "color": "#333"},
+                       {"label": "fold scores", "x": [m["params"] for m in models for _ in m["fold_scores"]],
+                        "y": [s * 100 for m in models for s in m["fold_scores"]], "style": "o", "color": "#999",
+                        "markersize": 3},
+                       {"label": "train accuracy (last epoch)", "x": params,
+                        "y": [m["curves"]["train_acc"][-1] * 100 for m in models], "style": "s-", "color": "#888"}],
+            "vlines": [{"x": r["params"], "color": "#54a24b", "alpha": 0.5, "width": 3, "style": "-",
+                        "label": f"recommended: {r['name']}"}]}]}, "cross-validated accuracy against capacity")
+        rep.figure("cv_learning_curves.png", _learning_curves(
+            models, f"Learning curves on {cv['dataset']} (held-out fold as validation; mean over folds and seeds)"),
+            "learning curves of the cross-validation sweep")
+    rep.reproduce(results, reused_where=" from the run store")
+    return rep
+
+
+FIT = STUDIES.register("fit")(Study(
+    name="fit", config=FitStudyConfig, defaults=DEFAULTS, presets=PRESETS, plan=plan, analyse=analyse,
+    claims=claims, report=report, check=check_models, description=__doc__.splitlines()[0]))
