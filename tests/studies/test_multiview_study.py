@@ -8,7 +8,12 @@ import pytest
 import torch
 
 from kdlab.errors import ConfigError
-from kdlab.studies.multiview import PatchSmoothReLUNet, run_multiview, smoothed_relu
+from kdlab.studies import run_study
+from kdlab.studies.multiview import MULTIVIEW, MultiViewStudyConfig, PatchSmoothReLUNet, claims, smoothed_relu
+
+
+def run_multiview(**kwargs):
+    return run_study(MULTIVIEW, **kwargs)
 
 TINY = ["data.patch_dim=32", "data.num_patches=6", "data.n_train=40", "data.n_test=40", "data.probe_per_class=10",
         "train.epochs=2", "members=2", "seeds=[0,1]"]
@@ -50,9 +55,9 @@ def test_multiview_study_end_to_end_and_rerun_reuses_everything(tmp_path):
         assert len(r["members"]) == 2
         assert r["members"][0]["test_accuracy"] == r["single"]["test_accuracy"]  # member 0 is the single model
     assert len(saved["students"]) == 2
-    claims = saved["claims"]
-    assert len(claims) == 3
-    assert all(c["holds"] in (True, False, None) and any(ch.isdigit() for ch in c["evidence"]) for c in claims)
+    assert [c["id"] for c in saved["claims"]] == ["single_one_view", "student_both_views", "student_beats_single",
+                                                  "ensemble_beats_single"]
+    assert saved["claims"][0]["n"] == 2 * 2 and saved["claims"][0]["interval_kind"].startswith("95% Clopper")
     assert (tmp_path / "report.html").read_text().count("data:image/png;base64,") == 2
     again = run_multiview(out=tmp_path, preset="quick", overrides=TINY, progress=False)
     assert again["runs_trained"] == 0 and again["runs_reused"] == results["runs_trained"] == 2 * 3
@@ -65,3 +70,22 @@ def test_multiview_config_errors_name_the_key(tmp_path):
     with pytest.raises(ConfigError, match="rho"):
         run_multiview(out=tmp_path, overrides=["net.rho=0"], progress=False)
     assert not (tmp_path / "runs").exists()
+
+
+def test_multiview_claims_on_hand_made_numbers():
+    cfg = MultiViewStudyConfig.model_validate({"train": {"model": {"name": "patch_smooth_relu"}}})
+    one, both, student, ensemble = claims(cfg)
+
+    def results(memorised, student_views, diff):
+        return {"one_view_memorised": memorised, "views_learned": {"student": student_views},
+                "differences": {"student - single": diff, "ensemble - single": diff}}
+
+    up = {"mean": 0.05, "low": 0.02, "high": 0.08, "n": 5}
+    down = {"mean": -0.05, "low": -0.08, "high": -0.02, "n": 5}
+    r = results([True] * 10, [2] * 10, up)                 # 10/10: [0.69, 1] lies above 0.5
+    assert [c.evaluate(r)["holds"] for c in (one, both, student, ensemble)] == [True, True, True, True]
+    r = results([False] * 10, [1] * 9 + [2], down)         # 0/10: [0, 0.31]; 1/10: [0.003, 0.45]
+    assert [c.evaluate(r)["holds"] for c in (one, both, student, ensemble)] == [False, False, False, False]
+    r = results([True] * 6 + [False] * 4, [2] * 5 + [1] * 5, {"mean": 0.01, "low": -0.01, "high": 0.03, "n": 5})
+    assert [c.evaluate(r)["holds"] for c in (one, both, student, ensemble)] == [None, None, None, None]
+    assert one.evaluate(r)["evidence"].startswith("0.600 [0.262, 0.878] (95% Clopper-Pearson")

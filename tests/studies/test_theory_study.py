@@ -7,7 +7,12 @@ import json
 import pytest
 
 from kdlab.errors import ConfigError
-from kdlab.studies.theory import run_theory
+from kdlab.studies import run_study
+from kdlab.studies.theory import THEORY, TheoryStudyConfig, claims
+
+
+def run_theory(**kwargs):
+    return run_study(THEORY, **kwargs)
 
 TINY = ["bound.n_train=300", "bound.n_test=500", "bound.teacher.epochs=2", "bound.teacher.model.width=32",
         "bound.student.epochs=2", "bound.capacities=[{depth: 0}, {width: 4}, {width: 8}]", "bound.seeds=[0,1]",
@@ -19,9 +24,14 @@ def test_theory_study_end_to_end_and_rerun_reuses_everything(tmp_path):
     results = run_theory(out=tmp_path, preset="quick", overrides=TINY, progress=False)
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["study"] == "theory"
-    claims = saved["claims"]
-    assert len(claims) == 7
-    assert all(c["holds"] in (True, False, None) and any(ch.isdigit() for ch in c["evidence"]) for c in claims)
+    assert [c["id"] for c in saved["claims"]] == [
+        "bayes_variance", "teacher_variance", "student_bound_tighter", "bound_non_vacuous", "complexity_grows",
+        "distillation_error_shrinks", "ntk_lazy", "ntk_linear"]
+    found = {c["id"]: c for c in saved["claims"]}
+    assert found["bayes_variance"]["interval"] == [
+        max(r["bayes_over_onehot"]["low"] for r in saved["risk_variance"]["rows"]),
+        max(r["bayes_over_onehot"]["high"] for r in saved["risk_variance"]["rows"])]
+    assert found["ntk_lazy"]["n"] == 2 and found["ntk_lazy"]["interval_kind"].startswith("95% bootstrap")
 
     bound = saved["bound"]
     assert len(bound["rows"]) == 3 * 2 and len(saved["students"]) == 6
@@ -51,7 +61,8 @@ def test_theory_study_end_to_end_and_rerun_reuses_everything(tmp_path):
     assert "distillation bound" in (tmp_path / "report.md").read_text()
 
     again = run_theory(out=tmp_path, preset="quick", overrides=TINY, progress=False)
-    assert again["runs_trained"] == 0 and again["runs_reused"] == results["runs_trained"] == 1 + 6
+    # the teacher, 3 student sizes x 2 seeds, 3 NTK widths x 2 seeds
+    assert again["runs_trained"] == 0 and again["runs_reused"] == results["runs_trained"] == 1 + 6 + 6
     assert [r["total"] for r in again["bound"]["rows"]] == [r["total"] for r in results["bound"]["rows"]]
 
 
@@ -65,3 +76,51 @@ def test_theory_config_errors_name_the_key(tmp_path):
     with pytest.raises(ConfigError, match="--preset 'huge'"):
         run_theory(out=tmp_path, preset="huge", progress=False)
     assert not (tmp_path / "runs").exists()  # nothing trained
+
+
+def _results():
+    rows = [{"n": 10, "replicates": 60, "bayes_over_onehot": {"ratio": 0.6, "low": 0.5, "high": 0.7},
+             "teacher_over_onehot": {"ratio": 0.9, "low": 0.8, "high": 1.05}},
+            {"n": 40, "replicates": 60, "bayes_over_onehot": {"ratio": 0.7, "low": 0.55, "high": 0.95},
+             "teacher_over_onehot": {"ratio": 1.2, "low": 1.1, "high": 1.3}}]
+    bound_rows = [{"seed": s, "total": t} for s, t in ((0, 0.5), (1, 0.52), (0, 3.0), (1, 3.1))]
+    summary = {"linear": {"params": 68, "total": {"mean": 0.51}, "training": {"mean": 0.1},
+                          "distillation_error": {"mean": 0.2}, "distillation_complexity": {"mean": 0.2},
+                          "per_seed": {"total": [0.5, 0.52], "complexity": [0.1, 0.11], "phi": [0.3, 0.31]}},
+               "MLP 1x4": {"params": 90, "total": {"mean": 3.05}, "training": {"mean": 0.1},
+                           "distillation_error": {"mean": 0.1}, "distillation_complexity": {"mean": 2.8},
+                           "per_seed": {"total": [3.0, 3.1], "complexity": [0.5, 0.52], "phi": [0.2, 0.22]}},
+               "MLP 1x8": {"params": 180, "total": {"mean": 6.0}, "training": {"mean": 0.1},
+                           "distillation_error": {"mean": 0.05}, "distillation_complexity": {"mean": 5.8},
+                           "per_seed": {"total": [6.0, 6.0], "complexity": [0.9, 0.95], "phi": [0.25, 0.1]}}}
+    return {"risk_variance": {"rows": rows},
+            "bound": {"teacher": {"own_bound": {"total": 2.0}, "test_error": 0.05}, "rows": bound_rows,
+                      "summary": summary},
+            "ntk": {"per_seed": {"8": {"drift": [0.5, 0.6], "linearization_error": [0.5, 0.6]},
+                                 "32": {"drift": [0.2, 0.25], "linearization_error": [0.2, 0.3]},
+                                 "128": {"drift": [0.05, 0.06], "linearization_error": [0.05, 0.07]}},
+                    "summary": {w: {"argmax_agreement": {"mean": 0.9}, "linearization_error": {"mean": 0.1}}
+                                for w in ("8", "32", "128")}}}
+
+
+def test_theory_claims_on_hand_made_numbers():
+    cfg = TheoryStudyConfig.model_validate({"bound": {"teacher": {"model": {"name": "mlp"}},
+                                                      "student": {"model": {"name": "mlp"}},
+                                                      "capacities": [{"depth": 0}]}})
+    found = {c.id: c for c in claims(cfg)}
+    verdicts = {k: c.evaluate(_results()) for k, c in found.items()}
+    assert verdicts["bayes_variance"]["holds"] is True            # every upper end below 1 (0.7, 0.95)
+    assert verdicts["teacher_variance"]["holds"] is False         # n = 40: [1.1, 1.3] lies above 1
+    assert verdicts["student_bound_tighter"]["holds"] is True     # 0.5, 0.52 vs 2.0: [-1.62, -1.36]
+    assert verdicts["bound_non_vacuous"]["selections"] == {"student": "linear"}
+    assert verdicts["bound_non_vacuous"]["holds"] is True         # 0.51 [0.38, 0.64] lies below 1
+    assert verdicts["complexity_grows"]["holds"] is True          # monotone in every bootstrap resample
+    assert verdicts["distillation_error_shrinks"]["holds"] is None  # phi of the largest straddles the middle one
+    assert verdicts["ntk_lazy"]["holds"] is True
+    assert verdicts["ntk_linear"]["holds"] is None                # 0.06 [-0.067, 0.187] straddles 0.1
+    r = _results()
+    r["risk_variance"]["rows"][1]["bayes_over_onehot"] = {"ratio": 1.1, "low": 0.9, "high": 1.3}
+    r["ntk"]["per_seed"]["128"]["linearization_error"] = [0.02, 0.021]
+    r["ntk"]["per_seed"]["128"]["drift"] = [0.9, 0.95]                # the widest moves most: rho is +0.5
+    verdicts = {k: c.evaluate(r)["holds"] for k, c in found.items()}
+    assert verdicts["bayes_variance"] is None and verdicts["ntk_linear"] is True and verdicts["ntk_lazy"] is False

@@ -7,33 +7,32 @@ picks up one feature per class (whichever wins the race from its initial weights
 samples that lack it, through their noise; independently initialised networks pick different features, so their
 ensemble uses both; a student distilled from the ensemble's logits learns both and is more accurate at test time.
 
-Recipe per seed: data -> M members trained with CE from independent initialisations (member 0 is "the single
-model") -> ensemble = mean of the members' logits -> a student (member 0's architecture, its own initialisation)
-distilled from the ensemble's logits on the training inputs (``Distiller(teacher_logits=...)`` + ``kdlab.train.fit``)
--> test accuracy and per-feature probes for the single model, the ensemble and the student -> paired differences
-over seeds -> claims (rules in docs/studies/multiview.md) -> results.json, plots, report.
+Plan per seed: M members trained with CE from independent initialisations (member 0 is "the single model"); then
+a student (member 0's architecture, its own initialisation) distilled from the ensemble's logits (the mean of the
+members') on the training inputs. Each is a run-store job (:class:`MultiViewFitJob`). Analysis: test accuracy and
+per-feature probes for the single model, the ensemble and the student; paired differences over seeds. Claims are
+declared below (rules generated into docs/studies/multiview.md).
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from pydantic import Field
 from torch import Tensor, nn
 
+from ..analysis.stats import binomial_interval, mean_std, paired_difference
+from ..analysis.verdict import Claim, Measurement, Rule, paired_measurement
 from ..config import Component, Section
+from ..report import Report
+from ..report.format import format_pm
+from ..store import Job, RunStore
 from .base import STUDIES
-from .common import finish_study, load_study_config
-from ..analysis.stats import mean_std, paired_difference
-from ..report.format import format_interval
-from .theory import TrainStage, fit_in_memory
-
-log = logging.getLogger("kdlab")
+from .driver import Planned, RunSet, Study, StudyConfig, Wave
+from .theory import TrainStage, stage_run_config
 
 
 def smoothed_relu(z: Tensor, rho: float, power: int) -> Tensor:
@@ -102,7 +101,7 @@ class NetConfig(Section):
     init_std: float = Field(0.05, gt=0)
 
 
-class MultiViewStudyConfig(Section):
+class MultiViewStudyConfig(StudyConfig):
     data: MultiViewDataConfig = Field(default_factory=MultiViewDataConfig)
     net: NetConfig = Field(default_factory=NetConfig)
     train: TrainStage
@@ -111,9 +110,6 @@ class MultiViewStudyConfig(Section):
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4], min_length=1)
     # a view is "learned" when the probe accuracy on inputs carrying only that view reaches this
     learned_threshold: float = Field(0.9, gt=0.5, le=1)
-    # torch intra-op threads (None: leave as is). The networks are tiny: one thread is as fast on idle cores and far
-    # faster on busy ones, where two threads contend
-    num_threads: int | None = Field(1, ge=1)
 
 
 DEFAULTS: dict[str, Any] = {
@@ -134,78 +130,137 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-@STUDIES.register("multiview")
-def run_multiview(config: str | Path | None = None, out: str | Path = "runs/multiview", preset: str | None = None,
-                  overrides: list[str] | None = None, progress: bool | None = None) -> dict[str, Any]:
-    """Run the multi-view study; write results.json, plots, report.md and report.html into ``out``."""
+def build_net(data: MultiViewDataConfig, net: NetConfig) -> PatchSmoothReLUNet:
+    return PatchSmoothReLUNet(data.num_classes, data.patch_dim, net.neurons, net.rho, net.power, net.init_std)
+
+
+def multiview_data(d: MultiViewDataConfig, seed: int):
+    """The multi-view distribution of ``seed`` and its training, test and probe samples (fixed by the seed)."""
     from ..data.multiview import MultiViewData
-    from ..data.seeding import derive_seed, generator_for
+    from ..data.seeding import generator_for
+
+    data = MultiViewData(d.num_classes, d.num_patches, d.patch_dim, d.patches_per_feature,
+                         noise_std=d.noise_norm / math.sqrt(d.patch_dim), other_strength=d.other_strength, seed=seed)
+    train = data.sample(d.n_train, generator_for(seed, "multiview-train"))
+    test = data.sample(d.n_test, generator_for(seed, "multiview-test"))
+    probes = {view: data.probe(d.probe_per_class, view, generator_for(seed, "multiview-probe", view))
+              for view in ("first", "second")}
+    return data, train, test, probes
+
+
+class MultiViewFitJob(Job):
+    """One network of the multi-view study fitted on the training sample of ``seed``: a member (``member`` j, CE) or
+    the student (``member`` None), distilled with ``loss`` from the mean logits of the members in ``teacher_runs``.
+    No validation split: the last epoch's weights are kept (``model.safetensors``)."""
+
+    kind: ClassVar[str] = "multiview_fit"
+    data: MultiViewDataConfig
+    net: NetConfig
+    stage: TrainStage
+    seed: int
+    member: int | None = None
+    loss: Component = Field(default_factory=lambda: Component(name="ce"))
+    teacher_runs: list[str] = Field(default_factory=list)
+
+    def execute(self, out_dir: Path, *, progress: bool | None = None,
+                teacher_cache_dir: str | Path | None = None) -> dict[str, Any]:
+        from ..compress.finetune import finetune
+        from ..data import ArrayDataset
+        from ..data.seeding import derive_seed
+        from ..losses import build as build_loss
+        from ..recipe import claim_run_dir
+
+        finished = claim_run_dir(Path(out_dir), self)
+        if finished is not None:
+            return finished
+        _, train, _, _ = multiview_data(self.data, self.seed)
+        teacher_logits = None
+        if self.teacher_runs:
+            members = [load_net(run, self.data, self.net) for run in self.teacher_runs]
+            teacher_logits = torch.stack([_logits(m, train.x) for m in members]).mean(0)
+        if self.member is None:
+            init, batches = derive_seed(self.seed, "student"), derive_seed(self.seed, "student-batches")
+        else:
+            init, batches = derive_seed(self.seed, "member", self.member), derive_seed(self.seed, "member-batches",
+                                                                                      self.member)
+        torch.manual_seed(init)
+        net = build_net(self.data, self.net)
+        return finetune(net, ArrayDataset(train.x, train.y), None, stage_run_config(self.stage, batches, self.loss),
+                        out_dir, loss=build_loss(self.loss.name, **self.loss.options), teacher_logits=teacher_logits,
+                        keep="last", progress=progress)
+
+
+def load_net(run_dir: str, data: MultiViewDataConfig, net: NetConfig) -> PatchSmoothReLUNet:
+    from ..train import load_model_weights
+
+    model = load_model_weights(Path(run_dir) / "model.safetensors", build_net(data, net))
+    model.eval()
+    return model
+
+
+def _logits(net: nn.Module, x: Tensor) -> Tensor:
     from ..train import predict_logits
 
-    cfg: MultiViewStudyConfig = load_study_config(MultiViewStudyConfig, DEFAULTS, PRESETS, config, preset,
-                                                  list(overrides or []))
-    _build_net(cfg)  # fail on bad network options before any data or training
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    out = Path(out)
-    started = time.perf_counter()
-    counter = {"trained": 0, "reused": 0}
+    return predict_logits(net, x)
+
+
+def check_net(cfg: MultiViewStudyConfig, planned: list[Planned]) -> None:
+    """Bad network options fail before any data or training."""
+    from ..errors import ConfigError
+
+    try:
+        build_net(cfg.data, cfg.net)
+    except ValueError as exc:
+        raise ConfigError(f"net: {exc}") from None
+
+
+def plan(cfg: MultiViewStudyConfig, store: RunStore) -> list[Wave]:
+    members = {(seed, j): MultiViewFitJob(data=cfg.data, net=cfg.net, stage=cfg.train, seed=seed, member=j)
+               for seed in cfg.seeds for j in range(cfg.members)}
+    students = [Planned({"role": "student", "seed": seed},
+                        MultiViewFitJob(data=cfg.data, net=cfg.net, stage=cfg.train, seed=seed, loss=cfg.loss,
+                                        teacher_runs=[str(store.path(members[seed, j])) for j in range(cfg.members)]))
+                for seed in cfg.seeds]
+    return [Wave("members", [Planned({"role": "member", "seed": seed, "member": j}, job)
+                             for (seed, j), job in members.items()]),
+            Wave("students", students)]
+
+
+def analyse(cfg: MultiViewStudyConfig, runs: RunSet) -> dict[str, Any]:
     d = cfg.data
     per_seed, students = [], []
     for seed in cfg.seeds:
-        data = MultiViewData(d.num_classes, d.num_patches, d.patch_dim, d.patches_per_feature,
-                             noise_std=d.noise_norm / math.sqrt(d.patch_dim), other_strength=d.other_strength,
-                             seed=seed)
-        train = data.sample(d.n_train, generator_for(seed, "multiview-train"))
-        test = data.sample(d.n_test, generator_for(seed, "multiview-test"))
-        probes = {view: data.probe(d.probe_per_class, view, generator_for(seed, "multiview-probe", view))
-                  for view in ("first", "second")}
-        members = []
-        for j in range(cfg.members):
-            torch.manual_seed(derive_seed(seed, "member", j))
-            net = _build_net(cfg)
-            fit_in_memory(net, train.x, train.y, cfg.train, derive_seed(seed, "member-batches", j), out / "runs",
-                          f"seed{seed}-member{j}", counter, progress=progress)
-            members.append(net)
-        ensemble_train = torch.stack([predict_logits(m, train.x) for m in members]).mean(0)
-        torch.manual_seed(derive_seed(seed, "student"))
-        student = _build_net(cfg)
-        run_dir = fit_in_memory(student, train.x, train.y, cfg.train, derive_seed(seed, "student-batches"),
-                                out / "runs", f"seed{seed}-student", counter, loss=cfg.loss,
-                                teacher_logits=ensemble_train, progress=progress)
-        models = {"single": lambda x, m=members[0]: predict_logits(m, x),
-                  "ensemble": lambda x: torch.stack([predict_logits(m, x) for m in members]).mean(0),
-                  "student": lambda x: predict_logits(student, x)}
+        data, train, test, probes = multiview_data(d, seed)
+        members = [load_net(runs.one(role="member", seed=seed, member=j).run_dir, d, cfg.net)
+                   for j in range(cfg.members)]
+        student_run = runs.one(role="student", seed=seed)
+        student = load_net(student_run.run_dir, d, cfg.net)
+        models = {"single": lambda x, m=members[0]: _logits(m, x),
+                  "ensemble": lambda x: torch.stack([_logits(m, x) for m in members]).mean(0),
+                  "student": lambda x: _logits(student, x)}
         record: dict[str, Any] = {"seed": seed, "members": []}
         for name, predict in models.items():
             record[name] = _measure(predict, train, test, probes, d.num_classes)
-        for j, m in enumerate(members):
-            record["members"].append(_measure(lambda x, m=m: predict_logits(m, x), train, test, probes,
-                                              d.num_classes))
-        record["feature_correlations"] = {
-            "single": _feature_correlations(members[0], data.features),
-            "student": _feature_correlations(student, data.features)}
+        for m in members:
+            record["members"].append(_measure(lambda x, m=m: _logits(m, x), train, test, probes, d.num_classes))
+        record["feature_correlations"] = {"single": _feature_correlations(members[0], data.features),
+                                          "student": _feature_correlations(student, data.features)}
         per_seed.append(record)
         students.append({"teacher": f"ensemble of {cfg.members}", "method": "kd", "hyperparams": cfg.loss.as_dict(),
-                         "seed": seed, "test_accuracy": record["student"]["test_accuracy"], "run_dir": str(run_dir)})
-        log.info("seed %d: single %.4f, ensemble %.4f, student %.4f", seed, record["single"]["test_accuracy"],
-                 record["ensemble"]["test_accuracy"], record["student"]["test_accuracy"])
-
-    results: dict[str, Any] = {"study": "multiview", "dataset": "multiview (synthetic)",
-                               "config": cfg.model_dump(mode="json"), "per_seed": per_seed, "students": students}
-    results["summary"] = {name: {"test_accuracy": mean_std([r[name]["test_accuracy"] for r in per_seed]),
-                                 "train_accuracy": mean_std([r[name]["train_accuracy"] for r in per_seed])}
-                          for name in ("single", "ensemble", "student")}
-    results["claims"] = _claims(cfg, per_seed)
-    from ..report.theory import write_multiview_report
-
-    return finish_study(results, out, started, counter["trained"], counter["reused"],
-                        write_multiview_report, _print_summary)
-
-
-def _build_net(cfg: MultiViewStudyConfig) -> PatchSmoothReLUNet:
-    n = cfg.net
-    return PatchSmoothReLUNet(cfg.data.num_classes, cfg.data.patch_dim, n.neurons, n.rho, n.power, n.init_std)
+                         "seed": seed, "test_accuracy": record["student"]["test_accuracy"],
+                         "run_dir": student_run.run_dir})
+    summary = {name: {"test_accuracy": mean_std([r[name]["test_accuracy"] for r in per_seed]),
+                      "train_accuracy": mean_std([r[name]["train_accuracy"] for r in per_seed])}
+               for name in ("single", "ensemble", "student")}
+    differences = {f"{a} - single": paired_difference([r[a]["test_accuracy"] for r in per_seed],
+                                                      [r["single"]["test_accuracy"] for r in per_seed])
+                   for a in ("ensemble", "student")}
+    views = {name: [n for r in per_seed for n in _views_learned(r[name], d.num_classes, cfg.learned_threshold)]
+             for name in ("single", "ensemble", "student")}
+    return {"dataset": "multiview (synthetic)", "config": cfg.model_dump(mode="json"), "per_seed": per_seed,
+            "students": students, "summary": summary, "differences": differences,
+            "views_learned": views, "one_view_memorised": _one_view_memorised(per_seed, d.num_classes,
+                                                                              cfg.learned_threshold)}
 
 
 def _measure(predict, train, test, probes, num_classes: int) -> dict[str, Any]:
@@ -243,77 +298,115 @@ def _views_learned(measure: dict[str, Any], num_classes: int, threshold: float) 
             for c in range(num_classes)]
 
 
-def _claims(cfg: MultiViewStudyConfig, per_seed: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each claim with a verdict by a rule fixed in advance (docs/studies/multiview.md)."""
-    k, thr = cfg.data.num_classes, cfg.learned_threshold
-    pairs = one_and_memorised = 0
+def _one_view_memorised(per_seed: list[dict[str, Any]], num_classes: int, threshold: float) -> list[bool]:
+    """Per (seed, class): the single model learned exactly one view and fits >= 90% of the training samples that
+    show only the other (it memorised them)."""
+    out = []
     for r in per_seed:
-        for c, n_views in enumerate(_views_learned(r["single"], k, thr)):
-            pairs += 1
+        for c, n_views in enumerate(_views_learned(r["single"], num_classes, threshold)):
+            memorised = False
             if n_views == 1:
                 probe = r["single"]["probe_accuracy"]
-                missing = "first" if (probe["first"][c] or 0) < thr else "second"
+                missing = "first" if (probe["first"][c] or 0) < threshold else "second"
                 fitted = r["single"]["train_accuracy_by_class_view"][f"{c}/{missing}"]
-                if fitted is None or fitted >= 0.9:  # no such training sample: nothing left to memorise
-                    one_and_memorised += 1
-    frac_single = one_and_memorised / pairs
-    train_acc = mean_std([r["single"]["train_accuracy"] for r in per_seed])
-    claims = [{
-        "claim": "a single model learns one feature per class and memorises the rest",
-        "holds": True if frac_single >= 2 / 3 else (False if frac_single < 1 / 3 else None),
-        "evidence": f"in {one_and_memorised} of {pairs} (seed, class) pairs the single model classifies probe inputs "
-                    f"of exactly one of the class's two views at >= {thr:.0%} and fits >= 90% of the training "
-                    f"samples of the other view; its training accuracy is {train_acc['mean'] * 100:.1f}% and test "
-                    f"accuracy {mean_std([r['single']['test_accuracy'] for r in per_seed])['mean'] * 100:.1f}% (rule: "
-                    "holds if the fraction is >= 2/3, does not hold if < 1/3)",
-    }]
-    both = sum(1 for r in per_seed for n in _views_learned(r["student"], k, thr) if n == 2)
-    frac_student = both / pairs
-    diff = paired_difference([r["student"]["test_accuracy"] for r in per_seed],
-                             [r["single"]["test_accuracy"] for r in per_seed])
-    if frac_student < 1 / 3 or diff["mean"] <= 0:
-        holds: bool | None = False
-    elif frac_student >= 2 / 3 and diff["n"] > 1 and diff["low"] > 0:
-        holds = True
-    else:
-        holds = None
-    ens_both = sum(1 for r in per_seed for n in _views_learned(r["ensemble"], k, thr) if n == 2)
-    claims.append({
-        "claim": "KD from the ensemble learns both features and improves test accuracy",
-        "holds": holds,
-        "evidence": f"the student classifies both views at >= {thr:.0%} in {both} of {pairs} (seed, class) pairs "
-                    f"(the ensemble in {ens_both}, the single model in "
-                    f"{sum(1 for r in per_seed for n in _views_learned(r['single'], k, thr) if n == 2)}); student - "
-                    f"single model test accuracy = {format_interval(diff)} points (paired over {diff['n']} seeds, 95% "
-                    "t interval; rule: holds if both views in >= 2/3 of pairs and the interval is above 0, does not "
-                    "hold if < 1/3 of pairs or the mean difference <= 0)",
-    })
-    ens = paired_difference([r["ensemble"]["test_accuracy"] for r in per_seed],
-                            [r["single"]["test_accuracy"] for r in per_seed])
-    claims.append({
-        "claim": "an ensemble of independently trained networks is more accurate than a single one",
-        "holds": False if ens["mean"] <= 0 else (True if ens["n"] > 1 and ens["low"] > 0 else None),
-        "evidence": f"ensemble of {cfg.members} - single model test accuracy = {format_interval(ens)} points "
-                    "(paired over seeds, 95% t interval; rule: holds if the interval is above 0, does not hold if the "
-                    "mean difference <= 0)",
-    })
-    return claims
+                memorised = fitted is None or fitted >= 0.9  # no such training sample: nothing left to memorise
+            out.append(memorised)
+    return out
 
 
-def _print_summary(results: dict[str, Any], out: Path) -> None:
-    for name, s in results["summary"].items():
-        print(f"  {name:<9} train {s['train_accuracy']['mean'] * 100:6.2f}%  "
-              f"test {s['test_accuracy']['mean'] * 100:6.2f}"
-              f" ± {s['test_accuracy']['std'] * 100:.2f}%")
-    for r in results["per_seed"]:
-        print(f"  seed {r['seed']}: probe accuracy (class: view 1 / view 2) single {_probe_text(r['single'])}; "
-              f"ensemble {_probe_text(r['ensemble'])}; student {_probe_text(r['student'])}")
-    for claim in results["claims"]:
-        print(f"claim [{ {True: 'holds', False: 'does not hold', None: 'undecided'}[claim['holds']] }] "
-              f"{claim['claim']}: {claim['evidence']}")
-    print(f"\nresults: {out / 'results.json'}   report: {out / 'report.html'}")
+# ---------------------------------------------------------------------------------------------------- claims
+
+ALLEN_ZHU = "Allen-Zhu & Li, ICLR 2023"
 
 
-def _probe_text(measure: dict[str, Any]) -> str:
-    p = measure["probe_accuracy"]
-    return " ".join(f"c{c}: {p['first'][c] * 100:.0f}/{p['second'][c] * 100:.0f}%" for c in range(len(p["first"])))
+def _fraction(successes_of, what: str):
+    def measure(results: dict[str, Any]) -> Measurement:
+        hits = successes_of(results)
+        b = binomial_interval(sum(hits), len(hits))
+        return Measurement(b["estimate"], b["low"], b["high"], b["n"],
+                           "95% Clopper-Pearson interval over (seed, class) pairs",
+                           f"{sum(hits)} of {len(hits)} (seed, class) pairs {what}")
+    return measure
+
+
+def claims(cfg: MultiViewStudyConfig) -> list[Claim]:
+    thr = f"{cfg.learned_threshold:.0%}"
+    return [
+        Claim("single_one_view", "a single model learns one feature per class and memorises the rest",
+              f"fraction of (seed, class) pairs where the single model classifies probe inputs of exactly one of the "
+              f"class's two views at >= {thr} and fits >= 90% of the training samples of the other view",
+              Rule(">", 0.5, digits=3), _fraction(lambda r: r["one_view_memorised"], "learned one view and "
+                                                                                       "memorised the other"),
+              source=ALLEN_ZHU),
+        Claim("student_both_views", "KD from the ensemble learns both features",
+              f"fraction of (seed, class) pairs where the distilled student classifies probe inputs of both views at "
+              f">= {thr}", Rule(">", 0.5, digits=3),
+              _fraction(lambda r: [n == 2 for n in r["views_learned"]["student"]], "have both views learned by the "
+                                                                                   "student"), source=ALLEN_ZHU),
+        Claim("student_beats_single", "KD from the ensemble improves test accuracy over a single model",
+              "student - single model, test accuracy, paired over seeds (points)", Rule(">", 0.0, unit="points",
+                                                                                          scale=100.0),
+              lambda r: paired_measurement(r["differences"]["student - single"]), source=ALLEN_ZHU),
+        Claim("ensemble_beats_single", "an ensemble of independently trained networks is more accurate than a single "
+              "one", "ensemble - single model, test accuracy, paired over seeds (points)",
+              Rule(">", 0.0, unit="points", scale=100.0),
+              lambda r: paired_measurement(r["differences"]["ensemble - single"]), source=ALLEN_ZHU),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------------- report
+
+
+def report(results: dict[str, Any]) -> Report:
+    cfg = results["config"]
+    d, net = cfg["data"], cfg["net"]
+    per_seed, s = results["per_seed"], results["summary"]
+    names = ("single", "ensemble", "student")
+    rep = Report("kdlab multi-view study — ensemble and distillation on multi-view data")
+    rep.paragraph(
+        f"Data (survey section 9; Allen-Zhu & Li, ICLR 2023): {d['num_classes']} classes with two features each; 80% "
+        f"of samples show both, 10% only the first, 10% only the second, the other classes' features at "
+        f"{d['other_strength']}; {d['num_patches']} patches of dimension {d['patch_dim']}, each feature in "
+        f"{d['patches_per_feature']} patch(es), Gaussian noise of norm {d['noise_norm']} per patch; "
+        f"{d['n_train']} training samples. Network: F_c(X) = sum_r sum_p ReLU~(<w_c,r, x_p>), {net['neurons']} "
+        f"neurons per class, smoothed ReLU with power {net['power']} up to rho = {net['rho']}, init std "
+        f"{net['init_std']}. {cfg['members']} members per seed (member 0 is the single model); the student is "
+        f"distilled from the mean of their logits with {cfg['loss']}. Seeds {cfg['seeds']}. A view is counted as "
+        f"learned when its probe accuracy reaches {cfg['learned_threshold']:.0%}.")
+    rep.claims_section(results)
+    rep.heading("Accuracy (%), mean ± std over seeds")
+    rep.table(["model", "train", "test"], [[n, format_pm(v["train_accuracy"]), format_pm(v["test_accuracy"])]
+                                           for n, v in s.items()])
+    rep.figure("multiview_accuracy.png", {
+        "title": "Single model vs ensemble vs distilled student (mean ± std over seeds)", "size": [4.5, 3.5],
+        "panels": [{"type": "bars", "categories": list(names), "ylabel": "test accuracy (%)", "legend": "none",
+                    "series": [{"values": [s[n]["test_accuracy"]["mean"] * 100 for n in names],
+                                "errors": [s[n]["test_accuracy"]["std"] * 100 for n in names]}]}]},
+        "test accuracy")
+    rep.heading("Per-feature probes")
+    k = d["num_classes"]
+    rep.table(["seed", "model"] + [f"class {c} view {v}" for c in range(k) for v in (1, 2)],
+              [[r["seed"], name] + [f"{r[name]['probe_accuracy'][v][c] * 100:.0f}" for c in range(k)
+                                    for v in ("first", "second")] for r in per_seed for name in names])
+    rep.figure("multiview_probes.png", {
+        "title": "Which features each model uses (one point per seed and class; top right = both)",
+        "size": [4 * len(names), 3.8], "sharey": True,
+        "panels": [{"type": "lines", "title": name, "xlabel": "accuracy on view-1-only inputs (%)",
+                    "ylabel": "accuracy on view-2-only inputs (%)" if name == "single" else "",
+                    "ylim": [-5, 105], "legend": "best" if name == "student" else "none",
+                    "series": [{"label": f"class {c}", "style": "o",
+                                "x": [r[name]["probe_accuracy"]["first"][c] * 100 for r in per_seed],
+                                "y": [r[name]["probe_accuracy"]["second"][c] * 100 for r in per_seed]}
+                               for c in range(k)] + [{"x": [0, 100], "y": [0, 100], "style": "-", "color": "#ccc"}]}
+                   for name in names]},
+        "probe accuracy on single-view inputs")
+    rep.paragraph("Feature correlations max_r <w_c,r, v_c,l> (class c, view l) per seed: "
+                  + "; ".join(f"seed {r['seed']}: single {r['feature_correlations']['single']}, student "
+                              f"{r['feature_correlations']['student']}" for r in per_seed))
+    rep.reproduce(results)
+    return rep
+
+
+MULTIVIEW = STUDIES.register("multiview")(Study(
+    name="multiview", config=MultiViewStudyConfig, defaults=DEFAULTS, presets=PRESETS, plan=plan, analyse=analyse,
+    claims=claims, report=report, check=check_net, description=__doc__.splitlines()[0]))

@@ -14,33 +14,32 @@ advance (docs/studies/theory.md):
    full-batch gradient descent as the width grows, and how well kernel regression with the initial NTK predicts the
    trained network.
 
-Recipe: sample the mixture -> train the teacher (CE) and distil each student size per seed (KD, cached teacher
-logits, ``kdlab.train.fit``; runs are reused from ``<out>/runs``) -> bound terms -> risk variance of a fixed student
--> NTK widths x seeds (own full-batch loop: the NTK theory's setting) -> claims -> results.json, plots, report.
+Plan: the teacher (CE) on a sample of the mixture; each student size per seed distilled from it (KD with the
+teacher's logits); each NTK width per seed trained by its own full-batch loop (the NTK theory's setting) and measured.
+Every one is a run-store job (:class:`MixtureFitJob`, :class:`NTKJob`), so runs are reused and resumed like all
+others. Analysis: bound terms, risk variance of a fixed student, NTK drift. Claims are declared below (rules
+generated into docs/studies/theory.md).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
 import math
-import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from pydantic import Field, field_validator
 from torch import nn
 
+from ..analysis.stats import bootstrap_over_groups, mean_std, paired_difference
+from ..analysis.verdict import Claim, Measurement, Rule
 from ..config import Component, OptimConfig, RunConfig, ScheduleConfig, Section, TrainConfig
 from ..errors import ConfigError
+from ..report import Report
+from ..report.format import format_pm, model_name
+from ..store import Job, RunStore
 from .base import STUDIES
-from .common import finish_study, load_study_config
-from ..analysis.stats import mean_std
-
-log = logging.getLogger("kdlab")
-
+from .driver import Planned, RunSet, Study, StudyConfig, Wave
 
 class MixtureConfig(Section):
     """The Gaussian mixture every part of the study samples from (kdlab.data.GaussianMixture)."""
@@ -120,13 +119,11 @@ class NTKConfig(Section):
         return widths
 
 
-class TheoryStudyConfig(Section):
+class TheoryStudyConfig(StudyConfig):
     mixture: MixtureConfig = Field(default_factory=MixtureConfig)
     bound: BoundConfig
     variance: VarianceConfig = Field(default_factory=VarianceConfig)
     ntk: NTKConfig = Field(default_factory=NTKConfig)
-    # torch intra-op threads (None: leave as is); the models are small, so one thread avoids contention
-    num_threads: int | None = Field(1, ge=1)
 
 
 DEFAULTS: dict[str, Any] = {
@@ -158,52 +155,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-@STUDIES.register("theory")
-def run_theory(config: str | Path | None = None, out: str | Path = "runs/theory", preset: str | None = None,
-               overrides: list[str] | None = None, progress: bool | None = None) -> dict[str, Any]:
-    """Run the theory study; write results.json, plots, report.md and report.html into ``out``."""
-    from ..data import GaussianMixture
-    from ..data.seeding import generator_for
-
-    cfg: TheoryStudyConfig = load_study_config(TheoryStudyConfig, DEFAULTS, PRESETS, config, preset,
-                                               list(overrides or []))
-    _check_models(cfg)
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    out = Path(out)
-    started = time.perf_counter()
-    m = cfg.mixture
-    mixture = GaussianMixture(m.num_classes, m.dim, m.separation, m.sigma, m.seed)
-    counter = {"trained": 0, "reused": 0}
-
-    x_tr, y_tr = mixture.sample(cfg.bound.n_train, generator_for(m.seed, "theory-train"))
-    x_te, y_te = mixture.sample(cfg.bound.n_test, generator_for(m.seed, "theory-test"))
-    bound = _bound_part(cfg, x_tr, y_tr, x_te, y_te, out / "runs", counter, progress)
-    log.info("bound part done (%.0fs)", time.perf_counter() - started)
-    variance = _variance_part(cfg, mixture, bound)
-    log.info("variance part done (%.0fs)", time.perf_counter() - started)
-    ntk = _ntk_part(cfg, mixture)
-    log.info("ntk part done (%.0fs)", time.perf_counter() - started)
-
-    results: dict[str, Any] = {
-        "study": "theory",
-        "dataset": "gaussian_mixture",
-        "config": cfg.model_dump(mode="json"),
-        "mixture": {**mixture.spec(), "bayes_error": mixture.bayes_error_estimate(20_000)},
-        "students": bound.pop("student_records"),
-        "bound": bound,
-        "risk_variance": variance,
-        "ntk": ntk,
-    }
-    results["claims"] = _claims(results)
-    from ..report.theory import write_theory_report
-
-    return finish_study(results, out, started, counter["trained"], counter["reused"],
-                        write_theory_report, _print_summary)
-
-
-def _check_models(cfg: TheoryStudyConfig) -> None:
+def check_models(cfg: TheoryStudyConfig, planned: list[Planned]) -> None:
     """Build every model once on a dummy shape so bad options fail before anything trains."""
+    from ..losses import build as build_loss
     from ..models import create_model
 
     k, d = cfg.mixture.num_classes, cfg.mixture.dim
@@ -214,73 +168,171 @@ def _check_models(cfg: TheoryStudyConfig) -> None:
             create_model(cfg.bound.student.model.name, k, [d], **opts)
         except ConfigError as exc:
             raise ConfigError(f"bound.capacities[{i}]={capacity!r}: {exc}") from None
-    from ..losses import build as build_loss
-
     try:
         build_loss(cfg.bound.loss.name, **cfg.bound.loss.options)
     except ConfigError as exc:
         raise ConfigError(f"bound.loss: {exc}") from None
 
 
-# ------------------------------------------------------------------------------------------ training in memory
+# ------------------------------------------------------------------------------------------ jobs
 
 
-def fit_in_memory(model: nn.Module, x: torch.Tensor, y: torch.Tensor, stage: TrainStage, seed: int,
-                  runs_dir: Path, name: str, counter: dict[str, int], loss: Component | None = None,
-                  teacher_logits: torch.Tensor | None = None, progress: bool | None = None) -> Path:
-    """Train ``model`` in place on (x, y) with ``kdlab.train.fit`` through a Distiller; return its run directory.
+def stage_run_config(stage: TrainStage, seed: int, loss: Component | None = None) -> RunConfig:
+    """What ``kdlab.train.fit`` needs of a stage: optimiser, schedule, epochs, batch size, seed (no data section)."""
+    return RunConfig(model=stage.model, loss=loss or Component(name="ce"), optim=stage.optim, schedule=stage.schedule,
+                     train=TrainConfig(epochs=stage.epochs, batch_size=stage.batch_size, seed=seed, progress=False,
+                                       checkpoint_every=stage.checkpoint_every))
 
-    The run directory is ``runs_dir/<name>-<digest>``, the digest covering the stage, the seed, the loss, the
-    model spec, the data's fingerprint and the teacher logits' bytes, so a finished directory holds exactly this
-    run and ``fit`` resumes it (no epoch left: the weights are loaded and nothing trains). No validation split: the
-    last epoch's weights are kept.
+
+def mixture_of(m: MixtureConfig):
+    from ..data import GaussianMixture
+
+    return GaussianMixture(m.num_classes, m.dim, m.separation, m.sigma, m.seed)
+
+
+def mixture_sample(m: MixtureConfig, n: int, stream: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` points of the mixture from the named random stream (the same points for the same name)."""
+    from ..data.seeding import generator_for
+
+    return mixture_of(m).sample(n, generator_for(m.seed, stream))
+
+
+class MixtureFitJob(Job):
+    """A model fitted on a sample of the Gaussian mixture: a run-store job.
+
+    ``model`` (seeded by ``seed`` before it is built) is trained by ``stage`` with ``loss`` on the ``n_train`` points
+    of stream ``stream``; a loss that needs a teacher reads the logits of the model saved in ``teacher_run`` on the
+    same points. No validation split: the last epoch's weights are kept (``model.safetensors``).
     """
-    from ..data import ArrayDataset, TensorLoader
-    from ..distill import Distiller
-    from ..losses import build as build_loss
-    from ..train import fit
 
-    loss = loss or Component(name="ce")
-    data = ArrayDataset(x, y)
-    digest = hashlib.sha256()
-    digest.update(json.dumps({"stage": stage.model_dump(mode="json"), "seed": seed, "loss": loss.as_dict(),
-                              "spec": getattr(model, "spec", repr(model))}, sort_keys=True, default=str).encode())
-    digest.update(data.fingerprint().encode())
-    if teacher_logits is not None:
-        digest.update(teacher_logits.detach().float().contiguous().numpy().tobytes())
-    run_dir = runs_dir / f"{name}-{digest.hexdigest()[:16]}"
-    run_cfg = RunConfig(model=stage.model, loss=loss, optim=stage.optim, schedule=stage.schedule,
-                        train=TrainConfig(epochs=stage.epochs, batch_size=stage.batch_size, seed=seed,
-                                          progress=False, checkpoint_every=stage.checkpoint_every))
-    finished = (run_dir / "checkpoints" / f"epoch-{stage.epochs:04d}").is_dir()
-    distiller = Distiller(model, build_loss(loss.name, **loss.options), teacher_logits=teacher_logits)
-    loader = TensorLoader(data, stage.batch_size, shuffle=True, seed=seed)
-    fit(distiller, loader, None, run_cfg, run_dir, progress=progress if progress is not None else False)
-    counter["reused" if finished else "trained"] += 1
+    kind: ClassVar[str] = "mixture_fit"
+    mixture: MixtureConfig
+    n_train: int
+    stream: str = "theory-train"
+    stage: TrainStage
+    model: Component
+    loss: Component = Field(default_factory=lambda: Component(name="ce"))
+    seed: int
+    teacher_run: str | None = None
+
+    def execute(self, out_dir: Path, *, progress: bool | None = None,
+                teacher_cache_dir: str | Path | None = None) -> dict[str, Any]:
+        from ..compress.finetune import finetune
+        from ..data import ArrayDataset
+        from ..losses import build as build_loss
+        from ..models import create_model
+        from ..recipe import claim_run_dir
+        from ..train import load_model_weights, predict_logits
+
+        finished = claim_run_dir(Path(out_dir), self)
+        if finished is not None:
+            return finished
+        x, y = mixture_sample(self.mixture, self.n_train, self.stream)
+        teacher_logits = None
+        if self.teacher_run is not None:
+            teacher_logits = predict_logits(load_model_weights(Path(self.teacher_run) / "model.safetensors"), x)
+        torch.manual_seed(self.seed)  # every student of a seed starts from weights that depend on the seed only
+        model = create_model(self.model.name, self.mixture.num_classes, [self.mixture.dim], **self.model.options)
+        return finetune(model, ArrayDataset(x, y), None, stage_run_config(self.stage, self.seed, self.loss), out_dir,
+                        loss=build_loss(self.loss.name, **self.loss.options), teacher_logits=teacher_logits,
+                        keep="last", progress=progress)
+
+
+class NTKJob(Job):
+    """An NTK-parameterised MLP of one width trained by full-batch gradient descent, and what its kernel did: a
+    run-store job whose summary holds the measurements (drift, linearisation error, accuracies)."""
+
+    kind: ClassVar[str] = "ntk"
+    mixture: MixtureConfig
+    ntk: NTKConfig
+    width: int
+    seed: int
+
+    def execute(self, out_dir: Path, *, progress: bool | None = None,
+                teacher_cache_dir: str | Path | None = None) -> dict[str, Any]:
+        from ..analysis.ntk import NTKParamMLP, empirical_ntk, linearized_predictions, ntk_drift
+        from ..data.seeding import derive_seed
+        from ..io import atomic_write_json
+        from ..recipe import SUMMARY, claim_run_dir
+
+        finished = claim_run_dir(Path(out_dir), self)
+        if finished is not None:
+            return finished
+        c, k = self.ntk, self.mixture.num_classes
+        x_tr, y_tr = mixture_sample(self.mixture, c.n_train, "ntk-train")
+        x_te, y_te = mixture_sample(self.mixture, c.n_test, "ntk-test")
+        x_all = torch.cat([x_tr, x_te])
+        n = c.n_train
+        # squared loss on centred one-hot targets: the regression setting of the NTK theory
+        target = torch.nn.functional.one_hot(y_tr, k).float() - 1.0 / k
+        net = NTKParamMLP(self.mixture.dim, self.width, k, depth=c.depth, seed=derive_seed(self.seed, "ntk",
+                                                                                          self.width))
+        with torch.no_grad():
+            f0 = net(x_all)
+        k0 = empirical_ntk(net, x_all, mode="full")
+        loss_curve = _gradient_descent(net, x_tr, target, c.lr, c.steps)
+        kt = empirical_ntk(net, x_tr, mode="full")
+        with torch.no_grad():
+            ft_te, ft_tr = net(x_te).double(), net(x_tr).double()
+        lin = linearized_predictions(k0[:n, :n], k0[n:, :n], target, f0[:n], f0[n:], c.lr, c.steps)
+        moved = float((ft_te - f0[n:].double()).norm())
+        summary = {
+            "width": self.width, "seed": self.seed,
+            "drift": ntk_drift(k0[:n, :n], kt),
+            "linearization_error": float((ft_te - lin["test"]).norm()) / max(moved, 1e-12),
+            "argmax_agreement": float((ft_te.argmax(1) == lin["test"].argmax(1)).float().mean()),
+            "net_test_accuracy": float((ft_te.argmax(1) == y_te).float().mean()),
+            "kernel_test_accuracy": float((lin["test"].argmax(1) == y_te).float().mean()),
+            "net_train_loss": loss_curve[-1],
+            "kernel_train_loss": float(0.5 * (lin["train"] - target.double()).pow(2).sum(1).mean()),
+            "train_fit_gap": float((ft_tr - lin["train"]).norm() / max(float((ft_tr - target).norm()), 1e-12)),
+        }
+        atomic_write_json(Path(out_dir) / SUMMARY, summary)
+        return summary
+
+
+def plan(cfg: TheoryStudyConfig, store: RunStore) -> list[Wave]:
+    b = cfg.bound
+    teacher = MixtureFitJob(mixture=cfg.mixture, n_train=b.n_train, stage=b.teacher, model=b.teacher.model,
+                            seed=b.teacher_seed)
+    students = [Planned({"role": "student", "architecture": arch, "seed": seed},
+                        MixtureFitJob(mixture=cfg.mixture, n_train=b.n_train, stage=b.student,
+                                      model=Component(**{**b.student.model.as_dict(), **capacity}), loss=b.loss,
+                                      seed=seed, teacher_run=str(store.path(teacher))))
+                for arch, capacity in enumerate(b.capacities) for seed in b.seeds]
+    ntk = [Planned({"role": "ntk", "width": w, "seed": seed}, NTKJob(mixture=cfg.mixture, ntk=cfg.ntk, width=w,
+                                                                      seed=seed))
+           for w in cfg.ntk.widths for seed in cfg.ntk.seeds]
+    return [Wave("teacher and NTK widths", [Planned({"role": "teacher"}, teacher), *ntk]),
+            Wave("students", students)]
+
+
+# ------------------------------------------------------------------------------------------ analysis
+
+
+def _label(model: Component, capacity: dict[str, Any], params: int | None = None) -> str:
+    return model_name({**model.as_dict(), **capacity}, params)
+
+
+def _load(run: Any) -> nn.Module:
+    from ..train import load_model_weights
+
+    model = load_model_weights(Path(run.run_dir) / "model.safetensors")
     model.eval()
-    return run_dir
+    return model
 
 
-def _create(model_cfg: Component, num_classes: int, dim: int, seed: int, **overrides: Any) -> nn.Module:
-    from ..models import create_model
-
-    torch.manual_seed(seed)  # every student of a seed starts from weights that depend on the seed only
-    return create_model(model_cfg.name, num_classes, [dim], **{**model_cfg.options, **overrides})
-
-
-# ------------------------------------------------------------------------------------------ the bound
-
-
-def _bound_part(cfg: TheoryStudyConfig, x_tr: torch.Tensor, y_tr: torch.Tensor, x_te: torch.Tensor,
-                y_te: torch.Tensor, runs_dir: Path, counter: dict[str, int], progress: bool | None) -> dict[str, Any]:
+def _bound_part(cfg: TheoryStudyConfig, runs: RunSet) -> dict[str, Any]:
     from ..analysis.theory import (augmented_layer_norms, generalization_bound, margin_rademacher_bound,
                                    mlp_linears, norm_grid_class)
     from ..models import count_params
     from ..train import predict_logits
 
-    b, k, d = cfg.bound, cfg.mixture.num_classes, cfg.mixture.dim
-    teacher = _create(b.teacher.model, k, d, b.teacher_seed)
-    fit_in_memory(teacher, x_tr, y_tr, b.teacher, b.teacher_seed, runs_dir, "teacher", counter, progress=progress)
+    b, k = cfg.bound, cfg.mixture.num_classes
+    x_tr, y_tr = mixture_sample(cfg.mixture, b.n_train, "theory-train")
+    x_te, y_te = mixture_sample(cfg.mixture, b.n_test, "theory-test")
+    teacher_run = runs.one(role="teacher")
+    teacher = _load(teacher_run)
     t_train, t_test = predict_logits(teacher, x_tr), predict_logits(teacher, x_te)
     teacher_test_error = float((t_test.argmax(1) != y_te).float().mean())
     num_arch = len(b.capacities) + 1  # the students' architectures and the teacher's own
@@ -294,112 +346,72 @@ def _bound_part(cfg: TheoryStudyConfig, x_tr: torch.Tensor, y_tr: torch.Tensor, 
         return {**out, "layer_norms": norms, "norm_levels": cls["levels"]}
 
     teacher_own = terms_for(teacher, t_train, num_arch - 1)
-    rows, records, models = [], [], {}
+    teacher_name = _label(b.teacher.model, {}, count_params(teacher))
+    rows, records = [], []
     for arch, capacity in enumerate(b.capacities):
-        label = _label(b.student.model, capacity)
         for seed in b.seeds:
-            student = _create(b.student.model, k, d, seed, **capacity)
-            run_dir = fit_in_memory(student, x_tr, y_tr, b.student, seed, runs_dir, f"student{arch}", counter,
-                                    loss=b.loss, teacher_logits=t_train, progress=progress)
+            run = runs.one(role="student", architecture=arch, seed=seed)
+            student = _load(run)
+            label = _label(b.student.model, capacity, count_params(student))
             s_train, s_test = predict_logits(student, x_tr), predict_logits(student, x_te)
             row = {"student": label, "architecture": arch, "seed": seed, "params": count_params(student),
                    "student_test_error": float((s_test.argmax(1) != y_te).float().mean()),
                    "student_train_error": float((s_train.argmax(1) != y_tr).float().mean()),
                    **terms_for(student, s_train, arch)}
             rows.append(row)
-            records.append({"teacher": _label(b.teacher.model, {}), "method": "kd", "hyperparams": b.loss.as_dict(),
-                            "seed": seed, "student": label, "test_accuracy": 1 - row["student_test_error"],
-                            "run_dir": str(run_dir)})
-            models[(arch, seed)] = student
-            log.info("student %s seed %d: test error %.4f, bound %.3f", label, seed, row["student_test_error"],
-                     row["total"])
+            records.append({"teacher": teacher_name, "method": "kd", "hyperparams": b.loss.as_dict(), "seed": seed,
+                            "student": label, "test_accuracy": 1 - row["student_test_error"],
+                            "run_dir": run.run_dir})
     summary = {}
-    for arch, capacity in enumerate(b.capacities):
+    for arch in range(len(b.capacities)):
         mine = [r for r in rows if r["architecture"] == arch]
-        summary[_label(b.student.model, capacity)] = {
+        summary[mine[0]["student"]] = {
             "params": mine[0]["params"],
             **{key: mean_std([r[key] for r in mine]) for key in
                ("total", "training", "distillation_error", "distillation_complexity", "complexity", "phi", "l1",
                 "rademacher", "student_test_error", "train_surrogate_teacher")},
+            "per_seed": {key: [r[key] for r in mine] for key in ("total", "complexity", "phi")},
         }
-    return {
-        "teacher": {"name": _label(b.teacher.model, {}), "params": count_params(teacher),
-                    "test_error": teacher_test_error,
-                    "train_error": float((t_train.argmax(1) != y_tr).float().mean()), "own_bound": teacher_own},
-        "rows": rows,
-        "summary": summary,
-        "student_records": records,
-        "_fixed_predictor": models[(0, b.seeds[0])],
-        "_teacher": teacher,
-    }
+    return {"teacher": {"name": teacher_name, "params": count_params(teacher), "test_error": teacher_test_error,
+                        "train_error": float((t_train.argmax(1) != y_tr).float().mean()), "own_bound": teacher_own,
+                        "run_dir": teacher_run.run_dir},
+            "rows": rows, "summary": summary, "student_records": records}
 
 
-def _label(model: Component, capacity: dict[str, Any]) -> str:
-    opts = {**model.options, **capacity}
-    if opts.get("depth") == 0:
-        return f"{model.name}(linear)"
-    return f"{model.name}(" + ",".join(f"{k}={v}" for k, v in opts.items()) + ")"
-
-
-# ------------------------------------------------------------------------------------------ risk variance
-
-
-def _variance_part(cfg: TheoryStudyConfig, mixture: Any, bound: dict[str, Any]) -> dict[str, Any]:
+def _variance_part(cfg: TheoryStudyConfig, runs: RunSet, bound: dict[str, Any]) -> dict[str, Any]:
     from ..analysis.theory import risk_variance
 
-    v = cfg.variance
-    predictor = bound.pop("_fixed_predictor")
-    teacher = bound.pop("_teacher")
-    rows = risk_variance(predictor, mixture, v.sizes, v.replicates, teacher=teacher, seed=v.seed,
+    v, b = cfg.variance, cfg.bound
+    predictor = _load(runs.one(role="student", architecture=0, seed=b.seeds[0]))
+    teacher = _load(runs.one(role="teacher"))
+    rows = risk_variance(predictor, mixture_of(cfg.mixture), v.sizes, v.replicates, teacher=teacher, seed=v.seed,
                          confidence=v.confidence, num_bootstrap=v.num_bootstrap)
-    return {"predictor": f"{_label(cfg.bound.student.model, cfg.bound.capacities[0])} (seed {cfg.bound.seeds[0]})",
-            "teacher": bound["teacher"]["name"], "rows": rows}
+    first = next(iter(bound["summary"]))
+    return {"predictor": f"{first} (seed {b.seeds[0]})", "teacher": bound["teacher"]["name"], "rows": rows}
 
 
-# ------------------------------------------------------------------------------------------ NTK
+def _ntk_part(cfg: TheoryStudyConfig, runs: RunSet) -> dict[str, Any]:
+    rows = [{k: v for k, v in r.summary.items() if k != "run_dir"} for r in runs.select(role="ntk")]
+    keys = ("drift", "linearization_error", "argmax_agreement", "net_test_accuracy", "kernel_test_accuracy")
+    summary = {str(w): {key: mean_std([r[key] for r in rows if r["width"] == w]) for key in keys}
+               for w in cfg.ntk.widths}
+    per_seed = {str(w): {key: [r[key] for r in rows if r["width"] == w] for key in ("drift", "linearization_error")}
+                for w in cfg.ntk.widths}
+    return {"rows": rows, "summary": summary, "per_seed": per_seed, "kernel_mode": "full"}
 
 
-def _ntk_part(cfg: TheoryStudyConfig, mixture: Any) -> dict[str, Any]:
-    from ..analysis.ntk import NTKParamMLP, empirical_ntk, linearized_predictions, ntk_drift
-    from ..data.seeding import derive_seed, generator_for
-
-    c, k = cfg.ntk, cfg.mixture.num_classes
-    x_tr, y_tr = mixture.sample(c.n_train, generator_for(cfg.mixture.seed, "ntk-train"))
-    x_te, y_te = mixture.sample(c.n_test, generator_for(cfg.mixture.seed, "ntk-test"))
-    x_all = torch.cat([x_tr, x_te])
-    n = c.n_train
-    # squared loss on centred one-hot targets: the regression setting of the NTK theory
-    target = torch.nn.functional.one_hot(y_tr, k).float() - 1.0 / k
-    rows = []
-    for width in c.widths:
-        for seed in c.seeds:
-            net = NTKParamMLP(cfg.mixture.dim, width, k, depth=c.depth, seed=derive_seed(seed, "ntk", width))
-            with torch.no_grad():
-                f0 = net(x_all)
-            k0 = empirical_ntk(net, x_all, mode="full")
-            loss_curve = _gradient_descent(net, x_tr, target, c.lr, c.steps)
-            kt = empirical_ntk(net, x_tr, mode="full")
-            with torch.no_grad():
-                ft_te, ft_tr = net(x_te).double(), net(x_tr).double()
-            lin = linearized_predictions(k0[:n, :n], k0[n:, :n], target, f0[:n], f0[n:], c.lr, c.steps)
-            moved = float((ft_te - f0[n:].double()).norm())
-            rows.append({
-                "width": width, "seed": seed,
-                "drift": ntk_drift(k0[:n, :n], kt),
-                "linearization_error": float((ft_te - lin["test"]).norm()) / max(moved, 1e-12),
-                "argmax_agreement": float((ft_te.argmax(1) == lin["test"].argmax(1)).float().mean()),
-                "net_test_accuracy": float((ft_te.argmax(1) == y_te).float().mean()),
-                "kernel_test_accuracy": float((lin["test"].argmax(1) == y_te).float().mean()),
-                "net_train_loss": loss_curve[-1],
-                "kernel_train_loss": float(0.5 * (lin["train"] - target.double()).pow(2).sum(1).mean()),
-                "train_fit_gap": float((ft_tr - lin["train"]).norm() / max(float((ft_tr - target).norm()), 1e-12)),
-            })
-            log.info("ntk width %d seed %d: drift %.4f, linearisation error %.4f", width, seed, rows[-1]["drift"],
-                     rows[-1]["linearization_error"])
-    summary = {str(w): {key: mean_std([r[key] for r in rows if r["width"] == w])
-                        for key in ("drift", "linearization_error", "argmax_agreement", "net_test_accuracy",
-                                    "kernel_test_accuracy")} for w in c.widths}
-    return {"rows": rows, "summary": summary, "kernel_mode": "full"}
+def analyse(cfg: TheoryStudyConfig, runs: RunSet) -> dict[str, Any]:
+    mixture = mixture_of(cfg.mixture)
+    bound = _bound_part(cfg, runs)
+    return {
+        "dataset": "gaussian_mixture",
+        "config": cfg.model_dump(mode="json"),
+        "mixture": {**mixture.spec(), "bayes_error": mixture.bayes_error_estimate(20_000)},
+        "students": bound.pop("student_records"),
+        "bound": bound,
+        "risk_variance": _variance_part(cfg, runs, bound),
+        "ntk": _ntk_part(cfg, runs),
+    }
 
 
 def _gradient_descent(net: nn.Module, x: torch.Tensor, target: torch.Tensor, lr: float, steps: int) -> list[float]:
@@ -419,132 +431,237 @@ def _gradient_descent(net: nn.Module, x: torch.Tensor, target: torch.Tensor, lr:
     return curve
 
 
+
 # ------------------------------------------------------------------------------------------ claims
 
+MENON = "Menon, Rawat, Reddi, Kim, Kumar, ICML 2021"
+HSU = "Hsu, Ji, Telgarsky, Wang, ICLR 2021"
+JACOT = "Jacot, Gabriel, Hongler, NeurIPS 2018"
 
-def _claims(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each claim with a verdict by a rule fixed in advance (docs/studies/theory.md)."""
-    from ..analysis import spearman_correlation
 
-    claims = []
-    rows = results["risk_variance"]["rows"]
-    for key, claim in (("bayes", "the Bayes-distilled risk of a fixed predictor varies less over resampled datasets "
-                                 "than its one-hot empirical risk, V[R*_hat(f)] <= V[R_hat(f)]"),
-                       ("teacher", "a trained teacher's distilled risk also varies less than the one-hot empirical "
-                                   "risk")):
+def _largest_ratio(key: str):
+    """The largest variance ratio over dataset sizes, with [largest lower end, largest upper end] of the per-size
+    intervals: the ratio is below 1 at every size exactly when the upper end of this interval is."""
+    def measure(results: dict[str, Any]) -> Measurement:
+        rows = results["risk_variance"]["rows"]
         ratios = [r[f"{key}_over_onehot"] for r in rows]
-        if all(q["high"] < 1 for q in ratios):
-            holds: bool | None = True
-        elif any(q["low"] >= 1 for q in ratios):
-            holds = False
-        else:
-            holds = None
-        claims.append({"claim": claim, "holds": holds, "evidence": (
-            "variance ratio against the one-hot risk (95% paired bootstrap interval) at n = "
-            + ", ".join(f"{r['n']}: {q['ratio']:.3f} [{q['low']:.3f}, {q['high']:.3f}]" for r, q in zip(rows, ratios))
-            + f" over {rows[0]['replicates']} datasets per size (rule: holds if every interval is below 1, does not "
-              "hold if any interval is at or above 1)")})
+        worst = max(ratios, key=lambda q: q["ratio"])
+        return Measurement(worst["ratio"], max(q["low"] for q in ratios), max(q["high"] for q in ratios),
+                           rows[0]["replicates"], "per-size 95% paired bootstrap intervals over resampled datasets",
+                           "ratio at n = " + ", ".join(f"{r['n']}: {q['ratio']:.3f} [{q['low']:.3f}, {q['high']:.3f}]"
+                                                       for r, q in zip(rows, ratios)))
+    return measure
 
+
+def _student_bound_minus_own(results: dict[str, Any]) -> Measurement:
     bound = results["bound"]
     own = bound["teacher"]["own_bound"]["total"]
     seeds = sorted({r["seed"] for r in bound["rows"]})
-    best_by_seed = {s: min(r["total"] for r in bound["rows"] if r["seed"] == s) for s in seeds}
-    mean_best = sum(best_by_seed.values()) / len(best_by_seed)
-    if all(v < own for v in best_by_seed.values()):
-        holds = True
-    elif mean_best >= own:
-        holds = False
-    else:
-        holds = None
-    claims.append({"claim": "distilling the teacher into a small student gives a tighter bound on the teacher's test "
-                            "error than the teacher's own complexity (Hsu et al.)", "holds": holds, "evidence": (
-        "smallest bound through a student per seed: " + ", ".join(f"seed {s}: {v:.3g}" for s, v in
-                                                                    best_by_seed.items())
-        + f"; the teacher's own bound (g = f, Phi = 0): {own:.3g} (rule: holds if every seed's smallest student bound "
-          "is below the teacher's own, does not hold if their mean is not)")})
-
-    summary = bound["summary"]
-    best_label = min(summary, key=lambda s: summary[s]["total"]["mean"])
-    best_total = summary[best_label]["total"]["mean"]
-    teacher_err = bound["teacher"]["test_error"]
-    violated = [r for r in bound["rows"] if r["total"] < teacher_err]
-    claims.append({"claim": "the distillation bound is non-vacuous (below 1) for at least one student",
-                   "holds": bool(best_total < 1), "evidence": (
-        f"smallest mean bound {best_total:.3g} ({best_label}: training {summary[best_label]['training']['mean']:.3f}"
-        f" + distillation error {summary[best_label]['distillation_error']['mean']:.3f} + complexity "
-        f"{summary[best_label]['distillation_complexity']['mean']:.3g}); the teacher's measured test error is "
-        f"{teacher_err:.4f} and {len(violated)} of {len(bound['rows'])} bounds fall below it (rule: holds if the "
-        "smallest mean bound is < 1)")})
-
-    labels = list(summary)
-    params = [summary[s]["params"] for s in labels]
-    rho_c = spearman_correlation(params, [summary[s]["complexity"]["mean"] for s in labels])
-    rho_p = spearman_correlation(params, [summary[s]["phi"]["mean"] for s in labels])
-    if len(labels) < 3 or math.isnan(rho_c) or math.isnan(rho_p):
-        holds = None
-    elif rho_c >= 0.8 and rho_p <= -0.8:
-        holds = True
-    elif rho_c <= 0 or rho_p >= 0:
-        holds = False
-    else:
-        holds = None
-    claims.append({"claim": "a smaller student has a smaller complexity term but a larger distillation error (the "
-                            "trade-off inside the bound)", "holds": holds, "evidence": (
-        f"over {len(labels)} student sizes, Spearman(params, complexity) = {rho_c:+.2f}, Spearman(params, Phi) = "
-        f"{rho_p:+.2f}; Phi: " + ", ".join(f"{s} {summary[s]['phi']['mean']:.4f}" for s in labels)
-        + " (rule: holds if rho_complexity >= 0.8 and rho_Phi <= -0.8, does not hold if either has the wrong sign; "
-          "needs >= 3 sizes)")})
-
-    ntk = results["ntk"]["summary"]
-    widths = [int(w) for w in ntk]
-    drift = [ntk[str(w)]["drift"]["mean"] for w in widths]
-    rho = spearman_correlation(widths, drift)
-    if rho <= -0.8 and drift[-1] < 0.5 * drift[0]:
-        holds = True
-    elif rho >= 0:
-        holds = False
-    else:
-        holds = None
-    claims.append({"claim": "the empirical NTK moves less during training as the width grows (lazy training)",
-                   "holds": holds, "evidence": (
-        "relative drift ||K_T - K_0||_F / ||K_0||_F at width "
-        + ", ".join(f"{w}: {v:.4f}" for w, v in zip(widths, drift))
-        + f"; Spearman(width, drift) = {rho:+.2f} (rule: holds if rho <= -0.8 and the widest drift is below half "
-          "the narrowest, does not hold if rho >= 0)")})
-
-    err = [ntk[str(w)]["linearization_error"]["mean"] for w in widths]
-    rho = spearman_correlation(widths, err)
-    if err[-1] <= 0.1 and rho <= -0.8:
-        holds = True
-    elif err[-1] > 0.5 or rho >= 0:
-        holds = False
-    else:
-        holds = None
-    claims.append({"claim": "a wide network trained by gradient descent is predicted by kernel regression with its "
-                            "initial NTK", "holds": holds, "evidence": (
-        "test-set linearisation error ||f_T - f_lin||_F / ||f_T - f_0||_F at width "
-        + ", ".join(f"{w}: {v:.4f}" for w, v in zip(widths, err))
-        + f"; argmax agreement at the widest {ntk[str(widths[-1])]['argmax_agreement']['mean'] * 100:.1f}%; "
-          f"Spearman(width, error) = {rho:+.2f} (rule: holds if the widest error <= 0.1 and rho <= -0.8, does not "
-          "hold if the widest error > 0.5 or rho >= 0)")})
-    return claims
+    best = [min(r["total"] for r in bound["rows"] if r["seed"] == s) for s in seeds]
+    diff = paired_difference(best, [own] * len(best))
+    return Measurement(diff["mean"], diff["low"], diff["high"], diff["n"], "95% t interval over seeds",
+                       "smallest bound through a student per seed: " + ", ".join(f"seed {s}: {v:.3g}"
+                                                                                 for s, v in zip(seeds, best))
+                       + f"; the teacher's own bound (g = f, Phi = 0): {own:.3g}")
 
 
-def _print_summary(results: dict[str, Any], out: Path) -> None:
-    b = results["bound"]
-    print(f"\nteacher {b['teacher']['name']}: test error {b['teacher']['test_error']:.4f}, own bound "
-          f"{b['teacher']['own_bound']['total']:.3g}")
-    for label, s in b["summary"].items():
-        print(f"  student {label:<28} bound {s['total']['mean']:10.3g} = training {s['training']['mean']:.3f} + "
-              f"distillation {s['distillation_error']['mean']:.3f} + complexity "
-              f"{s['distillation_complexity']['mean']:.3g}; student test error {s['student_test_error']['mean']:.4f}")
-    for r in results["risk_variance"]["rows"]:
-        q = r["bayes_over_onehot"]
-        print(f"  n={r['n']:<5} V[R*]/V[R] = {q['ratio']:.3f} [{q['low']:.3f}, {q['high']:.3f}]")
-    for w, s in results["ntk"]["summary"].items():
-        print(f"  NTK width {w:>6}: drift {s['drift']['mean']:.4f}, linearisation error "
-              f"{s['linearization_error']['mean']:.4f}")
-    for claim in results["claims"]:
-        print(f"claim [{ {True: 'holds', False: 'does not hold', None: 'undecided'}[claim['holds']] }] "
-              f"{claim['claim']}: {claim['evidence']}")
-    print(f"\nresults: {out / 'results.json'}   report: {out / 'report.html'}")
+def _smallest_bound(results: dict[str, Any]) -> Measurement:
+    summary = results["bound"]["summary"]
+    best = min(summary, key=lambda s: summary[s]["total"]["mean"])
+    values = summary[best]["per_seed"]["total"]
+    diff = paired_difference(values, [0.0] * len(values))
+    teacher_err = results["bound"]["teacher"]["test_error"]
+    return Measurement(diff["mean"], diff["low"], diff["high"], diff["n"], "95% t interval over seeds",
+                       f"{best}: training {summary[best]['training']['mean']:.3f} + distillation error "
+                       f"{summary[best]['distillation_error']['mean']:.3f} + complexity "
+                       f"{summary[best]['distillation_complexity']['mean']:.3g}; the teacher's measured test error is "
+                       f"{teacher_err:.4f}", {"student": best}, "the bound itself (training data; test never read)")
+
+
+def _rho_over_seeds(values_of, sizes_of, what: str):
+    """Spearman correlation of a size with a per-seed quantity, bootstrapped over seeds within each size."""
+    def measure(results: dict[str, Any]) -> Measurement:
+        from ..analysis import spearman_correlation
+
+        sizes, groups = sizes_of(results), values_of(results)
+
+        def rho(sample: list[list[float]]) -> float:
+            return spearman_correlation(sizes, [sum(g) / len(g) for g in sample])
+
+        out = bootstrap_over_groups(groups, rho, num_bootstrap=2000, seed=0)
+        means = [sum(g) / len(g) for g in groups]
+        return Measurement(out["estimate"], out["low"], out["high"], out["n"],
+                           "95% bootstrap over seeds within each size",
+                           f"{what} (mean over seeds) by size: " + ", ".join(f"{s}: {m:.4g}" for s, m in
+                                                                             zip(sizes, means)))
+    return measure
+
+
+def _bound_sizes(results: dict[str, Any]) -> list[int]:
+    return [v["params"] for v in results["bound"]["summary"].values()]
+
+
+def _widths(results: dict[str, Any]) -> list[int]:
+    return [int(w) for w in results["ntk"]["per_seed"]]
+
+
+def _widest_error(results: dict[str, Any]) -> Measurement:
+    per_seed = results["ntk"]["per_seed"]
+    widest = max(per_seed, key=int)
+    values = per_seed[widest]["linearization_error"]
+    diff = paired_difference(values, [0.0] * len(values)) if len(values) > 1 else {
+        "mean": values[0], "low": math.nan, "high": math.nan, "n": 1}
+    agreement = results["ntk"]["summary"][widest]["argmax_agreement"]["mean"]
+    return Measurement(diff["mean"], diff["low"], diff["high"], diff["n"], "95% t interval over seeds",
+                       f"width {widest}; argmax agreement {agreement * 100:.1f}%; errors by width: " + ", ".join(
+                           f"{w}: {results['ntk']['summary'][w]['linearization_error']['mean']:.4f}" for w in per_seed))
+
+
+def claims(cfg: TheoryStudyConfig) -> list[Claim]:
+    return [
+        Claim("bayes_variance", "the Bayes-distilled risk of a fixed predictor varies less over resampled datasets "
+              "than its one-hot empirical risk, V[R*_hat(f)] <= V[R_hat(f)]",
+              "largest variance ratio V[R*_hat] / V[R_hat] over the dataset sizes (the interval spans the largest "
+              "lower and the largest upper end of the per-size intervals)", Rule("<", 1.0, digits=3),
+              _largest_ratio("bayes"), source=MENON),
+        Claim("teacher_variance", "a trained teacher's distilled risk also varies less than the one-hot empirical "
+              "risk", "largest variance ratio V[R_teacher_hat] / V[R_hat] over the dataset sizes (as above)",
+              Rule("<", 1.0, digits=3), _largest_ratio("teacher"), source=MENON),
+        Claim("student_bound_tighter", "distilling the teacher into a small student gives a tighter bound on the "
+              "teacher's test error than the teacher's own complexity",
+              "smallest bound through a student (per seed) - the teacher's own bound", Rule("<", 0.0, digits=3),
+              _student_bound_minus_own, selection="per seed, the student whose bound is smallest (the bound is "
+              "computed on training data)", source=HSU),
+        Claim("bound_non_vacuous", "the distillation bound is non-vacuous (below 1) for at least one student",
+              "bound of the student size with the smallest mean bound, over seeds", Rule("<", 1.0, digits=3),
+              _smallest_bound, selection="the student size with the smallest mean bound", source=HSU),
+        Claim("complexity_grows", "a larger student has a larger complexity term",
+              "Spearman correlation of student parameters with the complexity term", Rule(">=", 0.8),
+              _rho_over_seeds(lambda r: [v["per_seed"]["complexity"] for v in r["bound"]["summary"].values()],
+                              _bound_sizes, "complexity"), source=HSU),
+        Claim("distillation_error_shrinks", "a smaller student has a larger distillation error (the trade-off inside "
+              "the bound)", "Spearman correlation of student parameters with the distillation error Phi",
+              Rule("<=", -0.8),
+              _rho_over_seeds(lambda r: [v["per_seed"]["phi"] for v in r["bound"]["summary"].values()],
+                              _bound_sizes, "Phi"), source=HSU),
+        Claim("ntk_lazy", "the empirical NTK moves less during training as the width grows (lazy training)",
+              "Spearman correlation of width with the relative kernel drift ||K_T - K_0||_F / ||K_0||_F",
+              Rule("<=", -0.8), _rho_over_seeds(lambda r: [v["drift"] for v in r["ntk"]["per_seed"].values()],
+                                                _widths, "drift"), source=JACOT),
+        Claim("ntk_linear", "a wide network trained by gradient descent is predicted by kernel regression with its "
+              "initial NTK", "test-set linearisation error ||f_T - f_lin||_F / ||f_T - f_0||_F at the widest width, "
+              "over seeds", Rule("<=", 0.1, digits=4), _widest_error, source=JACOT),
+    ]
+
+
+# ------------------------------------------------------------------------------------------ report
+
+
+def report(results: dict[str, Any]) -> Report:
+    cfg, bound = results["config"], results["bound"]
+    mix = results["mixture"]
+    rep = Report("kdlab theory study — why distillation works, measured")
+    rep.paragraph(
+        f"Data: a Gaussian mixture with {mix['num_classes']} classes in {mix['dim']} dimensions (separation "
+        f"{mix['separation']}, sigma {mix['sigma']}), whose Bayes posterior p*(y|x) is exact; Bayes error "
+        f"{mix['bayes_error'] * 100:.2f}%.")
+    rep.claims_section(results)
+
+    rep.heading("1. Risk variance (survey section 6; Menon et al., ICML 2021)")
+    var = results["risk_variance"]
+    rep.paragraph(
+        f"Fixed predictor f = {var['predictor']}; teacher = {var['teacher']}. For each size n, "
+        f"{var['rows'][0]['replicates']} datasets drawn afresh; on each the one-hot risk (1/n) sum l(y_i, f(x_i)), the "
+        "Bayes-distilled risk (1/n) sum_i sum_c p*(c|x_i) l(c, f(x_i)) and the teacher-distilled risk (teacher "
+        "probabilities in place of p*), with l the softmax cross-entropy. Variance intervals: chi-square (normal "
+        "replicates); ratio intervals: paired percentile bootstrap over replicates.")
+    rows = var["rows"]
+    rep.table(["n", "mean R_hat", "V[R_hat]", "V[R*_hat]", "V[R_teacher]", "V[R*]/V[R] [95%]", "V[R_t]/V[R] [95%]"],
+              [[r["n"], f"{r['onehot']['mean']:.4f}", f"{r['onehot']['variance']:.3g}",
+                f"{r['bayes']['variance']:.3g}", f"{r['teacher']['variance']:.3g}",
+                f"{r['bayes_over_onehot']['ratio']:.3f} [{r['bayes_over_onehot']['low']:.3f}, "
+                f"{r['bayes_over_onehot']['high']:.3f}]",
+                f"{r['teacher_over_onehot']['ratio']:.3f} [{r['teacher_over_onehot']['low']:.3f}, "
+                f"{r['teacher_over_onehot']['high']:.3f}]"] for r in rows])
+    n = [r["n"] for r in rows]
+    rep.figure("risk_variance.png", {"size": [10, 4], "panels": [
+        {"type": "lines", "xscale": "log", "yscale": "log", "xlabel": "dataset size n",
+         "ylabel": "variance over resampled datasets", "title": "V[empirical risk] (95% chi-square intervals)",
+         "series": [{"label": name, "x": n, "y": [r[key]["variance"] for r in rows],
+                     "err": [[r[key]["variance"] - r[key]["low"] for r in rows],
+                             [r[key]["high"] - r[key]["variance"] for r in rows]]}
+                    for key, name in (("onehot", "one-hot R_hat"), ("bayes", "Bayes-distilled R*_hat"),
+                                      ("teacher", "teacher-distilled"))]},
+        {"type": "lines", "xscale": "log", "xlabel": "dataset size n", "ylabel": "variance ratio",
+         "title": "Ratio (95% paired bootstrap intervals)", "hlines": [{"y": 1.0}],
+         "series": [{"label": name, "x": n, "y": [r[key]["ratio"] for r in rows],
+                     "err": [[r[key]["ratio"] - r[key]["low"] for r in rows],
+                             [r[key]["high"] - r[key]["ratio"] for r in rows]]}
+                    for key, name in (("bayes_over_onehot", "Bayes / one-hot"),
+                                      ("teacher_over_onehot", "teacher / one-hot"))]}]},
+        "variance of the empirical risks against dataset size")
+
+    rep.heading("2. The distillation bound (survey section 7; Hsu, Ji, Telgarsky, Wang, ICLR 2021)")
+    b, t = cfg["bound"], bound["teacher"]
+    rep.paragraph(
+        f"Teacher f = {t['name']} trained with CE on n = {b['n_train']} points: train error "
+        f"{t['train_error'] * 100:.2f}%, test error {t['test_error'] * 100:.2f}% (on {b['n_test']} fresh points). "
+        f"Students distilled from it with {b['loss']} over seeds {b['seeds']}; gamma = {b['gamma']}, delta = "
+        f"{b['delta']}. The Rademacher term is the norm-based upper bound for ReLU MLPs (Maurer's vector contraction "
+        "+ Golowich, Rakhlin & Shamir, COLT 2018) at the student's class G_j, the powers of two above its layer "
+        "norms; p_j is the prior over architectures and norm levels (kdlab.analysis.theory.norm_grid_class).")
+    rep.table(["student", "student test err (%)", "training", "8 Phi", "Phi", "L1", "(1/gamma) Rad",
+               "complexity (all)", "bound"],
+              [[s, format_pm(v["student_test_error"]), f"{v['training']['mean']:.3f}",
+                f"{v['distillation_error']['mean']:.3f}", f"{v['phi']['mean']:.4f}", f"{v['l1']['mean']:.4f}",
+                f"{v['complexity']['mean']:.3g}", f"{v['distillation_complexity']['mean']:.3g}",
+                f"{v['total']['mean']:.3g} ± {v['total']['std']:.2g}"] for s, v in bound["summary"].items()]
+              + [["teacher itself (g = f)", f"{t['test_error'] * 100:.2f}", f"{t['own_bound']['training']:.3f}",
+                  "0", "0", "0", f"{t['own_bound']['complexity']:.3g}",
+                  f"{t['own_bound']['distillation_complexity']:.3g}", f"{t['own_bound']['total']:.3g}"]])
+    labels = list(bound["summary"])
+    x = list(range(len(labels)))
+    rep.figure("bound_terms.png", {"size": [7.5, 4.5], "panels": [{
+        "type": "lines", "yscale": "log", "ylabel": "error / bound term", "xticks": [x, labels], "xtick_rotation": 15,
+        "title": "Teacher test error <= training + distillation error + complexity (per student)",
+        "series": [{"label": name, "x": x, "y": [max(bound["summary"][s][key]["mean"], 1e-6) for s in labels],
+                    "err": [bound["summary"][s][key]["std"] for s in labels], "style": style}
+                   for key, name, style in (("total", "bound (total)", "o-"), ("training", "training surrogate", "s--"),
+                                            ("distillation_error", "8 x distillation error", "^--"),
+                                            ("distillation_complexity", "complexity terms", "v--"),
+                                            ("student_test_error", "student test error", "d:"))],
+        "hlines": [{"y": t["test_error"], "style": "-", "label": "teacher test error"},
+                   {"y": t["own_bound"]["total"], "color": "#b3261e", "style": "-.", "label": "teacher's own bound"},
+                   {"y": 1.0, "color": "#888", "style": ":"}]}]}, "bound terms per student size")
+
+    rep.heading("3. Neural tangent kernel (survey section 8)")
+    nk = cfg["ntk"]
+    rep.paragraph(
+        f"NTK-parameterised ReLU MLPs (depth {nk['depth']}) of widths {nk['widths']}, trained by full-batch gradient "
+        f"descent (lr {nk['lr']}, {nk['steps']} steps) on the squared loss with centred one-hot targets, "
+        f"{nk['n_train']} training and {nk['n_test']} test points, seeds {nk['seeds']}. The kernel is the full "
+        "empirical NTK (all output pairs); the kernel prediction is the network linearised at initialisation after "
+        "the same GD steps (closed form with K_0).")
+    summary = results["ntk"]["summary"]
+    rep.table(["width", "drift", "linearisation error", "argmax agreement (%)", "net test acc (%)",
+               "kernel test acc (%)"],
+              [[w, format_pm(s["drift"], 1, 4), format_pm(s["linearization_error"], 1, 4),
+                format_pm(s["argmax_agreement"]), format_pm(s["net_test_accuracy"]),
+                format_pm(s["kernel_test_accuracy"])] for w, s in summary.items()])
+    widths = [int(w) for w in summary]
+    rep.figure("ntk_drift.png", {
+        "title": "Wider networks: the NTK moves less and kernel regression predicts the network", "size": [10, 4],
+        "panels": [{"type": "lines", "xscale": "log2", "yscale": "log", "xlabel": "width", "title": title,
+                    "ylabel": "relative change" if key == "drift" else "", "legend": "none",
+                    "series": [{"x": widths, "y": [summary[str(w)][key]["mean"] for w in widths],
+                                "err": [summary[str(w)][key]["std"] for w in widths]}]}
+                   for key, title in (("drift", "||K_T - K_0||_F / ||K_0||_F"),
+                                      ("linearization_error", "||f_T - f_lin||_F / ||f_T - f_0||_F (test)"))]},
+        "NTK drift and linearisation error against width")
+    rep.reproduce(results)
+    return rep
+
+
+THEORY = STUDIES.register("theory")(Study(
+    name="theory", config=TheoryStudyConfig, defaults=DEFAULTS, presets=PRESETS, plan=plan, analyse=analyse,
+    claims=claims, report=report, check=check_models, description=__doc__.splitlines()[0]))
