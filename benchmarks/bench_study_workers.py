@@ -16,7 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from kdlab.studies import run_capacity
+from kdlab.studies import run_study
+from kdlab.studies.capacity import CAPACITY
 
 # digits has 1,797 images: shrink the quick preset's subsets to fit (val 200, teachers on all the rest)
 DIGITS = ["data.name=digits", "data.val_size=200", "teachers.train_subset=null", "student.train_subset=300"]
@@ -27,7 +28,7 @@ def timed_study(name: str, workers: int, overrides: list[str]) -> tuple[float, d
         os.environ["KDLAB_CACHE"] = str(Path(tmp) / "cache")  # no teacher outputs shared between the variants
         started = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):  # the study's own summary table is not the result here
-            results = run_capacity(out=Path(tmp) / "out", preset="quick", progress=False,
+            results = run_study(CAPACITY, out=Path(tmp) / "out", preset="quick", progress=False,
                                    overrides=overrides + [f"store={Path(tmp) / 'store'}", f"executor.name={name}",
                                                           f"executor.workers={workers}"])
         return time.perf_counter() - started, results

@@ -13,7 +13,8 @@ import torch
 from kdlab.cli import main
 from kdlab.config import parse_config
 from kdlab.errors import ConfigError
-from kdlab.studies import run_capacity
+from kdlab.studies import run_study
+from kdlab.studies.capacity import CAPACITY
 from kdlab.executor import make_executor
 from kdlab.store import RunStore
 
@@ -40,7 +41,8 @@ def _local_reference(tmp_path_factory, threads):
         before = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
-            return run_capacity(out=out, preset="quick", overrides=SMALL + [f"store={out / 'store'}"], progress=False)
+            return run_study(CAPACITY, out=out, preset="quick", overrides=SMALL + [f"store={out / 'store'}"],
+                             progress=False)
         finally:
             torch.set_num_threads(before)
 
@@ -53,12 +55,12 @@ def local_results(tmp_path_factory):
 
 def test_pool_executor_matches_local_and_a_rerun_trains_nothing(tmp_path, local_results):
     overrides = SMALL + [f"store={tmp_path / 'store'}", "executor.name=pool", "executor.workers=2"]
-    pooled = run_capacity(out=tmp_path, preset="quick", overrides=overrides, progress=False)
+    pooled = run_study(CAPACITY, out=tmp_path, preset="quick", overrides=overrides, progress=False)
     expected = _accuracies(local_results)
     assert len(expected) == 2 + 2 * 2 + 2  # CE per seed, KD per teacher and seed, the TAKD chain per seed
     assert _accuracies(pooled) == expected
     assert pooled["runs_trained"] == local_results["runs_trained"] == 11 and pooled["runs_reused"] == 0
-    again = run_capacity(out=tmp_path, preset="quick", overrides=overrides, progress=False)
+    again = run_study(CAPACITY, out=tmp_path, preset="quick", overrides=overrides, progress=False)
     assert again["runs_trained"] == 0 and again["runs_reused"] == 11
     assert _accuracies(again) == expected
 
@@ -71,7 +73,7 @@ def test_ray_executor_matches_local(tmp_path, local_results, tmp_path_factory):
         else _local_reference(tmp_path_factory, 1)
     overrides = SMALL + [f"store={tmp_path / 'store'}", "executor.name=ray", "executor.workers=2"]
     try:
-        on_ray = run_capacity(out=tmp_path, preset="quick", overrides=overrides, progress=False)
+        on_ray = run_study(CAPACITY, out=tmp_path, preset="quick", overrides=overrides, progress=False)
     finally:
         ray.shutdown()
     assert not ray.is_initialized()  # the executor shut down the local cluster it started
@@ -135,22 +137,22 @@ def test_local_retries_a_failed_run_up_to_retries_and_raises_kdlab_errors_at_onc
 
 def test_executor_config_errors(tmp_path, tiny_run, capsys, monkeypatch):
     with pytest.raises(ConfigError, match="executor"):
-        run_capacity(out=tmp_path, preset="quick", overrides=TINY + ["executor.name=spark"], progress=False)
+        run_study(CAPACITY, out=tmp_path, preset="quick", overrides=TINY + ["executor.name=spark"], progress=False)
     with pytest.raises(ConfigError, match="executor"):
-        run_capacity(out=tmp_path, preset="quick", overrides=TINY + ["executor.threads=4"], progress=False)
+        run_study(CAPACITY, out=tmp_path, preset="quick", overrides=TINY + ["executor.threads=4"], progress=False)
     with pytest.raises(ConfigError, match="address"):
-        run_capacity(out=tmp_path, preset="quick", overrides=TINY + ["executor.address=auto"], progress=False)
+        run_study(CAPACITY, out=tmp_path, preset="quick", overrides=TINY + ["executor.address=auto"], progress=False)
     with pytest.raises(ConfigError, match="not allowed"):
         make_executor("spark")
     with monkeypatch.context() as mp:
         mp.setitem(sys.modules, "ray", None)  # as if Ray were not installed
         with pytest.raises(ConfigError, match=r"pip install 'kdlab\[ray\]'"):
             make_executor("ray").run(RunStore(tmp_path / "store"), [_one_epoch(tiny_run, 0)], progress=False)
-    # the CLI flags become executor.* overrides, so a study without that key rejects them before anything runs
-    assert main(["study", "fit", "--preset", "quick", "--out", str(tmp_path / "fit"), "--workers", "2",
-                 "--no-progress"]) == 2
-    assert "executor" in capsys.readouterr().err
+    # the CLI flags become executor.* overrides of any study (every study runs through the driver's executor)
+    assert main(["study", "fit", "--preset", "quick", "--out", str(tmp_path / "fit"), "--executor", "ray",
+                 "--workers", "0", "--no-progress"]) == 2
+    assert "workers" in capsys.readouterr().err
     assert main(["study", "capacity", "--preset", "quick", "--out", str(tmp_path / "cap"), "--executor", "pool",
                  "--workers", "0", "--no-progress"]) == 2
     assert "workers" in capsys.readouterr().err
-    assert not (tmp_path / "cap").exists() and not (tmp_path / "runs").exists()
+    assert not (tmp_path / "cap").exists() and not (tmp_path / "fit").exists() and not (tmp_path / "runs").exists()

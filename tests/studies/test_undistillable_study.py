@@ -6,9 +6,19 @@ import json
 
 import pytest
 
+from kdlab.cli import main
 from kdlab.errors import ConfigError
-from kdlab.studies import STUDIES, run_capacity
-from kdlab.studies.undistillable import run_undistillable
+from kdlab.studies import STUDIES, run_study
+from kdlab.studies.capacity import CAPACITY
+from kdlab.studies.undistillable import UNDISTILLABLE, UndistillableStudyConfig, claims
+
+
+def run_capacity(**kwargs):
+    return run_study(CAPACITY, **kwargs)
+
+
+def run_undistillable(**kwargs):
+    return run_study(UNDISTILLABLE, **kwargs)
 
 SHARED = ["data.name=digits", "data.val_size=200", "teachers.train_subset=null", "teachers.epochs=2",
           "teachers.capacities=[{width: 8}, {width: 64}]", "student.train_subset=300", "student.epochs=3",
@@ -64,21 +74,23 @@ def test_study_end_to_end_reuses_the_capacity_runs_and_reruns_for_free(tmp_path)
         assert s["hyperparams"]["name"] == "tllm" and s["hyperparams"]["undistillable_classes"]
         assert (s["hyperparams"]["temperature"], s["hyperparams"]["alpha"]) == (4.0, 0.9)
 
-    claims = saved["claims"]
-    assert [c["claim"] for c in claims] == [
-        "undistillable classes exist",
-        "the number of undistillable classes grows with the teacher-student capacity gap",
-        "TLLM improves overall accuracy over KD"]
-    assert all(c["holds"] in (True, False, None) and any(ch.isdigit() for ch in c["evidence"]) for c in claims)
+    found = {c["id"]: c for c in saved["claims"]}
+    assert list(found) == ["classes_exist", "count_grows", "tllm_improves"]
     counts = [len(t["undistillable_classes"]) for t in teachers]
-    assert str(counts) in claims[1]["evidence"]
-    if counts[0] == counts[1]:
-        assert claims[1]["holds"] is False  # rule: no growth
+    assert str(counts) in found["count_grows"]["evidence"]
+    # the count interval: [detected and replicated on test, flagged on either split]
+    replicated = sum(len(t["replicated_on_test"]) for t in teachers)
+    flagged = sum(len(set(t["undistillable_classes"]) | set(t["undistillable_on_test"])) for t in teachers)
+    assert found["classes_exist"]["interval"] == [replicated, flagged]
+    assert found["classes_exist"]["holds"] is (True if replicated >= 1 else None)
+    assert found["tllm_improves"]["n"] == 2 and found["tllm_improves"]["not_applicable"] is None
 
     report = (tmp_path / "und" / "report.md").read_text()
     assert "Remedy: TLLM" in report and "Detection rule (fixed in advance)" in report
     html = (tmp_path / "und" / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 4
+    assert main(["report", str(tmp_path / "und")]) == 0
+    assert (tmp_path / "und" / "report.md").read_text() == report
 
     again = run_undistillable(out=tmp_path / "und", preset="quick", overrides=TINY + [store], progress=False)
     assert again["runs_trained"] == 0
@@ -87,7 +99,7 @@ def test_study_end_to_end_reuses_the_capacity_runs_and_reruns_for_free(tmp_path)
 
 
 def test_study_is_registered_and_config_errors_name_the_key_before_training(tmp_path):
-    assert STUDIES.get("undistillable") is run_undistillable
+    assert STUDIES.get("undistillable") is UNDISTILLABLE
     with pytest.raises(ConfigError, match="kd.name='dkd'"):
         run_undistillable(out=tmp_path, overrides=["kd={name: dkd}"], progress=False)
     with pytest.raises(ConfigError, match="kd option 'standardize'"):
@@ -101,3 +113,46 @@ def test_study_is_registered_and_config_errors_name_the_key_before_training(tmp_
     with pytest.raises(ConfigError, match="--preset 'huge'"):
         run_undistillable(out=tmp_path, preset="huge", progress=False)
     assert not (tmp_path / "runs").exists()  # nothing trained
+
+
+def _gain(high, mean=-0.05):
+    return {"mean": [mean] * 3, "low": [h - 0.1 for h in high], "high": high}
+
+
+def _teacher(label, params, detected, on_test, high, tllm=None, kd=(0.80, 0.81)):
+    return {"label": label, "params": params, "params_ratio": params / 100, "undistillable_classes": detected,
+            "undistillable_on_test": on_test, "replicated_on_test": [c for c in detected if c in on_test],
+            "gain": {"detect": _gain(high), "test": _gain(high)}, "kd_test_accuracy_per_seed": list(kd),
+            "tllm": None if tllm is None else {"classes": detected, "test_accuracy_per_seed": list(tllm),
+                                               "minus_kd": {"mean": 0.0, "low": -0.01, "high": 0.01, "n": 2}}}
+
+
+def _results(teachers, trend=(0.9, 0.85, 1.0)):
+    return {"teachers": teachers, "class_names": ["a", "b", "c"], "ce_test_accuracy_per_seed": [0.78, 0.79],
+            "detection": {"split": "val", "rule": "undistillable if ...", "n_seeds": 2},
+            "count_trend": {"estimate": trend[0], "low": trend[1], "high": trend[2], "replicates": 1000}}
+
+
+def test_undistillable_claims_on_hand_made_numbers():
+    exist, grows, tllm = claims(UndistillableStudyConfig.model_validate(
+        {"teachers": {"model": {"name": "mlp"}, "capacities": [{}, {}]}, "student": {"model": {"name": "mlp"}}}))
+    none = [_teacher("T1", 1000, [], [], [0.01] * 3), _teacher("T2", 5000, [], [], [0.01] * 3)]
+    r = _results(none)
+    assert exist.evaluate(r)["holds"] is False                   # [0, 0]: nothing flagged on either split
+    for claim in (grows, tllm):                                  # nothing to test: not applicable, not false
+        entry = claim.evaluate(r)
+        assert entry["holds"] is None and entry["not_applicable"].startswith("nothing to test")
+    found = [_teacher("T1", 1000, [], [], [0.01] * 3),
+             _teacher("T2", 5000, [0, 2], [0], [-0.01, 0.02, -0.02], tllm=(0.83, 0.84))]
+    r = _results(found)
+    assert exist.evaluate(r)["interval"] == [1.0, 2.0] and exist.evaluate(r)["holds"] is True
+    assert grows.evaluate(r)["holds"] is True                    # rho 0.9 [0.85, 1.0] >= 0.8
+    assert tllm.evaluate(r)["holds"] is True                     # +3 points on both seeds
+    assert grows.evaluate(_results(found, (0.5, -0.2, 1.0)))["holds"] is None
+    assert grows.evaluate(_results(found, (-0.5, -1.0, 0.2)))["holds"] is False
+    unreplicated = [_teacher("T1", 1000, [1], [], [0.01, -0.02, 0.01], tllm=(0.79, 0.80))]
+    r = _results(unreplicated)
+    assert exist.evaluate(r)["interval"] == [0.0, 1.0] and exist.evaluate(r)["holds"] is None
+    assert tllm.evaluate(r)["holds"] is False                    # -1 point on both seeds
+    one_seed = [_teacher("T1", 1000, [], [], [float("nan")] * 3)]
+    assert exist.evaluate(_results(one_seed))["holds"] is None

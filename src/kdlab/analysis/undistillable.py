@@ -296,3 +296,47 @@ def teacher_class_profile(teacher_logits: Tensor, labels: Tensor, classes: Seque
         "classes": {str(int(c)): {k: v[int(c)] for k, v in per_class.items()} for c in classes},
         "mean_over_classes": {k: class_mean(v) for k, v in per_class.items()},
     }
+
+
+def bootstrap_detection_counts(kd_predictions: Sequence[Tensor], ce_predictions: Tensor, labels: Tensor,
+                               num_classes: int, *, confidence: float = 0.95, threshold: float = 0.0,
+                               num_bootstrap: int = 1000, seed: int = 0) -> Tensor | None:
+    """How many undistillable classes each teacher has in bootstrap replicates of the evaluation samples: [B, T].
+
+    ``kd_predictions[t]``: predictions [S, N] of the KD students of teacher t (one row per paired seed);
+    ``ce_predictions``: the CE students' [S, N]. Each replicate draws, within each class, its samples with replacement
+    (the same draw for every model: paired), recomputes every seed's per-class gain on the drawn samples, and applies
+    the detection rule of :func:`undistillable_classes` with the t interval of :func:`class_gain` (upper end below
+    -threshold). The spread of a statistic of the counts over replicates (e.g. their rank correlation with teacher
+    size) is then its sampling spread over evaluation sets (Efron & Tibshirani, "An Introduction to the Bootstrap",
+    1993). None with one seed (no t interval, nothing is ever detected).
+    """
+    from scipy.stats import t as student_t
+
+    labels = _check_labels(labels, num_classes)
+    ce = _check_predictions("ce_predictions", ce_predictions, labels, num_classes)
+    kds = [_check_predictions("kd_predictions", k, labels, num_classes) for k in kd_predictions]
+    for kd in kds:
+        _check_paired(kd, ce)
+    s = ce.shape[0]
+    if s < 2:
+        return None
+    half_width = float(student_t.ppf((1 + confidence) / 2, s - 1)) / math.sqrt(s)
+    right_ce = (ce == labels).to(torch.float64)
+    right_kd = [(kd == labels).to(torch.float64) for kd in kds]
+    g = torch.Generator().manual_seed(seed)
+    counts = torch.zeros(num_bootstrap, len(kds), dtype=torch.float64)
+    for c in range(num_classes):
+        idx = torch.nonzero(labels == c).flatten()
+        n_c = idx.numel()
+        if n_c == 0:
+            continue
+        draws = torch.randint(0, n_c, (num_bootstrap, n_c), generator=g)
+        weights = torch.zeros(num_bootstrap, n_c, dtype=torch.float64).scatter_add_(
+            1, draws, torch.ones(num_bootstrap, n_c, dtype=torch.float64)) / n_c
+        accuracy_ce = weights @ right_ce[:, idx].T                      # [B, S]
+        for ti, right in enumerate(right_kd):
+            gain = weights @ right[:, idx].T - accuracy_ce              # [B, S]
+            high = gain.mean(dim=1) + half_width * gain.std(dim=1, correction=1)
+            counts[:, ti] += (high < -threshold).to(torch.float64)
+    return counts

@@ -6,7 +6,6 @@ registers them all (adding a study is one file plus its line below).
 
 from . import audit, baseline, capacity, compress, fit, kinds, multiview, nasty, theory, undistillable  # noqa: F401
 from .base import STUDIES
-from .capacity import run_capacity
 from .driver import Study, rerender, run_study
 
-__all__ = ["STUDIES", "Study", "rerender", "run_capacity", "run_study"]
+__all__ = ["STUDIES", "Study", "rerender", "run_study"]

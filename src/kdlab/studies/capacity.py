@@ -7,41 +7,45 @@ Makes Larger Networks Teach Well Again" (NeurIPS 2022):
 1. a larger teacher's non-ground-truth probabilities are less distinct (derived std falls with capacity);
 2. teachers of different capacity agree on relative class affinity;
 3. capacity mismatch: a larger, more accurate teacher can teach the same student worse than a smaller one;
-4. ATS (and ISATS) fix it for large teachers.
+4. ATS (and ISATS) fix it for large teachers (and the asymmetry is what helps);
+5. a remedy from the literature closes the gap.
 
-Recipe: train the teacher family -> profile each teacher (dark knowledge, affinity) on the students' training
-inputs -> train the CE student per seed, and every method's student from every teacher per seed (paired: same
-initial weights and batch order) -> paired differences -> claims -> results.json, plots, report.
+Plan: the teacher family, each capacity with every teacher seed; the TAKD assistants (each smaller family member
+distilled from each teacher); the CE student per seed and every method's student from every teacher per seed
+(paired: same initial weights and batch order), taught by the teachers of the first teacher seed. Analysis: each
+teacher's dark knowledge and affinity on the students' training inputs, then the tables. Every choice (best KD
+temperature per teacher, the most accurate and the best-teaching teacher, the TAKD chain, the best remedy) is made on
+validation accuracy (mean over seeds); test accuracy is read only for the chosen comparisons. Claims 1 and 2 get
+their intervals from a bootstrap over teacher seeds. Rules: declared below, generated into docs/studies/capacity.md.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
-from typing import Literal
-
 from pydantic import Field, field_validator, model_validator
-from tqdm.auto import tqdm
 
-from ..config import Component, DataConfig, Section, check_components
+from ..analysis.stats import bootstrap_over_groups, mean_std, paired_by_seed
+from ..analysis.verdict import Claim, Measurement, NotApplicable, Rule, decide, paired_measurement
+from ..config import Component, DataConfig, Section
+from ..report import Report
+from ..report.format import format_interval, format_params, format_pm, model_name
+from ..store import RunStore
 from .base import STUDIES
-from .common import StageConfig, finish_study, open_study, stage_run_config
-from ..executor import ExecutorConfig, executor_from_config
-from ..analysis.stats import mean_std, paired_by_seed
-from ..report.format import format_interval
+from .common import StageConfig, stage_run_config
+from .driver import Planned, RunSet, Study, StudyConfig, Wave
 
-log = logging.getLogger("kdlab")
+PLAIN_KD_OPTIONS = {"temperature", "alpha"}
 
 
 class Method(Section):
     """A distillation method of the study: a label for tables, the loss it trains with, and how it uses the teacher.
 
-    ``role``: ``kd`` (vanilla KD, the baseline), ``control`` (a control such as symmetric ATS) or ``remedy``
-    (inferred: plain ``kd`` without the options below is ``kd``, everything else a remedy).
+    ``role``: ``kd`` (vanilla KD: loss ``kd`` with at most temperature and alpha; the baseline every remedy is
+    compared with), ``control`` (a control such as symmetric ATS) or ``remedy`` (inferred: vanilla KD is ``kd``,
+    everything else a remedy, including KD with logit standardisation).
     ``teacher_epoch`` (ESKD): distil from the teacher as it was after that epoch (must be in teachers.keep_epochs).
     ``stop_epoch`` (ESKD): drop the teacher after that many student epochs (plain CE afterwards).
     ``assistant`` (TAKD): distil through a teacher assistant: each smaller family member, trained by this loss from
@@ -58,10 +62,14 @@ class Method(Section):
 
     @model_validator(mode="after")
     def _infer_role(self) -> "Method":
+        plain = (self.loss.name == "kd" and set(self.loss.options) <= PLAIN_KD_OPTIONS
+                 and not (self.teacher_epoch or self.stop_epoch is not None or self.assistant))
         if self.role is None:
-            plain = self.loss.name == "kd" and not (self.teacher_epoch or self.stop_epoch is not None
-                                                    or self.assistant)
             self.role = "kd" if plain else "remedy"
+        elif self.role == "kd" and not plain:
+            raise ValueError(f"role='kd' is not allowed for method '{self.label}': it is for vanilla KD (loss kd with "
+                             "only temperature and alpha, no teacher_epoch, stop_epoch or assistant); allowed: "
+                             "control, remedy")
         return self
 
 
@@ -71,19 +79,19 @@ class TeacherFamily(StageConfig):
     capacities: list[dict[str, Any]] = Field(min_length=2)
 
 
-class CapacityStudyConfig(Section):
-    # run store shared between studies (content-addressed); default: <out>/runs
-    store: str | None = None
+class CapacityStudyConfig(StudyConfig):
     data: DataConfig = Field(default_factory=DataConfig)
     teachers: TeacherFamily
     student: StageConfig
     methods: list[Method] = Field(min_length=1)
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
-    teacher_seed: int = 0
+    # every capacity is trained with each teacher seed (the spread behind claims 1 and 2); the first one teaches
+    teacher_seeds: list[int] = Field(default_factory=lambda: [0, 1], min_length=1)
     temperatures: list[float] = Field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0], min_length=1)
     claim_temperature: float = 4.0
-    # where the runs train: in this process (local), on local processes (pool) or on a Ray cluster (ray)
-    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    # claim 5: "closes the gap" = the remedy's interval against the best KD student lies above -match_margin
+    match_margin: float = Field(0.005, gt=0, lt=1)
+    num_bootstrap: int = Field(2000, ge=100)
 
     @field_validator("methods")
     @classmethod
@@ -92,6 +100,13 @@ class CapacityStudyConfig(Section):
         if len(set(labels)) != len(labels) or "ce" in labels:
             raise ValueError(f"method labels must be unique and not 'ce' (the CE student is always trained): {labels}")
         return methods
+
+    @field_validator("teacher_seeds", "seeds")
+    @classmethod
+    def _distinct(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be distinct, got {seeds}")
+        return seeds
 
     @model_validator(mode="after")
     def _early_epochs_are_kept(self) -> "CapacityStudyConfig":
@@ -109,7 +124,7 @@ ATS_DEFAULT = {"tau_gt": 4.0, "tau_other": 2.0, "tau_student": 1.0, "alpha": 0.5
 
 DEFAULTS: dict[str, Any] = {
     "data": {"name": "fashion_mnist", "val_size": 5000, "seed": 0},
-    # MLP teachers, 2 hidden layers, 32 -> 1024 wide (0.03M -> 1.9M params, 72x), on all 55k training images.
+    # MLP teachers, 2 hidden layers, 32 -> 1024 wide (26.5k -> 1.86M params, 70.3x), on all 55k training images.
     "teachers": {"model": {"name": "mlp", "depth": 2}, "epochs": 8, "batch_size": 128, "keep_epochs": [2],
                  "optim": {"name": "sgd", "lr": 0.05}, "schedule": {"name": "cosine"},
                  "capacities": [{"width": 32}, {"width": 128}, {"width": 512}, {"width": 1024}]},
@@ -135,6 +150,7 @@ DEFAULTS: dict[str, Any] = {
         {"label": "eskd", "teacher_epoch": 2, "loss": {"name": "kd", "temperature": 4.0, "alpha": 0.9}},
     ],
     "seeds": [0, 1, 2],
+    "teacher_seeds": [0, 1],
 }
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -144,6 +160,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                                                                        {"width": 512}]},
         "student": {"epochs": 3, "train_subset": 500, "model": {"name": "mlp", "width": 32, "depth": 1}},
         "seeds": [0],
+        "teacher_seeds": [0],
     },
     "cnn": {
         "teachers": {"model": {"name": "cnn", "depth": 2}, "epochs": 4, "hflip": True,
@@ -153,7 +170,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def teacher_family_configs(teachers: TeacherFamily, data: DataConfig, seed: int) -> list:
-    """The RunConfig of every teacher of the family, in capacity order.
+    """The RunConfig of every teacher of the family with this seed, in capacity order.
 
     The one definition shared by every study that reuses the capacity study's teachers (their run-store keys must
     match exactly).
@@ -162,332 +179,500 @@ def teacher_family_configs(teachers: TeacherFamily, data: DataConfig, seed: int)
             for capacity in teachers.capacities]
 
 
-@STUDIES.register("capacity")
-def run_capacity(config: str | Path | None = None, out: str | Path = "runs/capacity", preset: str | None = None,
-                 overrides: list[str] | None = None, progress: bool | None = None) -> dict[str, Any]:
-    """Run the capacity study; write results.json, plots, report.md and report.html into ``out``."""
-    cfg, out, store, started = open_study(CapacityStudyConfig, DEFAULTS, PRESETS, config, preset, overrides, out)
-
-    # every run's config, validated before anything trains
-    teacher_cfgs = teacher_family_configs(cfg.teachers, cfg.data, cfg.teacher_seed)
-    teacher_dirs = [store.path(t) for t in teacher_cfgs]
-    labels = [_model_label(t.model) for t in teacher_cfgs]
-    # TAKD assistants: every smaller family member distilled from each teacher (teachers' recipe and data)
-    assistant_cfgs = [(ti, ai, m, stage_run_config(cfg.teachers, cfg.data, cfg.teacher_seed, loss=m.loss,
-                                                   teacher_run=teacher_dirs[ti], model=teacher_cfgs[ai].model,
-                                                   keep_epochs=[]))
-                      for m in cfg.methods if m.assistant for ti in range(len(teacher_cfgs)) for ai in range(ti)]
-    ce_cfgs = {seed: stage_run_config(cfg.student, cfg.data, seed) for seed in cfg.seeds}
-    student_jobs = []  # (record fields, run config)
-    for ti in range(len(teacher_cfgs)):
-        for seed in cfg.seeds:
-            for m in cfg.methods:
-                if m.assistant:
-                    continue
-                run_cfg = stage_run_config(cfg.student, cfg.data, seed, loss=m.loss, teacher_run=teacher_dirs[ti],
-                                           teacher_epoch=m.teacher_epoch, teacher_stop_epoch=m.stop_epoch)
-                student_jobs.append(({"teacher": labels[ti], "method": m.label, "seed": seed, "m": m}, run_cfg))
-    for ti, ai, m, a_cfg in assistant_cfgs:
-        for seed in cfg.seeds:
-            run_cfg = stage_run_config(cfg.student, cfg.data, seed, loss=m.loss, teacher_run=store.path(a_cfg))
-            student_jobs.append(({"teacher": labels[ti], "method": m.label, "seed": seed, "m": m,
-                                  "assistant": labels[ai]}, run_cfg))
-    all_cfgs = [*teacher_cfgs, *(c for *_, c in assistant_cfgs), *ce_cfgs.values(), *(c for _, c in student_jobs)]
-    for run_cfg in all_cfgs:
-        check_components(run_cfg)
-
-    overall = tqdm(total=len(all_cfgs), desc="capacity study", unit="run", disable=progress is False)
-    # three waves, each a batch of independent runs: assistants need their teacher, students their teacher or
-    # assistant; within a wave the executor may run them in parallel (results do not depend on where they ran)
-    with executor_from_config(cfg.executor) as executor:
-        teachers = executor.run(store, teacher_cfgs, progress=progress, bar=overall)
-        for i, summary in enumerate(teachers):
-            log.info("teacher %d/%d %s: %s params, test accuracy %.4f", i + 1, len(teacher_cfgs), labels[i],
-                     f"{summary['params']:,}", summary["test_accuracy"])
-        assistant_summaries = executor.run(store, [a_cfg for *_, a_cfg in assistant_cfgs], progress=progress,
-                                           bar=overall)
-        student_summaries = executor.run(store, [*ce_cfgs.values(), *(c for _, c in student_jobs)],
-                                         progress=progress, bar=overall)
-    overall.close()
-    assistants = [{"teacher": labels[ti], "assistant": labels[ai], "method": m.label,
-                   "test_accuracy": summary["test_accuracy"], "run_dir": summary["run_dir"]}
-                  for (ti, ai, m, _), summary in zip(assistant_cfgs, assistant_summaries)]
-    students = [_student_record(None, "ce", {}, seed, summary)
-                for seed, summary in zip(ce_cfgs, student_summaries[:len(ce_cfgs)])]
-    for (fields, _), summary in zip(student_jobs, student_summaries[len(ce_cfgs):]):
-        m = fields["m"]
-        record = _student_record(fields["teacher"], m.label, m.loss.as_dict(), fields["seed"], summary)
-        if "assistant" in fields:
-            record["assistant"] = fields["assistant"]
-        if m.teacher_epoch is not None or m.stop_epoch is not None:
-            record["teacher_epoch"], record["stop_epoch"] = m.teacher_epoch, m.stop_epoch
-        students.append(record)
-        log.info("student %s from %s seed %d: test accuracy %.4f", m.label, fields["teacher"], fields["seed"],
-                 summary["test_accuracy"])
-    _select_assistants(students)
-
-    profiles = _profile_teachers(cfg, teacher_cfgs, teacher_dirs)
-    results = _assemble(cfg, teacher_cfgs, teachers, profiles, students)
-    results["assistants"] = assistants
-    from ..report.capacity import write_capacity_report
-
-    return finish_study(results, out, started, store.trained, store.reused,
-                        lambda r, o: write_capacity_report(r, profiles, o), _print_summary)
+# ---------------------------------------------------------------------------------------------------- plan
 
 
-def _model_label(model: Component) -> str:
-    opts = ",".join(f"{k}={v}" for k, v in model.options.items())
-    return f"{model.name}({opts})"
+def plan(cfg: CapacityStudyConfig, store: RunStore) -> list[Wave]:
+    """Teachers (every capacity x teacher seed); TAKD assistants; the CE student and every method's students."""
+    family = {seed: teacher_family_configs(cfg.teachers, cfg.data, seed) for seed in cfg.teacher_seeds}
+    teaching = family[cfg.teacher_seeds[0]]
+    teachers = [Planned({"role": "teacher", "teacher": ti, "teacher_seed": seed}, run)
+                for seed, runs in family.items() for ti, run in enumerate(runs)]
+    assistants, students = [], []
+    for seed in cfg.seeds:
+        students.append(Planned({"role": "student", "method": "ce", "seed": seed},
+                                stage_run_config(cfg.student, cfg.data, seed)))
+    for m in cfg.methods:
+        for ti, teacher in enumerate(teaching):
+            if not m.assistant:
+                students += [Planned({"role": "student", "method": m.label, "teacher": ti, "seed": seed},
+                                     stage_run_config(cfg.student, cfg.data, seed, loss=m.loss,
+                                                      teacher_run=store.path(teacher), teacher_epoch=m.teacher_epoch,
+                                                      teacher_stop_epoch=m.stop_epoch)) for seed in cfg.seeds]
+                continue
+            # TAKD: every smaller family member distilled from this teacher (teachers' recipe and data) teaches
+            for ai in range(ti):
+                assistant = stage_run_config(cfg.teachers, cfg.data, cfg.teacher_seeds[0], loss=m.loss,
+                                             teacher_run=store.path(teacher), model=teaching[ai].model, keep_epochs=[])
+                assistants.append(Planned({"role": "assistant", "method": m.label, "teacher": ti, "assistant": ai},
+                                          assistant))
+                students += [Planned({"role": "student", "method": m.label, "teacher": ti, "assistant": ai,
+                                      "seed": seed},
+                                     stage_run_config(cfg.student, cfg.data, seed, loss=m.loss,
+                                                      teacher_run=store.path(assistant))) for seed in cfg.seeds]
+    return [Wave("teachers", teachers), Wave("TAKD assistants", assistants), Wave("students", students)]
 
 
-def _student_record(teacher: str | None, method: str, hyperparams: dict[str, Any], seed: int,
-                    summary: dict[str, Any]) -> dict[str, Any]:
-    return {"teacher": teacher, "method": method, "hyperparams": hyperparams, "seed": seed,
-            "test_accuracy": summary["test_accuracy"], "val_accuracy": summary["best_val_accuracy"],
-            "run_dir": summary["run_dir"]}
+# ---------------------------------------------------------------------------------------------------- analysis
 
 
-def _profile_teachers(cfg: CapacityStudyConfig, teacher_cfgs: list, teacher_dirs: list[Path]) -> list[dict[str, Any]]:
-    """Dark knowledge and affinity of every teacher on the students' training inputs (what is distilled) and test."""
+def _profile(cfg: CapacityStudyConfig, runs: RunSet) -> dict[tuple[int, int], dict[str, Any]]:
+    """Dark knowledge and affinity of every teacher (capacity x teacher seed) on the students' training inputs (what
+    is distilled) and on test."""
     from ..analysis.profile import profile_model
+    from ..config import TeacherConfig
     from ..data import load_dataset
     from ..distill import load_teacher
 
     d = cfg.data
     data = load_dataset(d.name, data_dir=d.data_dir, val_size=d.val_size, seed=d.seed,
                         train_subset=cfg.student.train_subset, **d.options)
-    profiles = []
-    for run_cfg, run_dir in zip(teacher_cfgs, teacher_dirs):
-        from ..config import TeacherConfig
-
-        teacher = load_teacher(TeacherConfig(run=str(run_dir)), data.num_classes, data.in_shape)
-        distill_metrics, distill_affinity = profile_model(teacher, data.train.x, data.train.y, data.num_classes,
-                                                          cfg.temperatures)
-        test_metrics, test_affinity = profile_model(teacher, data.test.x, data.test.y, data.num_classes,
-                                                    cfg.temperatures)
-        profiles.append({"label": _model_label(run_cfg.model), "distill_set": distill_metrics, "test": test_metrics,
-                         "affinity": distill_affinity, "test_affinity": test_affinity,
-                         "class_names": data.class_names})
-    return profiles
-
-
-def _select_assistants(students: list[dict[str, Any]]) -> None:
-    """Mark, per teacher and TAKD method, the chain with the best mean *validation* accuracy as ``selected``.
-
-    Selecting on validation, not test, keeps the reported TAKD accuracy an honest estimate.
-    """
-    chains: dict[tuple[str, str], dict[str, list[float]]] = {}
-    for s in students:
-        if "assistant" in s:
-            chains.setdefault((s["teacher"], s["method"]), {}).setdefault(s["assistant"], []).append(s["val_accuracy"])
-    for (teacher, method), by_assistant in chains.items():
-        best = max(by_assistant, key=lambda a: sum(by_assistant[a]) / len(by_assistant[a]))
-        for s in students:
-            if s["teacher"] == teacher and s["method"] == method and "assistant" in s:
-                s["selected"] = s["assistant"] == best
-
-
-def _by_seed(students: list[dict[str, Any]], teacher: str | None, method: str) -> dict[int, float]:
-    """Test accuracy per seed of one teacher x method (for TAKD: the selected chain)."""
-    return {s["seed"]: s["test_accuracy"] for s in students
-            if s["teacher"] == teacher and s["method"] == method and s.get("selected", True)}
-
-
-def _assemble(cfg: CapacityStudyConfig, teacher_cfgs: list, teachers: list[dict[str, Any]],
-              profiles: list[dict[str, Any]], students: list[dict[str, Any]]) -> dict[str, Any]:
-    from ..analysis import affinity_consistency, consistency_matrix, spearman_correlation
-    from ..analysis.profile import teacher_report_fields
-
-    ce = _by_seed(students, None, "ce")
-    labels = [p["label"] for p in profiles]
-    teacher_entries = []
-    for run_cfg, summary, profile in zip(teacher_cfgs, teachers, profiles):
-        teacher_entries.append({
-            "name": profile["label"],
-            "model": run_cfg.model.as_dict(),
-            "params": summary["params"],
-            "test_accuracy": summary["test_accuracy"],
-            **teacher_report_fields(profile["distill_set"], profile["test"]),
-            "test_metrics": profile["test"],
-            "run_dir": summary["run_dir"],
-        })
-    # per teacher x method: mean +- std and paired difference against CE
-    table: dict[str, dict[str, Any]] = {}
-    for label in labels:
-        table[label] = {}
-        for method in cfg.methods:
-            accs = _by_seed(students, label, method.label)
-            if accs:  # TAKD has no chain from the smallest teacher
-                table[label][method.label] = {"test_accuracy": mean_std(list(accs.values())),
-                                              "minus_ce": paired_by_seed(accs, ce)}
-    best_methods = _best_methods(cfg, labels, students, table)
-    consistency = consistency_matrix([p["affinity"] for p in profiles], stat="spearman")
-    pairwise = {f"{labels[i]} vs {labels[j]}": affinity_consistency(profiles[i]["affinity"], profiles[j]["affinity"])
-                for i in range(len(labels)) for j in range(i + 1, len(labels))}
-    claims = _claims(cfg, teacher_entries, students, ce, consistency, spearman_correlation)
-    claims.append(_remedy_claim(cfg, teacher_entries, students, best_methods))
-    return {
-        "study": "capacity",
-        "dataset": cfg.data.name,
-        "config": cfg.model_dump(mode="json"),
-        "teachers": teacher_entries,
-        "students": students,
-        "ce_student": mean_std(list(ce.values())),
-        "table": table,
-        "best_method_per_teacher": best_methods,
-        "affinity_consistency": {"labels": labels, "spearman_matrix": consistency.tolist(), "pairwise": pairwise},
-        "claims": claims,
-    }
-
-
-def _claims(cfg: CapacityStudyConfig, teachers: list[dict[str, Any]], students: list[dict[str, Any]],
-            ce: dict[int, float], consistency: torch.Tensor, spearman) -> list[dict[str, Any]]:
-    """Each paper claim with a verdict by a rule fixed in advance (documented in docs/studies/capacity.md)."""
-    claims = []
-    key = str(float(cfg.claim_temperature))
-    params = [t["params"] for t in teachers]
-    stds = [t["derived_std"].get(key, math.nan) for t in teachers]
-    rho = spearman(params, stds)
-    if math.isnan(rho) or -0.8 < rho < 0:
-        holds_1: bool | None = None
-    else:
-        holds_1 = rho <= -0.8
-    claims.append({
-        "claim": "a larger teacher produces less distinct non-ground-truth probabilities",
-        "holds": holds_1,
-        "evidence": f"Spearman correlation between teacher parameters and derived std at tau={cfg.claim_temperature:g} "
-                    f"= {rho:+.2f} over {len(teachers)} teachers (derived std: "
-                    + ", ".join(f"{s:.4f}" for s in stds) + "); rule: holds if rho <= -0.8, fails if rho >= 0",
-    })
-    off = consistency[~torch.eye(len(teachers), dtype=torch.bool)]
-    min_rho = float(off.min()) if off.numel() else math.nan
-    claims.append({
-        "claim": "teachers of different capacity agree on relative class affinity",
-        "holds": None if math.isnan(min_rho) else bool(min_rho >= 0.7),
-        "evidence": f"minimum pairwise Spearman correlation of the off-diagonal affinity entries = {min_rho:.3f} "
-                    f"(rule: holds if >= 0.7)",
-    })
-    # teacher -> (label, mean accuracy) of its best KD method
-    best_kd = {t["name"]: kd for t in teachers if (kd := _best_kd(cfg, students, t["name"])) is not None}
-    if best_kd:
-        best_teacher = max(best_kd, key=lambda n: best_kd[n][1])
-        most_accurate = max(teachers, key=lambda t: t["test_accuracy"])["name"]
-        diff = paired_by_seed(_by_seed(students, most_accurate, best_kd[most_accurate][0]),
-                       _by_seed(students, best_teacher, best_kd[best_teacher][0]))
-        if best_teacher == most_accurate:
-            holds: bool | None = False
-        else:
-            holds = True if diff["n"] > 1 and diff["high"] < 0 else None
-        claims.append({
-            "claim": "capacity mismatch: a more accurate teacher can teach the same student worse than a smaller one",
-            "holds": holds,
-            "evidence": f"best KD student came from {best_teacher} ({best_kd[best_teacher][0]}, "
-                        f"{best_kd[best_teacher][1] * 100:.2f}%); the most accurate teacher {most_accurate} gave "
-                        f"{best_kd[most_accurate][1] * 100:.2f}% ({best_kd[most_accurate][0]}); paired difference "
-                        f"{format_interval(diff)} points (rule: holds if the interval is below 0)",
-        })
-    ats_labels = [m.label for m in cfg.methods if m.label in ("ats", "isats")]
-    largest = max(teachers, key=lambda t: t["params"])["name"]
-    if "ats" in ats_labels and best_kd:
-        ats = _by_seed(students, largest, "ats")
-        vs_kd = paired_by_seed(ats, _by_seed(students, largest, best_kd[largest][0]))
-        vs_sym = paired_by_seed(ats, _by_seed(students, largest, "ats_symmetric")) if any(
-            m.label == "ats_symmetric" for m in cfg.methods) else None
-        vs_ce = paired_by_seed(ats, ce)
-        if vs_kd["n"] < 2:
-            holds = None
-        elif vs_kd["low"] > 0 and (vs_sym is None or vs_sym["low"] > 0):
-            holds = True
-        elif vs_kd["mean"] <= 0:
-            holds = False
-        else:
-            holds = None
-        evidence = (f"largest teacher {largest}: ATS - best KD ({best_kd[largest][0]}) = {format_interval(vs_kd)}, "
-                    + (f"ATS - symmetric control = {format_interval(vs_sym)}, " if vs_sym else "")
-                    + f"ATS - CE = {format_interval(vs_ce)} points (paired, 95% t interval; rule: holds if ATS beats "
-                      "both best KD and the symmetric control with intervals above 0, fails if ATS - best KD <= 0)")
-        if "isats" in ats_labels:
-            isats = paired_by_seed(_by_seed(students, largest, "isats"), _by_seed(students, largest, best_kd[largest][0]))
-            evidence += f"; ISATS - best KD = {format_interval(isats)}"
-        claims.append({"claim": "asymmetric temperature scaling makes the large teacher teach well again",
-                       "holds": holds, "evidence": evidence})
-    return claims
-
-
-def _best_kd(cfg: CapacityStudyConfig, students: list[dict[str, Any]], teacher: str) -> tuple[str, float] | None:
-    """(label, mean test accuracy) of the teacher's best vanilla-KD student."""
-    options = [(m.label, mean_std(list(_by_seed(students, teacher, m.label).values()))["mean"])
-               for m in cfg.methods if m.role == "kd" and _by_seed(students, teacher, m.label)]
-    return max(options, key=lambda o: o[1]) if options else None
-
-
-def _best_methods(cfg: CapacityStudyConfig, labels: list[str], students: list[dict[str, Any]],
-                  table: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Per teacher: the method with the best mean student accuracy and its paired gain over that teacher's best KD."""
     out = {}
-    for label in labels:
-        row = {m: v for m, v in table[label].items()}
-        if not row:
-            continue
-        best = max(row, key=lambda m: row[m]["test_accuracy"]["mean"])
-        kd = _best_kd(cfg, students, label)
-        gain = paired_by_seed(_by_seed(students, label, best), _by_seed(students, label, kd[0])) if kd else None
-        out[label] = {"method": best, "test_accuracy": row[best]["test_accuracy"],
-                      "best_kd": kd[0] if kd else None, "minus_best_kd": gain}
+    for r in runs.select(role="teacher"):
+        teacher = load_teacher(TeacherConfig(run=r.run_dir), data.num_classes, data.in_shape)
+        distill, affinity = profile_model(teacher, data.train.x, data.train.y, data.num_classes, cfg.temperatures)
+        test, _ = profile_model(teacher, data.test.x, data.test.y, data.num_classes, cfg.temperatures)
+        out[r.tags["teacher"], r.tags["teacher_seed"]] = {"distill_set": distill, "test": test,
+                                                          "affinity": affinity.tolist(),
+                                                          "class_names": list(data.class_names)}
     return out
 
 
-def _remedy_claim(cfg: CapacityStudyConfig, teachers: list[dict[str, Any]], students: list[dict[str, Any]],
-                  best_methods: dict[str, Any]) -> dict[str, Any]:
-    """Claim 5: the best remedy's student from the largest teacher matches or beats the best KD student overall."""
-    largest = max(teachers, key=lambda t: t["params"])["name"]
-    remedies = [m.label for m in cfg.methods if m.role == "remedy" and _by_seed(students, largest, m.label)]
-    kd_best = [(t["name"], _best_kd(cfg, students, t["name"])) for t in teachers]
-    kd_best = [(t, kd) for t, kd in kd_best if kd is not None]
-    if not remedies or not kd_best:
-        return {"claim": "a remedy closes the capacity-mismatch gap", "holds": None,
-                "evidence": "no remedy or no KD method in this configuration"}
-    remedy = max(remedies, key=lambda m: mean_std(list(_by_seed(students, largest, m).values()))["mean"])
-    kd_teacher, (kd_label, _) = max(kd_best, key=lambda tk: tk[1][1])
-    diff = paired_by_seed(_by_seed(students, largest, remedy), _by_seed(students, kd_teacher, kd_label))
-    no_gap = kd_teacher == largest
-    if no_gap:
-        holds: bool | None = None  # nothing to close: the largest teacher already gave the best KD student
-    elif diff["mean"] >= 0:
-        holds: bool | None = True
-    elif diff["n"] > 1 and diff["high"] < 0:
-        holds = False
-    else:
-        holds = None
-    return {"claim": "a remedy closes the capacity-mismatch gap",
-            "holds": holds,
-            "evidence": (("there is no gap to close in this run: the best KD student already came from the largest "
-                          "teacher. ") if no_gap else "")
-                        + f"best remedy from the largest teacher {largest}: {remedy}; best KD student overall: "
-                        f"{kd_label} from {kd_teacher}; paired difference {format_interval(diff)} points "
-                        "(rule: undecided when the largest teacher is already the best KD teacher; else holds if "
-                        "the mean difference >= 0, fails if the interval is below 0)"}
+def select_chain(runs: RunSet, method: str, teacher: int) -> int | None:
+    """The TAKD assistant whose students have the best mean *validation* accuracy (None without assistants)."""
+    chains: dict[int, list[float]] = {}
+    for r in runs.select(role="student", method=method, teacher=teacher):
+        chains.setdefault(r.tags["assistant"], []).append(r.val_accuracy)
+    return max(chains, key=lambda a: sum(chains[a]) / len(chains[a])) if chains else None
 
 
-def _print_summary(results: dict[str, Any], out: Path) -> None:
-    print(f"\nteachers ({results['dataset']}):")
+def analyse(cfg: CapacityStudyConfig, runs: RunSet) -> dict[str, Any]:
+    from ..analysis.profile import teacher_report_fields
+
+    profiles = _profile(cfg, runs)
+    first = cfg.teacher_seeds[0]
+    names = []
+    teachers = []
+    for ti in range(len(cfg.teachers.capacities)):
+        teaching = runs.one(role="teacher", teacher=ti, teacher_seed=first)
+        name = model_name(teaching.job.model.as_dict(), teaching.summary["params"])
+        names.append(name)
+        seeds = []
+        for seed in cfg.teacher_seeds:
+            r = runs.one(role="teacher", teacher=ti, teacher_seed=seed)
+            p = profiles[ti, seed]
+            seeds.append({"seed": seed, "test_accuracy": r.test_accuracy, "val_accuracy": r.val_accuracy,
+                          **teacher_report_fields(p["distill_set"], p["test"]), "affinity": p["affinity"],
+                          "run_dir": r.run_dir})
+        p = profiles[ti, first]
+        teachers.append({"label": f"T{ti + 1}", "name": name, "model": teaching.job.model.as_dict(),
+                         "params": teaching.summary["params"], "test_accuracy": teaching.test_accuracy,
+                         "val_accuracy": teaching.val_accuracy,
+                         **teacher_report_fields(p["distill_set"], p["test"]), "test_metrics": p["test"],
+                         "affinity": p["affinity"], "run_dir": teaching.run_dir, "seeds": seeds})
+    chains = {(m.label, ti): select_chain(runs, m.label, ti) for m in cfg.methods if m.assistant
+              for ti in range(len(teachers))}
+    students = []
+    for r in runs.select(role="student"):
+        ti = r.tags.get("teacher")
+        record = {"teacher": None if ti is None else names[ti], "method": r.tags["method"],
+                  "hyperparams": r.job.loss.as_dict(), "seed": r.tags["seed"], "test_accuracy": r.test_accuracy,
+                  "val_accuracy": r.val_accuracy, "run_dir": r.run_dir}
+        if "assistant" in r.tags:
+            record["assistant"] = names[r.tags["assistant"]]
+            record["selected"] = r.tags["assistant"] == chains[r.tags["method"], ti]
+        students.append(record)
+    ce_test = runs.by_seed("test_accuracy", role="student", method="ce")
+    table: dict[str, dict[str, Any]] = {}
+    for ti, name in enumerate(names):
+        table[name] = {}
+        for m in cfg.methods:
+            tags = {"role": "student", "method": m.label, "teacher": ti}
+            if m.assistant:
+                if chains[m.label, ti] is None:
+                    continue  # TAKD has no chain from the smallest teacher
+                tags["assistant"] = chains[m.label, ti]
+            test, val = runs.by_seed("test_accuracy", **tags), runs.by_seed("val_accuracy", **tags)
+            table[name][m.label] = {"test_accuracy": mean_std(list(test.values())),
+                                    "val_accuracy": mean_std(list(val.values())),
+                                    "minus_ce": paired_by_seed(test, ce_test),
+                                    "test_by_seed": {str(s): v for s, v in test.items()}}
+    assistants = [{"teacher": names[r.tags["teacher"]], "assistant": names[r.tags["assistant"]],
+                   "method": r.tags["method"], "test_accuracy": r.test_accuracy, "val_accuracy": r.val_accuracy,
+                   "selected": r.tags["assistant"] == chains[r.tags["method"], r.tags["teacher"]],
+                   "run_dir": r.run_dir} for r in runs.select(role="assistant")]
+    results = {
+        "dataset": cfg.data.name,
+        "config": cfg.model_dump(mode="json"),
+        "teachers": teachers,
+        "students": students,
+        "assistants": assistants,
+        "ce_student": mean_std(list(ce_test.values())),
+        "ce_test_by_seed": {str(s): v for s, v in ce_test.items()},
+        "table": table,
+        "class_names": profiles[0, first]["class_names"],
+    }
+    results["best_method_per_teacher"] = best_methods(results)
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------- selection
+
+VALIDATION = "validation accuracy (mean over seeds)"
+
+
+def _labels(results: dict[str, Any], role: str) -> list[str]:
+    return [m["label"] for m in results["config"]["methods"] if m["role"] == role]
+
+
+def best_on_validation(results: dict[str, Any], teacher: str, labels: list[str]) -> str | None:
+    """Of ``labels``, the method whose students from ``teacher`` have the best mean validation accuracy."""
+    row = results["table"][teacher]
+    present = [m for m in labels if m in row]
+    return max(present, key=lambda m: row[m]["val_accuracy"]["mean"]) if present else None
+
+
+def best_kd(results: dict[str, Any], teacher: str) -> str | None:
+    """The teacher's best vanilla-KD method (its temperature chosen on validation)."""
+    return best_on_validation(results, teacher, _labels(results, "kd"))
+
+
+def best_kd_teacher(results: dict[str, Any], among: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
+    """The teacher (of ``among``, default all) whose best KD student has the best mean validation accuracy."""
+    scored = [(t, best_kd(results, t["name"])) for t in (among if among is not None else results["teachers"])]
+    scored = [(t, kd) for t, kd in scored if kd is not None]
+    if not scored:
+        return None
+    return max(scored, key=lambda tk: results["table"][tk[0]["name"]][tk[1]]["val_accuracy"]["mean"])[0]
+
+
+def _test(results: dict[str, Any], teacher: str, method: str) -> dict[str, float]:
+    return results["table"][teacher][method]["test_by_seed"]
+
+
+def _val(results: dict[str, Any], teacher: str, method: str) -> float:
+    return results["table"][teacher][method]["val_accuracy"]["mean"]
+
+
+def best_methods(results: dict[str, Any]) -> dict[str, Any]:
+    """Per teacher: the method with the best mean validation accuracy and its paired test gain over that teacher's
+    best KD (both chosen on validation)."""
+    out = {}
     for t in results["teachers"]:
-        print(f"  {t['name']:<28} {t['params']:>10,} params  test acc {t['test_accuracy'] * 100:6.2f}%  "
-              f"derived std@4 {t['derived_std'].get('4.0', float('nan')):.4f}")
+        row = results["table"][t["name"]]
+        if not row:
+            continue
+        best = max(row, key=lambda m: row[m]["val_accuracy"]["mean"])
+        kd = best_kd(results, t["name"])
+        gain = paired_by_seed(_test(results, t["name"], best), _test(results, t["name"], kd)) if kd else None
+        out[t["name"]] = {"method": best, "val_accuracy": row[best]["val_accuracy"],
+                          "test_accuracy": row[best]["test_accuracy"], "best_kd": kd, "minus_best_kd": gain}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- claims
+
+POINTS = {"unit": "points", "scale": 100.0}
+FAN = "Fan, Li, Zhan, Front. Comput. Sci. 2026"
+LI_ATS = "Li et al., NeurIPS 2022"
+
+
+def _group_bootstrap(results: dict[str, Any], statistic, values_of) -> dict[str, Any]:
+    cfg = results["config"]
+    groups = [[values_of(s) for s in t["seeds"]] for t in results["teachers"]]
+    return bootstrap_over_groups(groups, statistic, num_bootstrap=cfg["num_bootstrap"], seed=0)
+
+
+def _derived_std_trend(results: dict[str, Any]) -> Measurement:
+    from ..analysis import spearman_correlation
+
+    key = str(float(results["config"]["claim_temperature"]))
+    params = [t["params"] for t in results["teachers"]]
+
+    def rho(groups: list[list[float]]) -> float:
+        return spearman_correlation(params, [sum(g) / len(g) for g in groups])
+
+    out = _group_bootstrap(results, rho, lambda s: s["derived_std"][key])
+    means = [sum(s["derived_std"][key] for s in t["seeds"]) / len(t["seeds"]) for t in results["teachers"]]
+    return Measurement(out["estimate"], out["low"], out["high"], out["n"],
+                       "95% bootstrap over teacher seeds within each capacity",
+                       f"derived std at tau = {results['config']['claim_temperature']:g} (mean over teacher seeds): "
+                       + ", ".join(f"{t['label']} {m:.4f}" for t, m in zip(results["teachers"], means)))
+
+
+def _affinity_agreement(results: dict[str, Any]) -> Measurement:
+    from ..analysis import consistency_matrix
+
+    def min_spearman(groups: list[list[Any]]) -> float:
+        mean = [torch.tensor(g, dtype=torch.float64).mean(0) for g in groups]
+        m = consistency_matrix(mean, stat="spearman")
+        off = m[~torch.eye(len(mean), dtype=torch.bool)]
+        return float(off.min()) if off.numel() else math.nan
+
+    out = _group_bootstrap(results, min_spearman, lambda s: s["affinity"])
+    return Measurement(out["estimate"], out["low"], out["high"], out["n"],
+                       "95% bootstrap over teacher seeds within each capacity",
+                       f"minimum over {len(results['teachers'])} teachers' pairs of the Spearman correlation of their "
+                       "off-diagonal affinity entries (affinity averaged over teacher seeds)")
+
+
+def _capacity_mismatch(results: dict[str, Any]) -> Measurement | NotApplicable:
+    teachers = results["teachers"]
+    accurate = max(teachers, key=lambda t: t["val_accuracy"])
+    smaller = [t for t in teachers if t["params"] < accurate["params"]]
+    best_small = best_kd_teacher(results, smaller)
+    kd_big = best_kd(results, accurate["name"])
+    if best_small is None or kd_big is None:
+        return NotApplicable(f"the most accurate teacher on validation, {accurate['label']} {accurate['name']}, is "
+                             "the smallest: there is no smaller teacher to compare with",
+                             selections={"most accurate teacher": accurate["label"]}, selected_on=VALIDATION)
+    kd_small = best_kd(results, best_small["name"])
+    diff = paired_by_seed(_test(results, accurate["name"], kd_big), _test(results, best_small["name"], kd_small))
+    return paired_measurement(
+        diff, f"most accurate teacher {accurate['label']} ({accurate['val_accuracy'] * 100:.2f}% val, "
+              f"{accurate['test_accuracy'] * 100:.2f}% test) with {kd_big}: "
+              f"{results['table'][accurate['name']][kd_big]['test_accuracy']['mean'] * 100:.2f}%; best smaller "
+              f"teacher {best_small['label']} with {kd_small}: "
+              f"{results['table'][best_small['name']][kd_small]['test_accuracy']['mean'] * 100:.2f}% (student test "
+              "accuracy)",
+        {"most accurate teacher": accurate["label"], f"best KD of {accurate['label']}": kd_big,
+         "best smaller teacher": best_small["label"], f"best KD of {best_small['label']}": kd_small}, VALIDATION)
+
+
+def _largest(results: dict[str, Any]) -> dict[str, Any]:
+    return max(results["teachers"], key=lambda t: t["params"])
+
+
+def _ats_vs(other: str):
+    def measure(results: dict[str, Any]) -> Measurement | NotApplicable:
+        largest = _largest(results)
+        row = results["table"][largest["name"]]
+        reference = best_kd(results, largest["name"]) if other == "best KD" else other
+        if "ats" not in row or reference is None or reference not in row:
+            return NotApplicable(f"ats or {other} was not trained from the largest teacher")
+        diff = paired_by_seed(_test(results, largest["name"], "ats"), _test(results, largest["name"], reference))
+        context = f"largest teacher {largest['label']} {largest['name']}"
+        if other == "best KD" and "isats" in row:
+            isats = paired_by_seed(_test(results, largest["name"], "isats"), _test(results, largest["name"],
+                                                                                     reference))
+            context += f"; ISATS - {reference} = {format_interval(isats)} points"
+        ce = paired_by_seed(_test(results, largest["name"], "ats"), results["ce_test_by_seed"])
+        context += f"; ATS - CE = {format_interval(ce)} points"
+        selections = {f"best KD of {largest['label']}": reference} if other == "best KD" else {}
+        return paired_measurement(diff, context, selections, VALIDATION if selections else None)
+    return measure
+
+
+def _gap(results: dict[str, Any]) -> tuple[dict[str, Any], str, dict[str, Any], str, dict[str, Any]] | None:
+    """(largest teacher, its best KD, best teacher overall, its best KD, largest minus overall), all chosen on
+    validation; None without KD methods."""
+    largest = _largest(results)
+    best = best_kd_teacher(results)
+    kd_largest = best_kd(results, largest["name"])
+    if best is None or kd_largest is None:
+        return None
+    kd_best = best_kd(results, best["name"])
+    diff = paired_by_seed(_test(results, largest["name"], kd_largest), _test(results, best["name"], kd_best))
+    return largest, kd_largest, best, kd_best, diff
+
+
+def _remedy_closes_gap(results: dict[str, Any]) -> Measurement | NotApplicable:
+    gap = _gap(results)
+    if gap is None:
+        return NotApplicable("no vanilla-KD method in this configuration")
+    largest, kd_largest, best, kd_best, diff = gap
+    selections = {"best KD teacher": best["label"], f"best KD of {best['label']}": kd_best,
+                  f"best KD of {largest['label']}": kd_largest}
+    if decide(Rule("<", 0.0), diff["low"], diff["high"]) is not True:
+        return NotApplicable(f"no capacity-mismatch gap: the largest teacher's best KD student ({largest['label']}, "
+                             f"{kd_largest}) is not reliably worse than the best KD student ({best['label']}, "
+                             f"{kd_best}): {format_interval(diff)} points", selections=selections,
+                             selected_on=VALIDATION)
+    remedy = best_on_validation(results, largest["name"], _labels(results, "remedy"))
+    if remedy is None:
+        return NotApplicable("no remedy was trained from the largest teacher", selections=selections,
+                             selected_on=VALIDATION)
+    closes = paired_by_seed(_test(results, largest["name"], remedy), _test(results, best["name"], kd_best))
+    return paired_measurement(closes, f"gap: {largest['label']} {kd_largest} - {best['label']} {kd_best} = "
+                                      f"{format_interval(diff)} points; remedies from {largest['label']} on "
+                                      "validation: " + ", ".join(
+                                          f"{m} {_val(results, largest['name'], m) * 100:.2f}%"
+                                          for m in _labels(results, "remedy") if m in results["table"][
+                                              largest["name"]]),
+                              {**selections, f"best remedy of {largest['label']}": remedy}, VALIDATION)
+
+
+def claims(cfg: CapacityStudyConfig) -> list[Claim]:
+    gap = ("a capacity-mismatch gap exists: the largest teacher's best KD student is reliably worse than the best KD "
+           "student of any teacher (its paired interval lies below 0)")
+    return [
+        Claim("derived_std_falls", "a larger teacher produces less distinct non-ground-truth probabilities",
+              f"Spearman correlation of teacher parameters with the derived std of the non-ground-truth probabilities "
+              f"at tau = {cfg.claim_temperature:g} on the students' training inputs", Rule("<=", -0.8),
+              _derived_std_trend, source=FAN),
+        Claim("affinity_agrees", "teachers of different capacity agree on relative class affinity",
+              "minimum over pairs of teachers of the Spearman correlation of their off-diagonal class-affinity "
+              "entries", Rule(">=", 0.7), _affinity_agreement, source=FAN),
+        Claim("capacity_mismatch", "capacity mismatch: a more accurate teacher can teach the same student worse than "
+              "a smaller one", "best KD student of the most accurate teacher - best KD student of the best smaller "
+              "teacher, student test accuracy, paired over seeds (points)", Rule("<", 0.0, **POINTS),
+              _capacity_mismatch, precondition="the most accurate teacher is not the smallest",
+              selection=f"the most accurate teacher (its own validation accuracy); each teacher's KD temperature and "
+                        f"the best smaller teacher by the {VALIDATION} of their KD students", source=FAN),
+        Claim("ats_beats_kd", "asymmetric temperature scaling makes the largest teacher teach better than its best KD",
+              "ATS student - best KD student of the largest teacher, test accuracy, paired over seeds (points)",
+              Rule(">", 0.0, **POINTS), _ats_vs("best KD"),
+              selection=f"the largest teacher's KD temperature by {VALIDATION}", source=LI_ATS),
+        Claim("asymmetry_helps", "the asymmetry is what helps: ATS beats its symmetric control on the largest teacher",
+              "ATS student - symmetric-ATS student (same loss form and alpha, tau_gt = tau_other) of the largest "
+              "teacher, test accuracy, paired over seeds (points)", Rule(">", 0.0, **POINTS),
+              _ats_vs("ats_symmetric"), source=LI_ATS),
+        Claim("remedy_closes_gap", "a remedy closes the capacity-mismatch gap",
+              "best remedy's student from the largest teacher - best KD student of any teacher, test accuracy, "
+              "paired over seeds (points)", Rule(">", -cfg.match_margin, **POINTS), _remedy_closes_gap,
+              precondition=gap, selection=f"the best KD teacher, each teacher's KD temperature and the largest "
+                                          f"teacher's remedy by {VALIDATION}",
+              source="the remedies' papers (docs/studies/capacity.md)"),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------------- report
+
+ROLE_STYLE = {"kd": "o-", "control": "s--", "remedy": "^-"}
+
+
+def _curve_panel(results: dict[str, Any], methods: list[str], title: str, extra: list[dict[str, Any]]) -> dict:
+    teachers = results["teachers"]
+    series = []
+    for i, m in enumerate(methods):
+        cells = [(t["params"], results["table"][t["name"]].get(m)) for t in teachers]
+        cells = [(p, c["test_accuracy"]) for p, c in cells if c is not None]
+        role = next(x["role"] for x in results["config"]["methods"] if x["label"] == m)
+        series.append({"label": m, "x": [p for p, _ in cells], "y": [a["mean"] * 100 for _, a in cells],
+                       "err": [a["std"] * 100 for _, a in cells], "style": ROLE_STYLE[role]})
     ce = results["ce_student"]
-    print(f"student CE only: {ce['mean'] * 100:.2f} ± {ce['std'] * 100:.2f}")
-    methods = [m["label"] for m in results["config"]["methods"]]
-    print("student accuracy (%) by teacher x method (mean ± std over seeds):")
-    print("  " + " " * 28 + "".join(f"{m:>16}" for m in methods))
-    for teacher, row in results["table"].items():
-        cells = "".join(f"{row[m]['test_accuracy']['mean'] * 100:>9.2f} ±{row[m]['test_accuracy']['std'] * 100:>5.2f}"
-                        if m in row else f"{'—':>16}" for m in methods)
-        print(f"  {teacher:<28}{cells}")
-    for teacher, best in results["best_method_per_teacher"].items():
-        gain = best["minus_best_kd"]
-        print(f"  best for {teacher}: {best['method']}" + (f" ({format_interval(gain)} vs {best['best_kd']})"
-                                                             if gain else ""))
-    for claim in results["claims"]:
-        print(f"claim [{ {True: 'holds', False: 'does not hold', None: 'undecided'}[claim['holds']] }] "
-              f"{claim['claim']}: {claim['evidence']}")
-    print(f"\nresults: {out / 'results.json'}   report: {out / 'report.html'}")
+    return {"type": "lines", "title": title, "ylabel": "student test accuracy (%)", "xscale": "log",
+            "xticks": [[t["params"] for t in teachers], [f"{t['label']}\n{format_params(t['params'])}"
+                                                         for t in teachers]],
+            "legend": "right", "series": series + extra,
+            "hlines": [{"y": ce["mean"] * 100, "label": "CE only", "band": [(ce["mean"] - ce["std"]) * 100,
+                                                                              (ce["mean"] + ce["std"]) * 100]}]}
+
+
+def _capacity_figure(results: dict[str, Any]) -> dict[str, Any]:
+    """KD and controls in one panel, the remedies (with each teacher's best KD for reference) in another, the
+    teachers' own accuracy below."""
+    teachers = results["teachers"]
+    roles = {m["label"]: m["role"] for m in results["config"]["methods"]}
+    kd_and_controls = [m for m, r in roles.items() if r in ("kd", "control")]
+    remedies = [m for m, r in roles.items() if r == "remedy"]
+    best = [(t["params"], best_kd(results, t["name"])) for t in teachers]
+    reference = [{"label": "best KD (chosen on validation)", "x": [p for p, kd in best if kd],
+                  "y": [results["table"][t["name"]][kd]["test_accuracy"]["mean"] * 100
+                        for t, (_, kd) in zip(teachers, best) if kd], "style": ":", "color": "#222"}]
+    params = [t["params"] for t in teachers]
+    ticks = [params, [f"{t['label']}\n{format_params(t['params'])}" for t in teachers]]
+    return {"title": "Capacity-mismatch curve: student accuracy by teacher (mean ± std over seeds)",
+            "layout": [3, 1], "size": [9, 11], "panels": [
+                _curve_panel(results, kd_and_controls, "vanilla KD and controls", []),
+                _curve_panel(results, remedies, "remedies", reference),
+                {"type": "lines", "xscale": "log", "xticks": ticks, "xlabel": "teacher parameters",
+                 "ylabel": "teacher test acc (%)", "legend": "none",
+                 "series": [{"x": params, "y": [t["test_accuracy"] * 100 for t in teachers], "style": "s-",
+                             "color": "#444"}]}]}
+
+
+def report(results: dict[str, Any]) -> Report:
+    cfg = results["config"]
+    teachers, table = results["teachers"], results["table"]
+    st, tc = cfg["student"], cfg["teachers"]
+    rep = Report(f"kdlab capacity study — {results['dataset']}")
+    rep.paragraph(
+        f"Teachers: {', '.join(t['label'] + ' ' + t['name'] for t in teachers)}; each trained {tc['epochs']} epochs "
+        f"on {tc['train_subset'] or 'all'} training images with teacher seeds {cfg['teacher_seeds']} (the first "
+        f"teaches; all give the spread of claims 1 and 2). Student: {model_name(st['model'])} trained "
+        f"{st['epochs']} epochs on {st['train_subset'] or 'all'} labelled images (a subset of the teachers' training "
+        f"data), seeds {cfg['seeds']}; for a given seed every method starts from the same initial weights and sees "
+        "the same batches, so differences are paired. Dark-knowledge statistics are measured on the students' "
+        "training inputs (what is distilled).")
+    rep.claims_section(results)
+    rep.heading("Teachers")
+    rep.table(["", "teacher", "val acc (%)", "test acc (%)", "test acc over teacher seeds (%)",
+               "train acc on distill set (%)", "derived std @4", "derived avg @4", "non-GT entropy @4",
+               "inherent variance", "test ECE"],
+              [[t["label"], t["name"], f"{t['val_accuracy'] * 100:.2f}", f"{t['test_accuracy'] * 100:.2f}",
+                format_pm(mean_std([s["test_accuracy"] for s in t["seeds"]])),
+                f"{t['train_accuracy_distill_set'] * 100:.2f}", f"{t['derived_std'].get('4.0', float('nan')):.4f}",
+                f"{t['derived_average'].get('4.0', float('nan')):.4f}",
+                f"{t['nongt_entropy'].get('4.0', float('nan')):.3f}", f"{t['inherent_variance']:.2f}",
+                f"{t['ece']:.3f}"] for t in teachers])
+    methods = [m["label"] for m in cfg["methods"]]
+    labels = [t["label"] for t in teachers]
+    rep.heading("Student accuracy (%), mean ± std over seeds")
+    rep.paragraph(f"CE only (no teacher): {format_pm(results['ce_student'])}. Rows: methods (role in brackets); "
+                  "columns: teachers. Each cell: validation / test accuracy. Choices read the validation column.")
+    rep.table(["method", *labels],
+              [[f"{m['label']} ({m['role']})",
+                *(f"{format_pm(table[t['name']][m['label']]['val_accuracy'])} / "
+                  f"{format_pm(table[t['name']][m['label']]['test_accuracy'])}" if m["label"] in table[t["name"]]
+                  else "—" for t in teachers)] for m in cfg["methods"]])
+    rep.heading("Best method per teacher (chosen on validation)")
+    rep.table(["teacher", "best method", "val acc (%)", "test acc (%)", "test gain over best KD (points, 95% CI)"],
+              [[t["label"], b["method"], format_pm(b["val_accuracy"]), format_pm(b["test_accuracy"]),
+                f"{format_interval(b['minus_best_kd'])} vs {b['best_kd']}" if b["minus_best_kd"] else "—"]
+               for t in teachers if (b := results["best_method_per_teacher"].get(t["name"]))])
+    rep.heading("Paired difference against the CE student (test accuracy, points, 95% t interval)")
+    rep.table(["method", *labels], [[m, *(format_interval(table[t["name"]][m]["minus_ce"]) if m in table[t["name"]]
+                                          else "—" for t in teachers)] for m in methods])
+    if results["assistants"]:
+        rep.heading("TAKD chains")
+        rep.table(["teacher", "assistant", "assistant test acc (%)", "selected (best student validation accuracy)"],
+                  [[a["teacher"], a["assistant"], f"{a['test_accuracy'] * 100:.2f}", "yes" if a["selected"] else ""]
+                   for a in results["assistants"]])
+    rep.figure("capacity_curve.png", _capacity_figure(results), "capacity-mismatch curve")
+    temps = sorted(teachers[0]["derived_std"], key=float)
+    rep.figure("dark_knowledge.png", {
+        "title": "Non-ground-truth probabilities of each teacher on the students' training inputs", "size": [11, 4],
+        "panels": [{"type": "lines", "xscale": "log2", "xlabel": "temperature tau", "ylabel": key.replace("_", " "),
+                    "legend": "best" if key == "derived_std" else "none",
+                    "series": [{"label": f"{t['label']} {format_params(t['params'])}", "x": [float(x) for x in temps],
+                                "y": [t[key][x] for x in temps]} for t in teachers]}
+                   for key in ("derived_average", "derived_std")]}, "derived average and derived std against temperature")
+    rep.heading("Class affinity")
+    consistency = _consistency(teachers)
+    rep.figure("affinity_consistency.png", {"size": [5.5, 4.5], "panels": [{
+        "type": "heatmap", "matrix": consistency, "xlabels": labels, "ylabels": labels, "vmin": -1, "vmax": 1,
+        "cmap": "RdBu_r", "annotate": True, "colorbar": "Spearman",
+        "title": "Affinity consistency between teachers (Spearman)"}]},
+        "teacher-by-teacher affinity consistency (Spearman)")
+    names = results["class_names"]
+    rep.figure("affinity.png", {"layout": [math.ceil(len(teachers) / 2), 2], "size": [12, 5 * math.ceil(len(teachers)
+                                                                                                       / 2)],
+                                "panels": [{"type": "heatmap", "matrix": _blank_diagonal(t["affinity"]),
+                                            "xlabels": names, "ylabels": names, "vmin": 0, "colorbar": "affinity",
+                                            "annotate": True, "title": f"{t['label']} {t['name']}",
+                                            "xlabel": "non-ground-truth class j", "ylabel": "true class i"}
+                                           for t in teachers]},
+               "class affinity of each teacher (first teacher seed)")
+    rep.heading("Further analysis")
+    rep.paragraph("Per-class transfer for each teacher (which classes KD hurts, with intervals, and TLLM) is in "
+                  "undistillable/report.html beside this report: `make run` writes it with `kdlab study undistillable "
+                  "--out <this dir>/undistillable --set store=<same store>`, which reuses this study's runs.")
+    rep.reproduce(results)
+    return rep
+
+
+def _consistency(teachers: list[dict[str, Any]]) -> list[list[float]]:
+    from ..analysis import consistency_matrix
+
+    return consistency_matrix([torch.tensor(t["affinity"], dtype=torch.float64) for t in teachers],
+                              stat="spearman").tolist()
+
+
+def _blank_diagonal(matrix: list[list[float]]) -> list[list[float | None]]:
+    return [[None if i == j else v for j, v in enumerate(row)] for i, row in enumerate(matrix)]
+
+
+CAPACITY = STUDIES.register("capacity")(Study(
+    name="capacity", config=CapacityStudyConfig, defaults=DEFAULTS, presets=PRESETS, plan=plan, analyse=analyse,
+    claims=claims, report=report, description=__doc__.splitlines()[0]))

@@ -1,23 +1,17 @@
-"""Pieces every study shares: how one group of models is trained (a stage), presets, and the study entry point."""
+"""Pieces every study shares: how one group of models is trained (a stage), and how its config is loaded."""
 
 from __future__ import annotations
 
 import shlex
 import sys
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import Any
 
 from pydantic import Field
 
 from ..config import (Component, DataConfig, OptimConfig, RunConfig, ScheduleConfig, Section, TeacherConfig,
                       TrainConfig, apply_overrides, deep_merge, parse_config, read_yaml)
 from ..errors import ConfigError
-
-if TYPE_CHECKING:
-    from ..store import RunStore
-
-S = TypeVar("S")
 
 
 class StageConfig(Section):
@@ -71,33 +65,6 @@ def load_study_config(model_cls: type, defaults: dict[str, Any], presets: dict[s
     if config is not None:
         raw = deep_merge(raw, read_yaml(config))
     return parse_config(apply_overrides(raw, overrides), model_cls)
-
-
-def open_study(model_cls: type[S], defaults: dict[str, Any], presets: dict[str, dict[str, Any]],
-               config: str | Path | None, preset: str | None, overrides: list[str] | None,
-               out: str | Path) -> tuple[S, Path, "RunStore", float]:
-    """What every study starts with: its validated config (see :func:`load_study_config`), the output directory,
-    the run store (``cfg.store``, default ``<out>/runs``) and the start time (``time.perf_counter()``)."""
-    from ..store import RunStore
-
-    cfg = load_study_config(model_cls, defaults, presets, config, preset, list(overrides or []))
-    out = Path(out)
-    return cfg, out, RunStore(cfg.store or out / "runs"), time.perf_counter()
-
-
-def finish_study(results: dict[str, Any], out: Path, started: float, trained: int, reused: int,
-                 write_report: Callable[[dict[str, Any], Path], list[str]],
-                 print_summary: Callable[[dict[str, Any], Path], None]) -> dict[str, Any]:
-    """What every study ends with: time, runs trained and reused and the command into ``results``; the report
-    (``results["report_files"]``); results.json; the terminal summary. Returns ``results``."""
-    from ..io import atomic_write_json
-
-    results.update(seconds=time.perf_counter() - started, runs_trained=trained, runs_reused=reused,
-                   command=command_line())
-    results["report_files"] = write_report(results, out)
-    atomic_write_json(out / "results.json", results)
-    print_summary(results, out)
-    return results
 
 
 def command_line() -> str:

@@ -7,48 +7,43 @@ Classes in Knowledge Distillation", NeurIPS 2022:
 2. their number grows with the teacher-student capacity gap;
 3. TLLM (KD with the teacher dropped for the samples of those classes) improves overall accuracy over KD.
 
-Recipe (two passes; docs/studies/undistillable.md):
-  first pass   the capacity study's teacher family; per seed the CE student and the KD student of every teacher
+Plan (docs/studies/undistillable.md):
+  first waves  the capacity study's teacher family; per seed the CE student and the KD student of every teacher
                (the same RunConfigs as ``kdlab study capacity``, so one ``store`` reuses them)
   detection    per teacher: per-class gain KD - CE over paired seeds on the detection split (validation by
                default, so the test split stays untouched by the selection), an interval, the detection rule
-  second pass  per teacher with a non-empty set: the TLLM student per seed with that set
-  evaluation   on the test split: per-class gains, confusion shift, the teacher's own per-class statistics,
-               TLLM vs KD per class and overall -> claims -> results.json, plots, report.
+  last wave    built from the detection: per teacher with a non-empty set, the TLLM student per seed with that set
+  analysis     on the test split: per-class gains, confusion shift, the teacher's own per-class statistics,
+               TLLM vs KD per class and overall; claims declared below.
 """
 
 from __future__ import annotations
 
 import copy
-import logging
 import math
-import time
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import Field, field_validator
-from tqdm.auto import tqdm
+from pydantic import Field, field_validator, model_validator
 
-from ..config import Component, DataConfig, Section, check_components
-from ..errors import ConfigError
+from ..analysis.stats import mean_std, paired_by_seed, paired_difference
+from ..analysis.verdict import Claim, Measurement, NotApplicable, Rule, paired_measurement
+from ..config import Component, DataConfig
+from ..report import Report
+from ..report.format import format_interval, format_params, format_pm, model_name
+from ..store import RunStore
 from .base import STUDIES
 from .capacity import DEFAULTS as CAPACITY_DEFAULTS
 from .capacity import PRESETS as CAPACITY_PRESETS
 from .capacity import TeacherFamily, teacher_family_configs
-from .common import StageConfig, finish_study, load_study_config, stage_run_config
-from ..analysis.stats import mean_std, paired_by_seed, paired_difference
-from ..report.format import format_interval
-from ..store import RunStore
-
-log = logging.getLogger("kdlab")
+from .common import StageConfig, stage_run_config
+from .driver import Planned, RunSet, Study, StudyConfig, Wave
 
 KD_OPTIONS = ("temperature", "alpha")
 
 
-class UndistillableStudyConfig(Section):
-    # run store shared between studies (content-addressed); default: <out>/runs
-    store: str | None = None
+class UndistillableStudyConfig(StudyConfig):
     data: DataConfig = Field(default_factory=DataConfig)
     teachers: TeacherFamily
     student: StageConfig
@@ -66,6 +61,13 @@ class UndistillableStudyConfig(Section):
     # a class is undistillable when the upper end of its gain interval is below -threshold (accuracy fraction)
     threshold: float = Field(0.0, ge=0.0, lt=1.0)
     num_bootstrap: int = Field(2000, ge=100)
+
+    @model_validator(mode="after")
+    def _detection_split_exists(self) -> "UndistillableStudyConfig":
+        if self.detect_split == "val" and not self.data.val_size:
+            raise ValueError(f"detect_split='val' needs data.val_size > 0, got data.val_size={self.data.val_size!r}; "
+                             "allowed: a validation split, or detect_split: test")
+        return self
 
     @field_validator("kd")
     @classmethod
@@ -104,98 +106,61 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-@STUDIES.register("undistillable")
-def run_undistillable(config: str | Path | None = None, out: str | Path = "runs/undistillable",
-                      preset: str | None = None, overrides: list[str] | None = None,
-                      progress: bool | None = None) -> dict[str, Any]:
-    """Run the undistillable-classes study; write results.json, plots, report.md and report.html into ``out``."""
-    cfg: UndistillableStudyConfig = load_study_config(UndistillableStudyConfig, DEFAULTS, PRESETS, config, preset,
-                                                      list(overrides or []))
-    if cfg.detect_split == "val" and not cfg.data.val_size:
-        raise ConfigError(f"detect_split='val' needs data.val_size > 0, got data.val_size={cfg.data.val_size!r}; "
-                          "allowed: a validation split, or detect_split: test")
-    out = Path(out)
-    store = RunStore(cfg.store or out / "runs")
-    started = time.perf_counter()
+# ---------------------------------------------------------------------------------------------- plan
 
-    # every first-pass run's config, validated before anything trains (the same configs as the capacity study)
-    teacher_cfgs = teacher_family_configs(cfg.teachers, cfg.data, cfg.teacher_seed)
-    teacher_dirs = [store.path(t) for t in teacher_cfgs]
-    ce_cfgs = {seed: stage_run_config(cfg.student, cfg.data, seed) for seed in cfg.seeds}
-    kd_cfgs = {(ti, seed): stage_run_config(cfg.student, cfg.data, seed, loss=cfg.kd, teacher_run=teacher_dirs[ti])
-               for ti in range(len(teacher_cfgs)) for seed in cfg.seeds}
-    for run_cfg in [*teacher_cfgs, *ce_cfgs.values(), *kd_cfgs.values()]:
-        check_components(run_cfg)
+
+def plan(cfg: UndistillableStudyConfig, store: RunStore) -> list[Wave]:
+    """The capacity study's teachers, CE and KD students (the same configs: one store shares them); then, built from
+    the detection, the TLLM students of every teacher with undistillable classes."""
+    teachers = teacher_family_configs(cfg.teachers, cfg.data, cfg.teacher_seed)
+    dirs = [store.path(t) for t in teachers]
+    students = [Planned({"role": "student", "method": "ce", "seed": seed}, stage_run_config(cfg.student, cfg.data, seed))
+                for seed in cfg.seeds]
+    students += [Planned({"role": "student", "method": "kd", "teacher": ti, "seed": seed},
+                         stage_run_config(cfg.student, cfg.data, seed, loss=cfg.kd, teacher_run=dirs[ti]))
+                 for ti in range(len(teachers)) for seed in cfg.seeds]
     # the TLLM loss with these KD settings must build (its class set is filled in after detection)
-    tllm_base = _tllm_component(cfg.kd, [])
-    check_components(stage_run_config(cfg.student, cfg.data, cfg.seeds[0], loss=tllm_base,
-                                      teacher_run=teacher_dirs[0]))
+    preview = [Planned({"role": "student", "method": "tllm", "teacher": 0, "seed": cfg.seeds[0]},
+                       stage_run_config(cfg.student, cfg.data, cfg.seeds[0], loss=_tllm_component(cfg.kd, []),
+                                        teacher_run=dirs[0]))]
 
-    bar = tqdm(total=len(teacher_cfgs) + len(ce_cfgs) + len(kd_cfgs), desc="undistillable study", unit="run",
-               disable=progress is False)
-    teachers = []
-    for i, run_cfg in enumerate(teacher_cfgs):
-        summary = store.run(run_cfg, progress=progress)
-        bar.update()
-        log.info("teacher %d/%d %s: %s params, test accuracy %.4f", i + 1, len(teacher_cfgs),
-                 _model_label(run_cfg.model), f"{summary['params']:,}", summary["test_accuracy"])
-        teachers.append(summary)
-    ce_runs = {}
-    for seed, run_cfg in ce_cfgs.items():
-        ce_runs[seed] = store.run(run_cfg, progress=progress)
-        bar.update()
-    kd_runs = {}
-    for (ti, seed), run_cfg in kd_cfgs.items():
-        kd_runs[ti, seed] = store.run(run_cfg, progress=progress)
-        bar.update()
+    def tllm(runs: RunSet) -> list[Planned]:
+        detected = _detect(cfg, runs, _load_data(cfg))[1]
+        return [Planned({"role": "student", "method": "tllm", "teacher": ti, "seed": seed},
+                        stage_run_config(cfg.student, cfg.data, seed, loss=_tllm_component(cfg.kd, classes),
+                                         teacher_run=dirs[ti]))
+                for ti, classes in enumerate(detected) if classes for seed in cfg.seeds]
 
-    data = _load_data(cfg)
-    splits = {"val": data.val, "test": data.test}
-    detect, test = splits[cfg.detect_split], data.test
-    num_classes = data.num_classes
+    return [Wave("teachers", [Planned({"role": "teacher", "teacher": ti}, t) for ti, t in enumerate(teachers)]),
+            Wave("students", students), Wave("TLLM students", build=tllm, preview=preview)]
+
+
+def _gain(cfg: UndistillableStudyConfig, num_classes: int):
     confidence = _class_confidence(cfg, num_classes)
-    ce_pred = {name: _stack([_predict(ce_runs[s], split.x) for s in cfg.seeds]) for name, split in splits.items()
-               if len(split)}
-
-    from ..analysis.undistillable import class_gain, undistillable_classes
 
     def gain(a: torch.Tensor, b: torch.Tensor, labels: torch.Tensor):
+        from ..analysis.undistillable import class_gain
+
         return class_gain(a, b, labels, num_classes, interval=cfg.interval, confidence=confidence,
                           num_bootstrap=cfg.num_bootstrap, seed=0)
+    return gain
 
-    # detection, per teacher, on the detection split
-    kd_pred, detected, detect_gains = {}, [], []
-    for ti in range(len(teacher_cfgs)):
-        kd_pred[ti] = {name: _stack([_predict(kd_runs[ti, s], split.x) for s in cfg.seeds])
-                       for name, split in splits.items() if len(split)}
-        g = gain(kd_pred[ti][cfg.detect_split], ce_pred[cfg.detect_split], detect.y)
-        detect_gains.append(g)
-        detected.append(undistillable_classes(g, cfg.threshold))
-        log.info("teacher %d: undistillable classes %s", ti + 1, detected[-1] or "none")
 
-    # second pass: TLLM per teacher with a non-empty set
-    tllm_cfgs = {(ti, seed): stage_run_config(cfg.student, cfg.data, seed, loss=_tllm_component(cfg.kd, classes),
-                                              teacher_run=teacher_dirs[ti])
-                 for ti, classes in enumerate(detected) if classes for seed in cfg.seeds}
-    for run_cfg in tllm_cfgs.values():
-        check_components(run_cfg)
-    bar.total += len(tllm_cfgs)
-    bar.refresh()
-    tllm_runs = {}
-    for key, run_cfg in tllm_cfgs.items():
-        tllm_runs[key] = store.run(run_cfg, progress=progress)
-        bar.update()
-    bar.close()
-    tllm_pred = {ti: _stack([_predict(tllm_runs[ti, s], test.x) for s in cfg.seeds])
-                 for ti, classes in enumerate(detected) if classes}
+def _predictions(cfg: UndistillableStudyConfig, runs: RunSet, split: Any, **tags: Any) -> torch.Tensor:
+    """Predicted classes [S, N] on ``split`` of the students tagged ``tags``, one row per seed in seed order."""
+    return _stack([_predict(runs.one(role="student", seed=seed, **tags).summary, split.x) for seed in cfg.seeds])
 
-    profiles = _profile_teachers(cfg, teacher_dirs, data, detected)
-    ctx = {"cfg": cfg, "data": data, "confidence": confidence, "gain": gain}
-    results = _assemble(ctx, teacher_cfgs, teachers, ce_runs, kd_runs, tllm_runs, ce_pred, kd_pred, tllm_pred,
-                        detect_gains, detected, profiles)
-    from ..report.undistillable import write_undistillable_report
 
-    return finish_study(results, out, started, store.trained, store.reused, write_undistillable_report, _print_summary)
+def _detect(cfg: UndistillableStudyConfig, runs: RunSet, data) -> tuple[list[Any], list[list[int]]]:
+    """Per teacher: the per-class gain on the detection split and the classes the rule flags."""
+    from ..analysis.undistillable import undistillable_classes
+
+    split = {"val": data.val, "test": data.test}[cfg.detect_split]
+    gain = _gain(cfg, data.num_classes)
+    ce = _predictions(cfg, runs, split, method="ce")
+    gains = [gain(_predictions(cfg, runs, split, method="kd", teacher=ti), ce, split.y)
+             for ti in range(len(cfg.teachers.capacities))]
+    return gains, [undistillable_classes(g, cfg.threshold) for g in gains]
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -214,11 +179,6 @@ def _class_confidence(cfg: UndistillableStudyConfig, num_classes: int) -> float:
     if cfg.correction == "bonferroni":
         return 1.0 - (1.0 - cfg.confidence) / num_classes
     return cfg.confidence
-
-
-def _model_label(model: Component) -> str:
-    opts = ",".join(f"{k}={v}" for k, v in model.options.items())
-    return f"{model.name}({opts})"
 
 
 def _load_data(cfg: UndistillableStudyConfig):
@@ -278,42 +238,54 @@ def _accuracies(preds: torch.Tensor, labels: torch.Tensor) -> list[float]:
 def _student_record(teacher: str | None, method: str, loss: Component, seed: int,
                     summary: dict[str, Any]) -> dict[str, Any]:
     return {"teacher": teacher, "method": method, "hyperparams": loss.as_dict(), "seed": seed,
-            "test_accuracy": summary["test_accuracy"], "run_dir": summary["run_dir"]}
+            "test_accuracy": summary["test_accuracy"], "val_accuracy": summary["best_val_accuracy"],
+            "run_dir": summary["run_dir"]}
 
 
 # ---------------------------------------------------------------------------------------------- results
 
 
-def _assemble(ctx: dict[str, Any], teacher_cfgs: list, teachers: list[dict[str, Any]], ce_runs: dict,
-              kd_runs: dict, tllm_runs: dict, ce_pred: dict, kd_pred: dict, tllm_pred: dict, detect_gains: list,
-              detected: list[list[int]], profiles: list[dict[str, Any]]) -> dict[str, Any]:
-    from ..analysis.undistillable import confusion_shift, shift_destinations, undistillable_classes
+# ---------------------------------------------------------------------------------------------- results
 
-    cfg: UndistillableStudyConfig = ctx["cfg"]
-    data, gain = ctx["data"], ctx["gain"]
+
+def analyse(cfg: UndistillableStudyConfig, runs: RunSet) -> dict[str, Any]:
+    from ..analysis import spearman_correlation
+    from ..analysis.undistillable import bootstrap_detection_counts, confusion_shift, shift_destinations, \
+        undistillable_classes
+
+    data = _load_data(cfg)
     names = list(data.class_names)
-    test_y = data.test.y
+    gain = _gain(cfg, data.num_classes)
+    detect_gains, detected = _detect(cfg, runs, data)
+    teachers = [runs.one(role="teacher", teacher=ti) for ti in range(len(cfg.teachers.capacities))]
+    teacher_dirs = [Path(t.run_dir) for t in teachers]
+    profiles = _profile_teachers(cfg, teacher_dirs, data, detected)
     seeds = cfg.seeds
+    ce_runs = {s: runs.one(role="student", method="ce", seed=s).summary for s in seeds}
     student_params = _student_params(ce_runs)
-
+    test_y = data.test.y
+    ce_test = _predictions(cfg, runs, data.test, method="ce")
     students = [_student_record(None, "ce", Component(name="ce"), s, ce_runs[s]) for s in seeds]
-    ce_acc = dict(zip(seeds, (ce_runs[s]["test_accuracy"] for s in seeds)))
+    ce_acc = {s: ce_runs[s]["test_accuracy"] for s in seeds}
     entries = []
-    for ti, (run_cfg, summary, profile) in enumerate(zip(teacher_cfgs, teachers, profiles)):
-        label = _model_label(run_cfg.model)
-        students += [_student_record(label, "kd", cfg.kd, s, kd_runs[ti, s]) for s in seeds]
-        kd_acc = {s: kd_runs[ti, s]["test_accuracy"] for s in seeds}
-        test_gain = gain(kd_pred[ti]["test"], ce_pred["test"], test_y)
+    for ti, (run, profile) in enumerate(zip(teachers, profiles)):
+        label = model_name(run.job.model.as_dict(), run.summary["params"])
+        kd_runs = {s: runs.one(role="student", method="kd", teacher=ti, seed=s).summary for s in seeds}
+        students += [_student_record(label, "kd", cfg.kd, s, kd_runs[s]) for s in seeds]
+        kd_acc = {s: kd_runs[s]["test_accuracy"] for s in seeds}
+        kd_test = _predictions(cfg, runs, data.test, method="kd", teacher=ti)
+        test_gain = gain(kd_test, ce_test, test_y)
         classes = detected[ti]
         on_test = undistillable_classes(test_gain, cfg.threshold)
-        shift = confusion_shift(kd_pred[ti]["test"], ce_pred["test"], test_y, len(names))
+        shift = confusion_shift(kd_test, ce_test, test_y, len(names))
         entry: dict[str, Any] = {
+            "label": f"T{ti + 1}",
             "name": label,
-            "model": run_cfg.model.as_dict(),
-            "params": summary["params"],
-            "params_ratio": summary["params"] / student_params if student_params else None,
-            "test_accuracy": summary["test_accuracy"],
-            "run_dir": summary["run_dir"],
+            "model": run.job.model.as_dict(),
+            "params": run.summary["params"],
+            "params_ratio": run.summary["params"] / student_params if student_params else None,
+            "test_accuracy": run.test_accuracy,
+            "run_dir": run.run_dir,
             "kd_test_accuracy": mean_std(list(kd_acc.values())),
             "kd_test_accuracy_per_seed": [kd_acc[s] for s in seeds],
             "kd_minus_ce": paired_by_seed(kd_acc, ce_acc),
@@ -332,10 +304,12 @@ def _assemble(ctx: dict[str, Any], teacher_cfgs: list, teachers: list[dict[str, 
             "tllm": None,
         }
         if classes:
-            tllm_acc = {s: tllm_runs[ti, s]["test_accuracy"] for s in seeds}
+            tllm_runs = {s: runs.one(role="student", method="tllm", teacher=ti, seed=s).summary for s in seeds}
+            tllm_acc = {s: tllm_runs[s]["test_accuracy"] for s in seeds}
             tllm_loss = _tllm_component(cfg.kd, classes)
-            students += [_student_record(label, "tllm", tllm_loss, s, tllm_runs[ti, s]) for s in seeds]
-            vs_kd = gain(tllm_pred[ti], kd_pred[ti]["test"], test_y)
+            students += [_student_record(label, "tllm", tllm_loss, s, tllm_runs[s]) for s in seeds]
+            tllm_test = _predictions(cfg, runs, data.test, method="tllm", teacher=ti)
+            vs_kd = gain(tllm_test, kd_test, test_y)
             entry["tllm"] = {
                 "classes": classes,
                 "test_accuracy": mean_std(list(tllm_acc.values())),
@@ -343,27 +317,47 @@ def _assemble(ctx: dict[str, Any], teacher_cfgs: list, teachers: list[dict[str, 
                 "minus_kd": paired_by_seed(tllm_acc, kd_acc),
                 "minus_ce": paired_by_seed(tllm_acc, ce_acc),
                 "gain_vs_kd": vs_kd.as_dict(),
-                "gain_vs_ce": gain(tllm_pred[ti], ce_pred["test"], test_y).as_dict(),
+                "gain_vs_ce": gain(tllm_test, ce_test, test_y).as_dict(),
                 "removed_classes_minus_kd": {str(c): vs_kd.mean[c] for c in classes},
             }
         entries.append(entry)
+    # the count trend's spread: detection redone on bootstrap replicates of the detection split's samples
+    split = {"val": data.val, "test": data.test}[cfg.detect_split]
+    counts = None
+    if cfg.interval == "t":
+        counts = bootstrap_detection_counts(
+            [_predictions(cfg, runs, split, method="kd", teacher=ti) for ti in range(len(entries))],
+            _predictions(cfg, runs, split, method="ce"), split.y, data.num_classes,
+            confidence=_class_confidence(cfg, data.num_classes), threshold=cfg.threshold,
+            num_bootstrap=min(cfg.num_bootstrap, 1000), seed=0)
+    params = [e["params"] for e in entries]
+    rho = {"estimate": spearman_correlation(params, [len(e["undistillable_classes"]) for e in entries]),
+           "low": math.nan, "high": math.nan, "replicates": 0}
+    if counts is not None:
+        replicates = [spearman_correlation(params, row.tolist()) for row in counts]
+        replicates = [r for r in replicates if not math.isnan(r)]
+        if replicates:
+            low, high = torch.tensor(replicates, dtype=torch.float64).quantile(
+                torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+            rho.update(low=low, high=high, replicates=len(replicates))
+    confidence = _class_confidence(cfg, data.num_classes)
     return {
-        "study": "undistillable",
         "dataset": cfg.data.name,
         "config": cfg.model_dump(mode="json"),
         "class_names": names,
         "student_params": student_params,
         "detection": {"split": cfg.detect_split, "interval": cfg.interval, "confidence": cfg.confidence,
-                      "class_confidence": ctx["confidence"], "correction": cfg.correction,
+                      "class_confidence": confidence, "correction": cfg.correction,
                       "threshold": cfg.threshold, "n_seeds": len(seeds),
-                      "expected_false_detections_per_teacher": len(names) * (1 - ctx["confidence"]) / 2,
-                      "rule": f"undistillable if the upper end of the {ctx['confidence'] * 100:g}% {cfg.interval} "
+                      "expected_false_detections_per_teacher": len(names) * (1 - confidence) / 2,
+                      "rule": f"undistillable if the upper end of the {confidence * 100:g}% {cfg.interval} "
                               f"interval of the per-class gain (KD - CE) on the {cfg.detect_split} split is below "
                               f"{_minus(cfg.threshold)}"},
         "teachers": entries,
+        "count_trend": rho,
         "students": students,
         "ce_student": mean_std(list(ce_acc.values())),
-        "claims": _claims(cfg, entries, seeds, [ce_acc[s] for s in seeds]),
+        "ce_test_accuracy_per_seed": [ce_acc[s] for s in seeds],
     }
 
 
@@ -379,114 +373,6 @@ def _fmt_classes(classes: list[int], names: list[str] | None = None) -> str:
     return ", ".join(f"{c}" + (f" ({names[c]})" if names else "") for c in classes)
 
 
-def _claims(cfg: UndistillableStudyConfig, teachers: list[dict[str, Any]], seeds: list[int],
-            ce_per_seed: list[float]) -> list[dict[str, Any]]:
-    """Each paper claim with a verdict by a rule fixed in advance (docs/studies/undistillable.md)."""
-    from ..analysis import spearman_correlation
-
-    claims = []
-    split = cfg.detect_split
-    has_interval = not all(math.isnan(h) for t in teachers for h in t["gain"]["detect"]["high"])
-
-    # 1. existence, replicated on the test split when detection ran on the validation split
-    found = [(t["name"], t["undistillable_classes"]) for t in teachers if t["undistillable_classes"]]
-    replicated = [(t["name"], t["replicated_on_test"]) for t in teachers if t["replicated_on_test"]]
-    test_only = [(t["name"], t["undistillable_on_test"]) for t in teachers if t["undistillable_on_test"]]
-    if not has_interval:
-        holds: bool | None = None
-    elif replicated:
-        holds = True
-    elif not found and not test_only:
-        holds = False
-    else:
-        holds = None
-    detail = "; ".join(
-        f"{t['name']}: " + (", ".join(
-            f"class {c} gain {_fmt_gain(t['gain']['detect'], c)} on {split}, {_fmt_gain(t['gain']['test'], c)} on test"
-            for c in t["undistillable_classes"]) or "none")
-        for t in teachers)
-    plural = "s" if len(seeds) > 1 else ""
-    if split == "val":
-        rule = ("rule: holds if at least one class detected on the val split is also below the threshold on the test "
-                "split, fails if no class is detected on either split, undecided otherwise")
-        replication = f"replicated on the test split: {sum(len(c) for _, c in replicated)}; "
-    else:
-        rule = "rule: holds if at least one class is detected, fails if none is (detection on the test split)"
-        replication = ""
-    claims.append({
-        "claim": "undistillable classes exist",
-        "holds": holds,
-        "evidence": f"classes whose KD - CE accuracy gain is reliably below {_minus(cfg.threshold)} "
-                    f"({cfg.interval} interval, {len(seeds)} paired seed{plural}) per teacher: {detail}; "
-                    f"{replication}{rule}",
-    })
-
-    # 2. count against teacher size
-    params = [t["params"] for t in teachers]
-    counts = [len(t["undistillable_classes"]) for t in teachers]
-    rho = spearman_correlation(params, counts)
-    if not has_interval:
-        holds = None
-    elif len(set(counts)) == 1:
-        holds = False
-    elif math.isnan(rho):
-        holds = None
-    else:
-        holds = True if rho >= 0.8 else (False if rho <= 0 else None)
-    ratios = ", ".join(f"{t['params_ratio']:.1f}x" if t["params_ratio"] else "?" for t in teachers)
-    claims.append({
-        "claim": "the number of undistillable classes grows with the teacher-student capacity gap",
-        "holds": holds,
-        "evidence": f"undistillable classes per teacher (ascending size, teacher/student params {ratios}): "
-                    f"{counts}; Spearman rho(teacher params, count) = "
-                    + ("undefined (constant counts)" if math.isnan(rho) else f"{rho:+.2f}")
-                    + "; rule: holds if rho >= 0.8, fails if rho <= 0 or every teacher has the same count, "
-                      "undecided between",
-    })
-
-    # 3. TLLM vs KD overall, pooled over the teachers where TLLM removed something (elsewhere TLLM is KD)
-    with_tllm = [t for t in teachers if t["tllm"] is not None]
-    if not with_tllm:
-        claims.append({"claim": "TLLM improves overall accuracy over KD", "holds": None,
-                       "evidence": "no undistillable class was detected for any teacher, so TLLM equals KD and was "
-                                   "not trained; nothing to test"})
-        return claims
-    per_seed_tllm, per_seed_kd = [], []
-    for i, _ in enumerate(seeds):
-        per_seed_tllm.append(sum(_seed_acc(t, "tllm", i) for t in with_tllm) / len(with_tllm))
-        per_seed_kd.append(sum(_seed_acc(t, "kd", i) for t in with_tllm) / len(with_tllm))
-    pooled = paired_difference(per_seed_tllm, per_seed_kd)
-    # context, not part of the rule: removing many classes drifts TLLM towards the CE student
-    vs_ce = paired_difference(per_seed_tllm, ce_per_seed)
-    if pooled["n"] < 2:
-        holds = None
-    elif pooled["low"] > 0:
-        holds = True
-    elif pooled["mean"] <= 0:
-        holds = False
-    else:
-        holds = None
-    claims.append({
-        "claim": "TLLM improves overall accuracy over KD",
-        "holds": holds,
-        "evidence": f"TLLM - KD test accuracy, averaged over the {len(with_tllm)} teacher(s) with undistillable "
-                    f"classes, paired over seeds: {format_interval(pooled)} points (95% t interval); per teacher: "
-                    + "; ".join(f"{t['name']} (removed {_fmt_classes(t['tllm']['classes'])}): "
-                                f"{format_interval(t['tllm']['minus_kd'])}" for t in with_tllm)
-                    + f"; for context, pooled TLLM - CE = {format_interval(vs_ce)} points"
-                    + "; rule: holds if the pooled interval is above 0, fails if its mean is <= 0, undecided "
-                      "otherwise",
-    })
-    return claims
-
-
-def _seed_acc(teacher: dict[str, Any], method: str, seed_index: int) -> float:
-    """Test accuracy of the ``method`` student ("kd" or "tllm") of this teacher with seed number ``seed_index``."""
-    if method == "kd":
-        return teacher["kd_test_accuracy_per_seed"][seed_index]
-    return teacher["tllm"]["test_accuracy_per_seed"][seed_index]
-
-
 def _minus(threshold: float) -> str:
     """-threshold as text, in points when it is a fraction of accuracy ("0" rather than "-0")."""
     return "0" if threshold == 0 else f"-{threshold * 100:g} points"
@@ -499,19 +385,262 @@ def _fmt_gain(gain: dict[str, Any], c: int) -> str:
     return f"{mean * 100:+.1f} [{low * 100:+.1f}, {high * 100:+.1f}]"
 
 
-def _print_summary(results: dict[str, Any], out: Path) -> None:
+# ---------------------------------------------------------------------------------------------- claims
+
+ZHU = "Zhu et al., NeurIPS 2022"
+
+
+def _exist(results: dict[str, Any]) -> Measurement:
+    teachers, det = results["teachers"], results["detection"]
+    has_interval = not all(math.isnan(h) for t in teachers for h in t["gain"]["detect"]["high"])
+    replicated = sum(len(t["replicated_on_test"]) for t in teachers)
+    flagged = sum(len(set(t["undistillable_classes"]) | set(t["undistillable_on_test"])) for t in teachers)
+    if det["split"] == "test":
+        replicated = flagged = sum(len(t["undistillable_classes"]) for t in teachers)
+    detail = "; ".join(
+        f"{t['label']}: " + (", ".join(f"class {c} gain {_fmt_gain(t['gain']['detect'], c)} on {det['split']}, "
+                                       f"{_fmt_gain(t['gain']['test'], c)} on test"
+                                       for c in t["undistillable_classes"]) or "none") for t in teachers)
+    n = len(teachers) * len(results["class_names"])
+    context = (f"{det['rule']}; per teacher: {detail}; lower end = classes detected on {det['split']} and replicated "
+               f"on test ({replicated}), upper end = classes flagged on either split ({flagged})")
+    if not has_interval:
+        return Measurement(float(flagged), math.nan, math.nan, det["n_seeds"], "no per-class interval", context)
+    return Measurement(float(replicated), float(replicated), float(flagged), n,
+                       "count interval: [detected and replicated, flagged on either split]", context)
+
+
+def _count_grows(results: dict[str, Any]) -> Measurement | NotApplicable:
+    teachers = results["teachers"]
+    counts = [len(t["undistillable_classes"]) for t in teachers]
+    ratios = ", ".join(f"{t['params_ratio']:.1f}x" if t["params_ratio"] else "?" for t in teachers)
+    context = f"undistillable classes per teacher (ascending size, teacher/student params {ratios}): {counts}"
+    if not any(counts):
+        return NotApplicable("nothing to test: no undistillable class was detected for any teacher", context)
+    trend = results["count_trend"]
+    return Measurement(trend["estimate"], trend["low"], trend["high"], trend["replicates"],
+                       "95% bootstrap over the detection split's samples (detection redone in each replicate)",
+                       context)
+
+
+def _tllm_improves(results: dict[str, Any]) -> Measurement | NotApplicable:
+    with_tllm = [t for t in results["teachers"] if t["tllm"] is not None]
+    if not with_tllm:
+        return NotApplicable("nothing to test: no undistillable class was detected for any teacher, so TLLM equals KD "
+                             "and was not trained")
+    seeds = range(len(results["ce_test_accuracy_per_seed"]))
+    tllm = [sum(t["tllm"]["test_accuracy_per_seed"][i] for t in with_tllm) / len(with_tllm) for i in seeds]
+    kd = [sum(t["kd_test_accuracy_per_seed"][i] for t in with_tllm) / len(with_tllm) for i in seeds]
+    pooled = paired_difference(tllm, kd)
+    # context, not part of the rule: removing many classes drifts TLLM towards the CE student
+    vs_ce = paired_difference(tllm, results["ce_test_accuracy_per_seed"])
+    return paired_measurement(pooled, f"averaged over the {len(with_tllm)} teacher(s) with undistillable classes; "
+                                      "per teacher: " + "; ".join(
+                                          f"{t['label']} (removed {_fmt_classes(t['tllm']['classes'])}): "
+                                          f"{format_interval(t['tllm']['minus_kd'])}" for t in with_tllm)
+                              + f"; for context, pooled TLLM - CE = {format_interval(vs_ce)} points",
+                              {"classes removed": {t["label"]: t["tllm"]["classes"] for t in with_tllm}},
+                              "the detection split (validation by default)")
+
+
+def claims(cfg: UndistillableStudyConfig) -> list[Claim]:
+    nothing = "at least one undistillable class is detected for some teacher"
+    return [
+        Claim("classes_exist", "undistillable classes exist",
+              "number of (teacher, class) pairs whose KD - CE accuracy gain is reliably below "
+              f"{_minus(cfg.threshold)}", Rule(">=", 1.0, digits=0), _exist,
+              selection=f"the classes are detected on the {cfg.detect_split} split", source=ZHU),
+        Claim("count_grows", "the number of undistillable classes grows with the teacher-student capacity gap",
+              "Spearman correlation of teacher parameters with the number of undistillable classes",
+              Rule(">=", 0.8), _count_grows, precondition=nothing, source=ZHU),
+        Claim("tllm_improves", "TLLM improves overall accuracy over KD",
+              "TLLM - KD student test accuracy, averaged over the teachers with undistillable classes, paired over "
+              "seeds (points)", Rule(">", 0.0, unit="points", scale=100.0), _tllm_improves, precondition=nothing,
+              selection=f"the classes TLLM removes are those detected on the {cfg.detect_split} split", source=ZHU),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+KD_COLOR, TEST_COLOR, LOST_COLOR, TLLM_COLOR = "#4c78a8", "#9ecae9", "#e45756", "#54a24b"
+
+
+def _errors(gain: dict[str, Any]) -> list[list[float]]:
+    """Asymmetric error bars (mean - low, high - mean) in points; none where there is no interval."""
+    lower = [0.0 if math.isnan(lo) else (m - lo) * 100 for m, lo in zip(gain["mean"], gain["low"])]
+    upper = [0.0 if math.isnan(hi) else (hi - m) * 100 for m, hi in zip(gain["mean"], gain["high"])]
+    return [lower, upper]
+
+
+def _teacher_ticks(teachers: list[dict[str, Any]]) -> list[Any]:
+    return [[t["params"] for t in teachers], [f"{t['label']}\n{format_params(t['params'])}" for t in teachers]]
+
+
+def _class_gain_figure(results: dict[str, Any]) -> dict[str, Any]:
+    teachers, names, det = results["teachers"], results["class_names"], results["detection"]
+    split = det["split"]
+    panels = []
+    for t in teachers:
+        detect = {"label": f"{split} split (detection)", "values": [m * 100 for m in t["gain"]["detect"]["mean"]],
+                  "errors": _errors(t["gain"]["detect"]),
+                  "colors": [LOST_COLOR if c in t["undistillable_classes"] else KD_COLOR for c in range(len(names))]}
+        series = [detect] + ([] if split == "test" else [
+            {"label": "test split", "values": [m * 100 for m in t["gain"]["test"]["mean"]],
+             "errors": _errors(t["gain"]["test"]), "color": TEST_COLOR}])
+        panels.append({"type": "bars", "categories": names, "series": series, "title": f"{t['label']} {t['name']}",
+                       "ylabel": "KD - CE (points)", "rotate": 30, "legend": "best" if t is teachers[0] else "none",
+                       "hlines": [{"y": 0, "style": "-", "width": 0.8}]
+                       + ([{"y": -det["threshold"] * 100, "color": LOST_COLOR, "style": ":"}] if det["threshold"] else
+                          [])})
+    conf = det["class_confidence"] * 100
+    return {"title": f"Per-class distillation gain, mean over seeds with {conf:.4g}% {det['interval']} interval "
+                     "(red: undistillable)", "layout": [len(teachers), 1],
+            "size": [max(7, 0.7 * len(names)), 2.6 * len(teachers)], "panels": panels}
+
+
+def _count_figure(results: dict[str, Any]) -> dict[str, Any]:
+    teachers, split = results["teachers"], results["detection"]["split"]
+    params = [t["params"] for t in teachers]
+    series = [{"label": f"reliably negative on {split} (detected)", "x": params,
+               "y": [len(t["undistillable_classes"]) for t in teachers], "color": LOST_COLOR}]
+    if split != "test":
+        series.append({"label": "reliably negative on test", "x": params, "style": "s-", "color": TEST_COLOR,
+                       "y": [len(t["undistillable_on_test"]) for t in teachers]})
+    series.append({"label": f"mean gain < 0 on {split} (no interval)", "x": params, "style": "^--", "color": "#888",
+                   "y": [len(t["negative_mean_classes"]) for t in teachers]})
+    return {"size": [6, 3.8], "panels": [{"type": "lines", "xscale": "log", "xticks": _teacher_ticks(teachers),
+                                          "xlabel": "teacher parameters", "ylabel": "classes", "series": series,
+                                          "title": "Undistillable classes against teacher capacity"}]}
+
+
+def _accuracy_figure(results: dict[str, Any]) -> dict[str, Any]:
+    teachers, ce = results["teachers"], results["ce_student"]
+    with_tllm = [t for t in teachers if t["tllm"]]
+    series = [{"label": "KD", "x": [t["params"] for t in teachers], "color": KD_COLOR,
+               "y": [t["kd_test_accuracy"]["mean"] * 100 for t in teachers],
+               "err": [t["kd_test_accuracy"]["std"] * 100 for t in teachers]}]
+    if with_tllm:
+        series.append({"label": "TLLM (teachers with undistillable classes)", "x": [t["params"] for t in with_tllm],
+                       "y": [t["tllm"]["test_accuracy"]["mean"] * 100 for t in with_tllm], "style": "s",
+                       "err": [t["tllm"]["test_accuracy"]["std"] * 100 for t in with_tllm], "color": TLLM_COLOR})
+    return {"size": [6, 3.8], "panels": [{
+        "type": "lines", "xscale": "log", "xticks": _teacher_ticks(teachers), "xlabel": "teacher parameters",
+        "ylabel": "student test accuracy (%)", "title": "Student accuracy by teacher (mean ± std over seeds)",
+        "series": series, "hlines": [{"y": ce["mean"] * 100, "label": "CE only",
+                                      "band": [(ce["mean"] - ce["std"]) * 100, (ce["mean"] + ce["std"]) * 100]}]}]}
+
+
+def _tllm_figure(results: dict[str, Any]) -> dict[str, Any]:
     names = results["class_names"]
-    print(f"\nundistillable classes ({results['dataset']}; {results['detection']['rule']}):")
-    ce = results["ce_student"]
-    print(f"  CE student: {ce['mean'] * 100:.2f} ± {ce['std'] * 100:.2f}")
+    teachers = [t for t in results["teachers"] if t["tllm"]]
+    return {"title": "Per-class TLLM - KD on the test split (green: classes TLLM taught with labels only)",
+            "layout": [len(teachers), 1], "size": [max(7, 0.7 * len(names)), 2.6 * len(teachers)],
+            "panels": [{"type": "bars", "categories": names, "rotate": 30, "ylabel": "TLLM - KD (points)",
+                        "legend": "none", "hlines": [{"y": 0, "style": "-", "width": 0.8}],
+                        "title": f"{t['label']}: removed {', '.join(names[c] for c in t['tllm']['classes'])}",
+                        "series": [{"values": [m * 100 for m in t["tllm"]["gain_vs_kd"]["mean"]],
+                                    "errors": _errors(t["tllm"]["gain_vs_kd"]),
+                                    "colors": [TLLM_COLOR if c in t["tllm"]["classes"] else KD_COLOR
+                                               for c in range(len(names))]}]} for t in teachers]}
+
+
+def _gain_cell(gain: dict[str, Any], c: int) -> str:
+    mean, low, high = gain["mean"][c], gain["low"][c], gain["high"][c]
+    if math.isnan(low):
+        return f"{mean * 100:+.2f} (no interval)"
+    return f"{mean * 100:+.2f} [{low * 100:+.2f}, {high * 100:+.2f}]"
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value * 100:.2f}"
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def report(results: dict[str, Any]) -> Report:
+    cfg, det, names = results["config"], results["detection"], results["class_names"]
+    st = cfg["student"]
+    rep = Report(f"kdlab undistillable-classes study — {results['dataset']}")
+    rep.paragraph(
+        "Zhu et al., \"Teach Less, Learn More: On the Undistillable Classes in Knowledge Distillation\" (NeurIPS "
+        "2022): KD can raise overall accuracy while the student gets worse than a label-only student on some "
+        "classes. Here every teacher of a capacity family teaches the same student recipe with KD "
+        f"({cfg['kd']}); the per-class gain is the KD student's per-class accuracy minus the CE-only student's, "
+        f"paired by seed (seeds {cfg['seeds']}: same initial weights and batch order).")
+    rep.paragraph(
+        f"Teachers: {', '.join(t['label'] + ' ' + t['name'] for t in results['teachers'])}; "
+        f"{cfg['teachers']['epochs']} epochs on {cfg['teachers']['train_subset'] or 'all'} training images. "
+        f"Student: {model_name(st['model'], results['student_params'])}, {st['epochs']} epochs on "
+        f"{st['train_subset'] or 'all'} labelled images.")
+    rep.paragraph(
+        f"Detection rule (fixed in advance): {det['rule']}. Each class is one test, so with no real effect about "
+        f"{det['expected_false_detections_per_teacher']:.2f} classes per teacher are expected to be flagged by "
+        f"chance (correction: {det['correction']}). Detection uses the {det['split']} split"
+        + (", so the test split, where TLLM is evaluated and where detections are replicated, played no part in "
+           "choosing the classes." if det["split"] == "val" else
+           "; TLLM is evaluated on the same split that chose its classes (optimistic)."))
+    rep.claims_section(results)
+    rep.heading("Undistillable classes per teacher")
+    rep.paragraph(f"CE-only student: {format_pm(results['ce_student'])} % test accuracy.")
+    rep.table(["teacher", "teacher/student params", "teacher test acc (%)", "KD student (%)", "KD - CE (points)",
+               f"undistillable ({det['split']})", "also on test", "mean gain < 0"],
+              [[f"{t['label']} {t['name']}", f"{t['params_ratio']:.1f}x" if t["params_ratio"] else "–",
+                f"{t['test_accuracy'] * 100:.2f}", format_pm(t["kd_test_accuracy"]), format_interval(t["kd_minus_ce"]),
+                ", ".join(names[c] for c in t["undistillable_classes"]) or "none",
+                ", ".join(names[c] for c in t["replicated_on_test"]) or "none",
+                str(len(t["negative_mean_classes"]))] for t in results["teachers"]])
+    rep.figure("class_gains.png", _class_gain_figure(results), "per-class gain KD - CE with intervals")
+    rep.figure("undistillable_count.png", _count_figure(results),
+               "number of undistillable classes against teacher capacity")
+    rows = []
     for t in results["teachers"]:
-        kd = t["kd_test_accuracy"]
-        line = (f"  {t['name']:<24} {t['params']:>10,} params  KD {kd['mean'] * 100:6.2f}  undistillable: "
-                f"{_fmt_classes(t['undistillable_classes'], names)}")
-        if t["tllm"]:
-            line += f"  TLLM - KD {format_interval(t['tllm']['minus_kd'])}"
-        print(line)
-    for claim in results["claims"]:
-        print(f"claim [{ {True: 'holds', False: 'does not hold', None: 'undecided'}[claim['holds']] }] "
-              f"{claim['claim']}: {claim['evidence']}")
-    print(f"\nresults: {out / 'results.json'}   report: {out / 'report.html'}")
+        prof = t["teacher_profile"]
+        dist = prof["distill_set"]
+        test_acc = prof["test_accuracy_per_class"]
+        mean_test = [v for v in test_acc if v is not None]
+        for c in t["undistillable_classes"]:
+            shift = t["confusion_shift"][str(c)]["destinations"]
+            cls = dist["classes"][str(c)]
+            avg = dist["mean_over_classes"]
+            label = names[c] if names[c] == str(c) else f"{c} {names[c]}"
+            rows.append([t["label"], label, _gain_cell(t["gain"]["detect"], c), _gain_cell(t["gain"]["test"], c),
+                         ", ".join(f"{d['name']} {d['shift'] * 100:+.1f}" for d in shift) or "–",
+                         f"{_pct(test_acc[c])} / {_pct(sum(mean_test) / len(mean_test) if mean_test else None)}",
+                         f"{_num(cls['target_prob'])} / {_num(avg['target_prob'])}",
+                         f"{_num(cls['derived_std'], 4)} / {_num(avg['derived_std'], 4)}",
+                         f"{_num(cls['nongt_entropy'])} / {_num(avg['nongt_entropy'])}"])
+    rep.heading("What happens to the undistillable classes")
+    if rows:
+        temp = results["teachers"][0]["teacher_profile"]["distill_set"]["temperature"]
+        rep.paragraph(
+            "Gains in points with their intervals. 'Lost to': where KD sends the class's test samples (mean over "
+            "seeds of the row of confusion_KD - confusion_CE, points of the class's samples). Teacher columns: "
+            f"this class / mean over all classes; dark knowledge at T = {temp:g} on the students' training inputs "
+            "(what is distilled), teacher accuracy on test.")
+        rep.table(["teacher", "class", f"gain on {det['split']}", "gain on test", "lost to (points)",
+                   "teacher test acc (%)", "teacher p(GT)", "derived std", "non-GT entropy"], rows)
+    else:
+        rep.paragraph("No class met the detection rule for any teacher.")
+    rep.heading("Remedy: TLLM (teacher dropped on the undistillable classes' samples)")
+    with_tllm = [t for t in results["teachers"] if t["tllm"]]
+    if with_tllm:
+        rep.table(["teacher", "removed", "KD (%)", "TLLM (%)", "TLLM - KD (points)", "TLLM - CE (points)",
+                   "TLLM - KD on removed classes (points)"],
+                  [[t["label"], ", ".join(names[c] for c in t["tllm"]["classes"]), format_pm(t["kd_test_accuracy"]),
+                    format_pm(t["tllm"]["test_accuracy"]), format_interval(t["tllm"]["minus_kd"]),
+                    format_interval(t["tllm"]["minus_ce"]),
+                    ", ".join(f"{names[int(c)]} {v * 100:+.1f}" for c, v in
+                              t["tllm"]["removed_classes_minus_kd"].items())] for t in with_tllm])
+        rep.figure("tllm_vs_kd.png", _tllm_figure(results), "per-class TLLM - KD")
+    else:
+        rep.paragraph("No teacher had undistillable classes, so TLLM equals KD and was not trained.")
+    rep.figure("accuracy_by_teacher.png", _accuracy_figure(results), "student accuracy by teacher: CE, KD, TLLM")
+    rep.reproduce(results)
+    return rep
+
+
+UNDISTILLABLE = STUDIES.register("undistillable")(Study(
+    name="undistillable", config=UndistillableStudyConfig, defaults=DEFAULTS, presets=PRESETS, plan=plan,
+    analyse=analyse, claims=claims, report=report, description=__doc__.splitlines()[0]))
