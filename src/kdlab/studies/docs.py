@@ -1,0 +1,109 @@
+"""Documentation generated from the studies' declarations, so a rule is written once.
+
+- :func:`rules_markdown`: a study's claims (statistic, rule, precondition, selection, source) for its default
+  config, as the "Decision rules" section of ``docs/studies/<doc>.md``;
+- :func:`claims_table`: the README's table of verdicts, printed verbatim from the committed ``reports/*/results.json``.
+
+``python -m kdlab.studies.docs [ROOT]`` rewrites the generated blocks (between ``<!-- generated: KEY -->`` and
+``<!-- end generated -->``) in the repository at ROOT (default: the current directory); a test checks they are
+current.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..analysis.verdict import verdict_word
+from .base import STUDIES
+
+# study -> the document holding its rules (the audit is described with the nasty teacher)
+DOCS = {"baseline": "baseline.md", "capacity": "capacity.md", "undistillable": "undistillable.md",
+        "nasty": "nasty.md", "audit": "nasty.md", "kinds": "kinds.md", "fit": "fit.md", "compress": "compress.md",
+        "theory": "theory.md", "multiview": "multiview.md"}
+# the committed reports, in the README's order (a report directory relative to reports/)
+REPORTS = ("capacity", "capacity/undistillable", "kinds", "nasty", "fit", "compress", "theory", "multiview")
+END = "<!-- end generated -->"
+
+
+def default_config(name: str) -> Any:
+    """A study's default config (defaults only; the audit's model path is a placeholder: claims do not read it)."""
+    study = STUDIES.get(name)
+    overrides = ['model="MODEL"'] if name == "audit" else []
+    return study.load_config(None, None, overrides)
+
+
+def rules_markdown(name: str) -> str:
+    """The decision rules of study ``name`` (its default configuration), generated from its claim declarations."""
+    claims = STUDIES.get(name).claims(default_config(name))
+    lines = [f"Generated from the claims declared in `kdlab.studies.{name}` (default configuration); each verdict is "
+             "decided by `kdlab.analysis.verdict` from the statistic's interval: holds when the whole interval "
+             "satisfies the rule, does not hold when it lies on the other side of the threshold, undecided otherwise "
+             "(and without an interval, e.g. one seed); not applicable when the precondition is absent.", ""]
+    for i, c in enumerate(claims, start=1):
+        lines.append(f"{i}. *{c.text}* (`{c.id}`)")
+        lines.append(f"   - statistic: {c.statistic}")
+        lines.append(f"   - rule: {c.rule_text()}")
+        if c.precondition:
+            lines.append(f"   - not applicable unless: {c.precondition}")
+        if c.selection:
+            lines.append(f"   - chosen before the statistic is read: {c.selection}")
+        if c.source:
+            lines.append(f"   - source: {c.source}")
+    return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def claims_table(reports: Path) -> str:
+    """The README's claims table: study, claim, verdict and evidence exactly as each committed results.json says."""
+    rows = ["| study | claim | verdict | evidence (from results.json) |", "|---|---|---|---|"]
+    for name in REPORTS:
+        path = reports / name / "results.json"
+        if not path.is_file():
+            continue
+        results = json.loads(path.read_text())
+        link = f"[{results['study']}](reports/{name}/report.md)"
+        for c in results["claims"]:
+            rows.append(f"| {link} | {_cell(c['claim'])} | {verdict_word(c['holds'], c.get('not_applicable'))} | "
+                        f"{_cell(c['evidence'])} |")
+    return "\n".join(rows)
+
+
+def replace_block(text: str, key: str, content: str) -> str:
+    """``text`` with the block between ``<!-- generated: key -->`` and the next end marker set to ``content``."""
+    start = f"<!-- generated: {key} -->"
+    pattern = re.compile(re.escape(start) + r"\n.*?" + re.escape(END), re.S)
+    if not pattern.search(text):
+        raise KeyError(f"no '{start}' ... '{END}' block")
+    return pattern.sub(lambda _: f"{start}\n{content}\n{END}", text)
+
+
+def generated_files(root: Path) -> dict[Path, str]:
+    """Every file with a generated block, and its content once the blocks are current."""
+    out: dict[Path, str] = {}
+    for name, doc in DOCS.items():
+        path = root / "docs" / "studies" / doc
+        text = out.get(path, path.read_text())
+        out[path] = replace_block(text, f"rules {name}", rules_markdown(name))
+    readme = root / "README.md"
+    out[readme] = replace_block(readme.read_text(), "claims table", claims_table(root / "reports"))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    root = Path((argv or sys.argv[1:] or ["."])[0])
+    for path, text in generated_files(root).items():
+        if path.read_text() != text:
+            path.write_text(text)
+            print(f"updated {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
