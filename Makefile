@@ -8,6 +8,8 @@ FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 PIP    := $(BIN)/pip install --disable-pip-version-check -q $(FIND_LINKS)
 OUT    ?= runs/main
 STORE  ?= runs/store
+# make run trains on local worker processes, one per core (each with cpu_count / WORKERS torch threads)
+WORKERS ?= $(shell $(PYTHON) -c "import os; print(os.cpu_count() or 1)")
 ARGS   ?=
 
 .PHONY: venv run test test-fast data bench bench-torchdistill clean
@@ -31,8 +33,9 @@ data: venv
 
 # the capacity-mismatch study, then the per-class (undistillable) analysis reusing its runs from the same store
 run: data
-	$(BIN)/kdlab study capacity --out $(OUT) --set store=$(STORE) $(ARGS)
-	$(BIN)/kdlab study undistillable --out $(OUT)/undistillable --set store=$(STORE) $(ARGS)
+	$(BIN)/kdlab study capacity --out $(OUT) --set store=$(STORE) --executor pool --workers $(WORKERS) $(ARGS)
+	$(BIN)/kdlab study undistillable --out $(OUT)/undistillable --set store=$(STORE) --executor pool \
+		--workers $(WORKERS) $(ARGS)
 
 # the platform lines first: a float-tolerance failure on another processor is diagnosable from the log alone
 test: $(VENV)/.test

@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bars (default: only on a terminal)")
 
-    p = sub.add_parser("report", help="rebuild a study's report (report.md, report.html, figures) from its results.json")
+    p = sub.add_parser("report", help="rebuild a study's report (report.md, report.html, figures) from results.json")
     p.add_argument("dir", help="the output directory of a study (holds results.json)")
 
     p = sub.add_parser("list", help="list registered components")
@@ -227,7 +227,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from .studies import STUDIES, Study, run_study
+    from .studies import STUDIES, run_study
 
     study = STUDIES.get(args.name)
     out = Path(args.out) if args.out else Path("runs") / args.name
@@ -236,11 +236,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     executor = [f"executor.{key}={value}" for key, value in
                 (("name", args.executor), ("workers", args.workers),
                  ("address", json.dumps(args.address) if args.address is not None else None)) if value is not None]
-    if isinstance(study, Study):
-        run_study(study, config=args.config, out=out, preset=args.preset, overrides=[*args.overrides, *executor],
-                  progress=args.progress)
-    else:
-        study(config=args.config, out=out, preset=args.preset, overrides=[*args.overrides, *executor],
+    run_study(study, config=args.config, out=out, preset=args.preset, overrides=[*args.overrides, *executor],
               progress=args.progress)
     return 0
 

@@ -63,7 +63,8 @@ def compress_to_budget(method: str, teacher, target_params: int, options: Compre
     """A compressed copy of ``teacher`` with at most ``target_params`` parameters (``magnitude``: non-zero ones).
 
     Returns ``(model, info)`` where ``info`` is a small JSON-able description: the method, the ``options`` it used
-    (part of the fine-tuning run's key) and the result (sparsity, widths or ranks). The teacher is not modified. ValueError / NotImplementedError when the method cannot reach the budget.
+    (part of the fine-tuning run's identity) and the result (sparsity, widths or ranks). The teacher is not modified.
+    ValueError / NotImplementedError when the method cannot reach the budget.
     """
     from ..compress import lowrank_to_budget, magnitude_prune_to_budget, nonzero_params, structured_prune_to_budget
 

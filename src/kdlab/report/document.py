@@ -22,7 +22,7 @@ pre{background:#f6f6f6;padding:8px;overflow-x:auto}.holds{color:#137333}.fails{c
 
 @dataclass
 class Report:
-    """Append blocks, then ``write(out_dir)``; images are paths relative to ``out_dir``."""
+    """Append blocks, then ``write(out_dir)``; figures are drawn into ``out_dir`` under their names."""
 
     title: str
     blocks: list[tuple[str, Any]] = field(default_factory=list)
@@ -41,10 +41,6 @@ class Report:
 
     def table(self, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> "Report":
         self.blocks.append(("table", (list(headers), [[str(c) for c in r] for r in rows])))
-        return self
-
-    def image(self, path: str, caption: str = "") -> "Report":
-        self.blocks.append(("image", (path, caption)))
         return self
 
     def figure(self, name: str, spec: dict[str, Any], caption: str = "") -> "Report":
@@ -100,7 +96,7 @@ class Report:
                 out.append("|" + "|".join("---" for _ in headers) + "|")
                 out += ["| " + " | ".join(r) + " |" for r in rows]
                 out.append("")
-            elif kind in ("image", "figure"):
+            elif kind == "figure":
                 out += [f"![{value[-1]}]({value[0]})", ""]
             elif kind == "code":
                 out += ["```", value, "```", ""]
@@ -124,7 +120,7 @@ class Report:
                 out.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in headers) + "</tr>"
                            + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows)
                            + "</table>")
-            elif kind in ("image", "figure"):
+            elif kind == "figure":
                 data = base64.b64encode((base_dir / value[0]).read_bytes()).decode()
                 out.append(f"<figure><img alt='{e(value[-1])}' src='data:image/png;base64,{data}'>"
                            f"<figcaption>{e(value[-1])}</figcaption></figure>")

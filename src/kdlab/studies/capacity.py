@@ -588,8 +588,8 @@ def report(results: dict[str, Any]) -> Report:
     st, tc = cfg["student"], cfg["teachers"]
     rep = Report(f"kdlab capacity study — {results['dataset']}")
     rep.paragraph(
-        f"Teachers: {', '.join(t['label'] + ' ' + t['name'] for t in teachers)}; each trained {tc['epochs']} epochs "
-        f"on {tc['train_subset'] or 'all'} training images with teacher seeds {cfg['teacher_seeds']} (the first "
+        f"Teachers: {'; '.join(t['label'] + ' = ' + t['name'] for t in teachers)}; each trained {tc['epochs']} "
+        f"epochs on {tc['train_subset'] or 'all'} training images with teacher seeds {cfg['teacher_seeds']} (the first "
         f"teaches; all give the spread of claims 1 and 2). Student: {model_name(st['model'])} trained "
         f"{st['epochs']} epochs on {st['train_subset'] or 'all'} labelled images (a subset of the teachers' training "
         f"data), seeds {cfg['seeds']}; for a given seed every method starts from the same initial weights and sees "
@@ -637,7 +637,8 @@ def report(results: dict[str, Any]) -> Report:
                     "legend": "best" if key == "derived_std" else "none",
                     "series": [{"label": f"{t['label']} {format_params(t['params'])}", "x": [float(x) for x in temps],
                                 "y": [t[key][x] for x in temps]} for t in teachers]}
-                   for key in ("derived_average", "derived_std")]}, "derived average and derived std against temperature")
+                   for key in ("derived_average", "derived_std")]},
+        "derived average and derived std against temperature")
     rep.heading("Class affinity")
     consistency = _consistency(teachers)
     rep.figure("affinity_consistency.png", {"size": [5.5, 4.5], "panels": [{

@@ -757,7 +757,8 @@ def _learning_curves(models: list[dict[str, Any]], title: str) -> dict[str, Any]
                     "ylabel": "accuracy (%)" if not top else "", "legend": "best" if not top else "none",
                     "series": [{"label": label, "x": x, "y": [v * 100 for v in c[key]], "style": style, "band": True,
                                 "err": [v * 100 for v in c.get(f"{key}_std", [0] * len(x))], "color": colour}
-                               for key, label, style in (("train_acc", "train", "-"), ("val_acc", "validation", "--"))]})
+                               for key, label, style in (("train_acc", "train", "-"),
+                                                         ("val_acc", "validation", "--"))]})
         bottom.append({"type": "lines", "xlabel": "epoch", "ylabel": "cross-entropy" if not bottom else "",
                        "legend": "none",
                        "series": [{"x": x, "y": c[key], "style": style, "band": True, "color": colour,
@@ -787,7 +788,8 @@ def _validation_curve(results: dict[str, Any]) -> dict[str, Any]:
     bottom = {"type": "lines", "xscale": "log", "xlabel": "parameters", "ylabel": "train - val gap (points)",
               "series": [{"x": params, "y": [m["final_gap"]["mean"] * 100 for m in models],
                           "err": [m["final_gap"]["std"] * 100 for m in models], "style": "s-", "color": "#444"}],
-              "hlines": [{"y": thresholds["overfit_gap"] * 100, "color": "#e45756", "style": ":", "label": "overfit_gap"},
+              "hlines": [{"y": thresholds["overfit_gap"] * 100, "color": "#e45756", "style": ":",
+                          "label": "overfit_gap"},
                          {"y": thresholds["large_gap"] * 100, "color": "#e45756", "style": "--", "label": "large_gap"}]}
     return {"layout": [2, 1], "size": [7, 6.5], "sharex": True, "panels": [top, bottom]}
 

@@ -114,8 +114,8 @@ def plan(cfg: UndistillableStudyConfig, store: RunStore) -> list[Wave]:
     the detection, the TLLM students of every teacher with undistillable classes."""
     teachers = teacher_family_configs(cfg.teachers, cfg.data, cfg.teacher_seed)
     dirs = [store.path(t) for t in teachers]
-    students = [Planned({"role": "student", "method": "ce", "seed": seed}, stage_run_config(cfg.student, cfg.data, seed))
-                for seed in cfg.seeds]
+    students = [Planned({"role": "student", "method": "ce", "seed": seed},
+                        stage_run_config(cfg.student, cfg.data, seed)) for seed in cfg.seeds]
     students += [Planned({"role": "student", "method": "kd", "teacher": ti, "seed": seed},
                          stage_run_config(cfg.student, cfg.data, seed, loss=cfg.kd, teacher_run=dirs[ti]))
                  for ti in range(len(teachers)) for seed in cfg.seeds]
@@ -570,7 +570,7 @@ def report(results: dict[str, Any]) -> Report:
         f"({cfg['kd']}); the per-class gain is the KD student's per-class accuracy minus the CE-only student's, "
         f"paired by seed (seeds {cfg['seeds']}: same initial weights and batch order).")
     rep.paragraph(
-        f"Teachers: {', '.join(t['label'] + ' ' + t['name'] for t in results['teachers'])}; "
+        f"Teachers: {'; '.join(t['label'] + ' = ' + t['name'] for t in results['teachers'])}; "
         f"{cfg['teachers']['epochs']} epochs on {cfg['teachers']['train_subset'] or 'all'} training images. "
         f"Student: {model_name(st['model'], results['student_params'])}, {st['epochs']} epochs on "
         f"{st['train_subset'] or 'all'} labelled images.")
