@@ -29,8 +29,8 @@ def timed_study(name: str, workers: int, overrides: list[str]) -> tuple[float, d
         started = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):  # the study's own summary table is not the result here
             results = run_study(CAPACITY, out=Path(tmp) / "out", preset="quick", progress=False,
-                                   overrides=overrides + [f"store={Path(tmp) / 'store'}", f"executor.name={name}",
-                                                          f"executor.workers={workers}"])
+                                overrides=overrides + [f"store={Path(tmp) / 'store'}", f"executor.name={name}",
+                                                       f"executor.workers={workers}"])
         return time.perf_counter() - started, results
 
 

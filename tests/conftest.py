@@ -22,3 +22,31 @@ def tiny_run() -> dict[str, Any]:
         "schedule": {"name": "cosine", "warmup_epochs": 1},
         "train": {"epochs": 4, "batch_size": 64, "seed": 3, "progress": False},
     }
+
+
+@pytest.fixture
+def verdict_intervals():
+    """For a claim's rule, hand-made (estimate, low, high) triples whose verdict is True, False and None."""
+    def make(rule) -> dict[bool | None, tuple[float, float, float]]:
+        t, w = rule.threshold, 0.01
+        if rule.op == "within":
+            return {True: (0.0, -t / 2, t / 2), False: (t + 2 * w, t + w, t + 3 * w), None: (t, t / 2, 2 * t)}
+        above, below = (t + 2 * w, t + w, t + 3 * w), (t - 2 * w, t - 3 * w, t - w)
+        straddle = (t, t - w, t + w)
+        return {True: above if rule.op in (">", ">=") else below,
+                False: below if rule.op in (">", ">=") else above, None: straddle}
+    return make
+
+
+@pytest.fixture
+def verdict_values():
+    """For a rule on a mean over two paired values, two values whose 95% t interval gives the verdict asked for
+    (identical values: a zero-width interval clear of the threshold; a wide spread: it straddles)."""
+    def make(rule, expected: bool | None, offset: float = 0.0) -> list[float]:
+        t = rule.threshold
+        if expected is None:
+            return [offset + t - 0.05, offset + t + 0.05]
+        up = (rule.op in (">", ">=")) == expected
+        v = offset + t + (0.02 if up else -0.02)
+        return [v, v]
+    return make

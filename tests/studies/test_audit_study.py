@@ -118,3 +118,12 @@ def test_resolve_model_reads_weights_files_and_their_run(teacher_dir):
     assert source.spec["name"] == "mlp" and source.dataset == "digits"
     assert source.teacher_config().run == str(teacher_dir)
     assert resolve_model(teacher_dir).weights == teacher_dir / "checkpoints" / "best.safetensors"
+
+
+def test_every_audit_claim_true_false_and_undecided(verdict_intervals):
+    cfg = AuditConfig.model_validate({"model": "m", "probes": [{"label": "mlp", "model": {"name": "mlp"}},
+                                                               {"label": "cnn", "model": {"name": "cnn"}}]})
+    for claim in claims(cfg):
+        for expected, (mean, low, high) in verdict_intervals(claim.rule).items():
+            probe = _probe({"mean": mean, "low": low, "high": high, "n": 3}, {"kd_T1": 0.8, "kd_T4": 0.7})
+            assert claim.evaluate({"probes": {"mlp": probe, "cnn": probe}})["holds"] is expected, (claim.id, expected)

@@ -187,6 +187,9 @@ def test_capacity_claims_true_false_null_and_not_applicable():
     assert found["derived_std_falls"].evaluate(one_seed)["holds"] is None  # one teacher seed: no interval
     disagree = _results([flat, flat, flat], affinity=[[A, A], [B, B], [A, A]])
     assert found["affinity_agrees"].evaluate(disagree)["holds"] is False
+    # one teacher's two seeds disagree with each other: resampling them spans both answers
+    unsure = _results([flat, flat, flat], affinity=[[A, A], [A, B], [A, A]])
+    assert found["affinity_agrees"].evaluate(unsure)["holds"] is None
 
     # claim 3: the most accurate teacher (T3 here) teaches worse than the best smaller one
     worse = {**flat, "kd_T4": _cell(0.85, 0.76)}
@@ -207,6 +210,10 @@ def test_capacity_claims_true_false_null_and_not_applicable():
     assert found["asymmetry_helps"].evaluate(r)["holds"] is False
     t3 = {**flat, "ats": _cell(0.8, [0.79, 0.81, 0.80])}
     assert found["ats_beats_kd"].evaluate(_results([flat, flat, t3]))["holds"] is None
+    assert found["asymmetry_helps"].evaluate(_results([flat, flat, t3]))["holds"] is None
+    t3 = {**flat, "ats": _cell(0.8, 0.77), "ats_symmetric": _cell(0.8, 0.75)}
+    assert found["ats_beats_kd"].evaluate(_results([flat, flat, t3]))["holds"] is False
+    assert found["asymmetry_helps"].evaluate(_results([flat, flat, t3]))["holds"] is True
     no_ats = {k: v for k, v in flat.items() if k != "ats"}
     assert found["ats_beats_kd"].evaluate(_results([flat, flat, no_ats]))["not_applicable"] is not None
 

@@ -160,6 +160,13 @@ def _model(name, params, train, gaps, val, test, verdict="good fit"):
                         "thresholds": {"underfit_train_acc": 0.95}}}
 
 
+def _fit_cfg():
+    return FitStudyConfig.model_validate({"sweep": {"model": {"name": "mlp"}, "capacities": [{"width": 2},
+                                                                                          {"width": 8}]},
+                                          "cv": {"model": {"name": "mlp"}, "capacities": [{"width": 2}, {"width": 8}]},
+                                          "regularise": {"remedies": [{"label": "dropout", "model": {"dropout": 0.5}}]}})
+
+
 def test_fit_claims_on_hand_made_numbers():
     cfg = FitStudyConfig.model_validate({"sweep": {"model": {"name": "mlp"}, "capacities": [{"width": 2},
                                                                                           {"width": 8}]},
@@ -201,3 +208,44 @@ def test_fit_claims_on_hand_made_numbers():
     for key in ("early_stopping_narrows_gap", "regularisation_improves_test", "regularisation_closes_gap"):
         entry = found[key].evaluate(results)
         assert entry["holds"] is None and entry["not_applicable"].startswith("no model of the sweep is over-capacity")
+
+
+def test_every_fit_claim_true_false_and_undecided(verdict_values, verdict_intervals):
+    found = {c.id: c for c in claims(_fit_cfg())}
+    for expected in (True, False, None):
+        def arm(val, gaps=None, test=None, gap=None):
+            a = _arm(_diff(*(gap or (0, -0.1, 0.1))), _diff(*(test or (0, -0.1, 0.1))), val,
+                     gaps=gaps or (0.0, 0.0))
+            return a
+
+        def results(claim):
+            rule = found[claim].rule
+            triple = verdict_intervals(rule)[expected]
+            diff = (triple[0], triple[1], triple[2])
+            arms = {"none": arm(0.7), "early_stopping": arm(0.72), "dropout": arm(0.75)}
+            if claim.endswith("_narrows_gap"):
+                arms[claim.removesuffix("_narrows_gap")] = arm(0.75 if claim.startswith("dropout") else 0.72,
+                                                                gap=diff)
+            if claim == "regularisation_improves_test":
+                arms["dropout"] = arm(0.75, test=diff)
+            if claim == "regularisation_closes_gap":
+                arms["dropout"] = arm(0.75, gaps=tuple(verdict_values(rule, expected)))
+            small = _model("small", 100, [0.5, 0.5], [0.0, 0.0], 0.5, [0.5, 0.5], "under-capacity")
+            large = _model("large", 1000, [1.0, 1.0], [0.1, 0.1], 0.8, [0.8, 0.8], "over-capacity")
+            if claim == "smallest_underfits":
+                small["final_train_accuracy_per_seed"] = verdict_values(rule, expected, offset=0.95)
+            if claim == "largest_overfits":
+                large["final_gap_per_seed"] = verdict_values(rule, expected)
+            if claim == "smaller_as_good":
+                small["test_accuracy_per_seed"] = verdict_values(rule, expected, offset=0.8)
+            folds = verdict_values(rule, expected, offset=0.9) if claim == "cv_next_size_as_good" else [0.5, 0.5]
+            return {"models": [small, large],
+                    "regularisation": [{"model": "large", "sweep_verdict": "over-capacity", "arms": arms}],
+                    "recommended": {"name": "large"},
+                    "cross_validation": {"recommended": {"name": "large"}, "models": [
+                        {"name": "small", "params": 1, "fold_scores": folds, "cv_accuracy": {"mean": 0.5, "std": 0}},
+                        {"name": "large", "params": 2, "fold_scores": [0.9, 0.9],
+                         "cv_accuracy": {"mean": 0.9, "std": 0}}]}}
+
+        for claim in found:
+            assert found[claim].evaluate(results(claim))["holds"] is expected, (claim, expected)

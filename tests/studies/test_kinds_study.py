@@ -131,3 +131,13 @@ def test_study_config_errors_name_the_key(tmp_path):
             "methods=[{label: kd, kind: response, loss: {name: kd}}, {label: fit, kind: feature, features: "
             "[{student_tap: stage9, teacher_tap: stage2, loss: {name: fitnet}}]}]"])
     assert not (tmp_path / "runs").exists()
+
+
+def test_every_kinds_claim_true_false_and_undecided(verdict_intervals):
+    cfg = _cfg()
+    for claim in claims(cfg):
+        for expected, (mean, low, high) in verdict_intervals(claim.rule).items():
+            diff = _diff(mean, low, high)
+            table = {m.label: {"minus_ce": diff, "minus_reference": diff, "val_accuracy": {"mean": 0.8}}
+                     for m in cfg.methods}
+            assert claim.evaluate({"table": table})["holds"] is expected, (claim.id, expected)

@@ -122,3 +122,17 @@ def test_nasty_claims_on_hand_made_numbers():
     assert verdicts[2]["not_applicable"] is not None and verdicts[1]["not_applicable"] is None
     r = _results(harm, unclear, cheap=_diff(0.0, float("nan"), float("nan"), 1))
     assert recovers.evaluate(r)["holds"] is None and cheap.evaluate(r)["holds"] is None
+
+
+def test_every_nasty_claim_true_false_and_undecided(verdict_intervals):
+    cfg = NastyStudyConfig.model_validate({"teacher": {"model": {"name": "mlp"}},
+                                           "student": {"model": {"name": "mlp"}}})
+    harm = _diff(-0.05, -0.07, -0.03)
+    for claim in claims(cfg):
+        for expected, (mean, low, high) in verdict_intervals(claim.rule).items():
+            d = _diff(mean, low, high)
+            if claim.id == "students_worse":
+                r = _results(d, d, d)
+            else:  # the other claims read their own difference; the harm keeps 'recovers' applicable
+                r = _results(harm, d, d, accuracy=(mean, low, high))
+            assert claim.evaluate(r)["holds"] is expected, (claim.id, expected)

@@ -124,3 +124,40 @@ def test_theory_claims_on_hand_made_numbers():
     r["ntk"]["per_seed"]["128"]["drift"] = [0.9, 0.95]                # the widest moves most: rho is +0.5
     verdicts = {k: c.evaluate(r)["holds"] for k, c in found.items()}
     assert verdicts["bayes_variance"] is None and verdicts["ntk_linear"] is True and verdicts["ntk_lazy"] is False
+
+
+def test_every_theory_claim_true_false_and_undecided(verdict_values, verdict_intervals):
+    cfg = TheoryStudyConfig.model_validate({"bound": {"teacher": {"model": {"name": "mlp"}},
+                                                      "student": {"model": {"name": "mlp"}},
+                                                      "capacities": [{"depth": 0}]}})
+    trends = {True: [[0.1, 0.11], [0.3, 0.31], [0.5, 0.51]], False: [[0.5, 0.51], [0.3, 0.31], [0.1, 0.11]],
+              None: [[0.1, 0.5], [0.3, 0.3], [0.5, 0.1]]}
+    for claim in claims(cfg):
+        for expected in (True, False, None):
+            r = _results()
+            rule = claim.rule
+            if claim.id in ("bayes_variance", "teacher_variance"):
+                ratio, low, high = verdict_intervals(rule)[expected]
+                for row in r["risk_variance"]["rows"]:
+                    row[f"{claim.id.split('_')[0]}_over_onehot"] = {"ratio": ratio, "low": low, "high": high}
+            elif claim.id == "student_bound_tighter":
+                r["bound"]["rows"] = [{"seed": s, "total": 2.0 + v}
+                                      for s, v in enumerate(verdict_values(rule, expected))]
+            elif claim.id == "bound_non_vacuous":
+                for v in r["bound"]["summary"].values():
+                    v["total"]["mean"], v["per_seed"]["total"] = 9.0, [9.0, 9.0]
+                r["bound"]["summary"]["linear"]["total"]["mean"] = 0.0
+                r["bound"]["summary"]["linear"]["per_seed"]["total"] = verdict_values(rule, expected)
+            elif claim.id in ("complexity_grows", "distillation_error_shrinks"):
+                key = "complexity" if claim.id == "complexity_grows" else "phi"
+                # 'shrinks' holds when the values fall with size: the mirror image of 'grows'
+                groups = trends[expected if key == "complexity" or expected is None else not expected]
+                for v, g in zip(r["bound"]["summary"].values(), groups):
+                    v["per_seed"][key] = g
+            elif claim.id == "ntk_lazy":
+                groups = trends[None if expected is None else not expected]
+                for v, g in zip(r["ntk"]["per_seed"].values(), groups):
+                    v["drift"] = g
+            elif claim.id == "ntk_linear":
+                r["ntk"]["per_seed"]["128"]["linearization_error"] = verdict_values(rule, expected)
+            assert claim.evaluate(r)["holds"] is expected, (claim.id, expected)

@@ -156,3 +156,5 @@ def test_undistillable_claims_on_hand_made_numbers():
     assert tllm.evaluate(r)["holds"] is False                    # -1 point on both seeds
     one_seed = [_teacher("T1", 1000, [], [], [float("nan")] * 3)]
     assert exist.evaluate(_results(one_seed))["holds"] is None
+    noisy = [_teacher("T1", 1000, [1], [1], [0.01, -0.02, 0.01], tllm=(0.83, 0.79))]   # +3 and -2 points
+    assert tllm.evaluate(_results(noisy))["holds"] is None

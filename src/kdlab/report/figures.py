@@ -180,7 +180,8 @@ def _decorate(ax: Any, panel: dict[str, Any]) -> None:
             (ax.set_xscale if key == "xscale" else ax.set_yscale)("log", base=2)
     if panel.get("xticks"):
         values, labels = panel["xticks"]
-        ax.set_xticks(values, labels, rotation=panel.get("xtick_rotation", 0))
+        rotation = panel.get("xtick_rotation", 0)
+        ax.set_xticks(values, labels, rotation=rotation, ha="right" if rotation else "center")
         ax.xaxis.set_minor_formatter(NullFormatter())
     if panel.get("ylim"):
         ax.set_ylim(*panel["ylim"])
