@@ -325,7 +325,7 @@ def report(results: dict[str, Any]) -> Report:
     n, st = cfg["nasty"], cfg["student"]
     rep = Report(f"kdlab nasty-teacher study — {results['dataset']}")
     rep.paragraph(
-        f"Normal teacher: {results['teacher_model']} trained {cfg['teacher']['epochs']} epochs. Nasty teacher: the "
+        f"Normal teacher: {results['teacher_model']}, trained {cfg['teacher']['epochs']} epochs. Nasty teacher: the "
         f"same network {'fine-tuned from the normal teacher' if n['start'] == 'teacher' else 'trained from scratch'} "
         f"for {n['epochs']} epochs with L = CE - omega tau^2 KL(nasty || adversary), tau = {n['temperature']:g}, "
         f"omega = {n['omega']:g}, the frozen normal teacher as adversary (Ma et al., ICLR 2021); the protected model "
