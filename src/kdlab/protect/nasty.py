@@ -94,22 +94,24 @@ class NastyTeacherJob(Job):
         if self.run.teacher is None or self.run.loss.name != "nasty":
             raise ConfigError("a nasty teacher job needs run.loss.name='nasty' and run.teacher (the adversary)")
 
-    def execute(self, out_dir: Path, *, progress: bool | None = None,
-                teacher_cache_dir: str | Path | None = None) -> dict[str, Any]:
-        """Train (or resume, or reuse) the nasty run in ``out_dir``; evaluate it once; return the summary with
-        ``protected`` (the content of protected.json)."""
+    def run_or_reuse(self, out_dir: Path, *, progress: bool | None = None,
+                     teacher_cache_dir: str | Path | None = None) -> tuple[dict[str, Any], bool]:
+        """Train (or resume, or reuse) the nasty run in ``out_dir`` through the recipe (which locks the directory);
+        evaluate it once; return the summary with ``protected`` (the content of protected.json) and whether this
+        call trained it."""
         import json
 
-        from ..recipe import run
+        from ..recipe import run_or_reuse
 
-        summary = run(self.run, out_dir, progress=progress, teacher_cache_dir=teacher_cache_dir, identity=self)
+        summary, trained = run_or_reuse(self.run, out_dir, progress=progress, teacher_cache_dir=teacher_cache_dir,
+                                        identity=self, wait=True)
         protected = Path(out_dir) / "protected.json"
         if protected.is_file():
             info = json.loads(protected.read_text())
         else:
             assert self.run.teacher is not None
             info = evaluate_protection(self.run, out_dir, self.teacher_weights, self.run.teacher)
-        return {**summary, "protected": info}
+        return {**summary, "protected": info}, trained
 
 
 def protected_weights(run_dir: str | Path) -> Path:

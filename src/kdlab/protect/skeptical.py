@@ -192,10 +192,11 @@ class SkepticalRunConfig(Section):
         """:func:`check_skeptical` (how a study validates a planned skeptical run)."""
         check_skeptical(self)
 
-    def execute(self, out_dir: Path, *, progress: bool | None = None,
-                teacher_cache_dir: str | Path | None = None) -> dict[str, Any]:
-        """Train this skeptical student in ``out_dir`` (how a :class:`kdlab.store.RunStore` runs it)."""
-        return run_skeptical(self, out_dir, progress=progress, teacher_cache_dir=teacher_cache_dir)
+    def run_or_reuse(self, out_dir: Path, *, progress: bool | None = None,
+                     teacher_cache_dir: str | Path | None = None) -> tuple[dict[str, Any], bool]:
+        """Train (or resume, or reuse) this skeptical student in ``out_dir``, waiting while another process holds it;
+        return its summary and whether this call trained it (how a :class:`kdlab.store.RunStore` runs it)."""
+        return _run_skeptical(self, out_dir, progress=progress, teacher_cache_dir=teacher_cache_dir, wait=True)
 
 
 def check_skeptical(cfg: SkepticalRunConfig) -> None:
@@ -216,7 +217,12 @@ def run_skeptical(cfg: SkepticalRunConfig, out_dir: str | Path, *, progress: boo
     and a directory holding a different run is refused. The exported weights (``checkpoints/best.safetensors``) are
     the student alone; the auxiliary head lives only in the resumable checkpoints.
     """
-    from ..recipe import run
+    return _run_skeptical(cfg, out_dir, progress=progress, teacher_cache_dir=teacher_cache_dir)[0]
+
+
+def _run_skeptical(cfg: SkepticalRunConfig, out_dir: str | Path, *, progress: bool | None = None,
+                   teacher_cache_dir: str | Path | None = None, wait: bool = False) -> tuple[dict[str, Any], bool]:
+    from ..recipe import run_or_reuse
 
     check_skeptical(cfg)
     sk = cfg.skeptical
@@ -230,5 +236,6 @@ def run_skeptical(cfg: SkepticalRunConfig, out_dir: str | Path, *, progress: boo
 
     # the recipe does the rest (data, teacher and its cached outputs, seeding, device, fit, test, summary); the run
     # directory is named by and holds this SkepticalRunConfig
-    return run(cfg.run, out_dir, progress=progress, teacher_cache_dir=teacher_cache_dir, identity=cfg,
-               objective=skeptical_objective, summary_extra={"skeptical": sk.model_dump(mode="json")})
+    return run_or_reuse(cfg.run, out_dir, progress=progress, teacher_cache_dir=teacher_cache_dir, identity=cfg,
+                        objective=skeptical_objective, summary_extra={"skeptical": sk.model_dump(mode="json")},
+                        wait=wait)

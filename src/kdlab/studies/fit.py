@@ -190,19 +190,15 @@ class KFoldJob(Job):
         if not 0 <= self.fold < self.k:
             raise ConfigError(f"fold={self.fold} is not allowed; allowed: 0 <= fold < k={self.k}")
 
-    def execute(self, out_dir: Path, *, progress: bool | None = None,
-                teacher_cache_dir: str | Path | None = None) -> dict[str, Any]:
+    def train(self, out_dir: Path, *, progress: bool | None = None,
+              teacher_cache_dir: str | Path | None = None) -> dict[str, Any]:
         import torch
 
         from ..analysis import kfold_indices
         from ..compress.finetune import finetune
         from ..data import load_dataset
         from ..models import create_model
-        from ..recipe import claim_run_dir
 
-        finished = claim_run_dir(Path(out_dir), self)
-        if finished is not None:
-            return finished
         d = self.run.data
         data = load_dataset(d.name, data_dir=d.data_dir, val_size=d.val_size, seed=d.seed,
                             train_subset=d.train_subset, **d.options)

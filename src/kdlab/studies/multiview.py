@@ -162,17 +162,13 @@ class MultiViewFitJob(Job):
     loss: Component = Field(default_factory=lambda: Component(name="ce"))
     teacher_runs: list[str] = Field(default_factory=list)
 
-    def execute(self, out_dir: Path, *, progress: bool | None = None,
-                teacher_cache_dir: str | Path | None = None) -> dict[str, Any]:
+    def train(self, out_dir: Path, *, progress: bool | None = None,
+              teacher_cache_dir: str | Path | None = None) -> dict[str, Any]:
         from ..compress.finetune import finetune
         from ..data import ArrayDataset
         from ..data.seeding import derive_seed
         from ..losses import build as build_loss
-        from ..recipe import claim_run_dir
 
-        finished = claim_run_dir(Path(out_dir), self)
-        if finished is not None:
-            return finished
         _, train, _, _ = multiview_data(self.data, self.seed)
         teacher_logits = None
         if self.teacher_runs:

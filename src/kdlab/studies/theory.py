@@ -215,18 +215,14 @@ class MixtureFitJob(Job):
     seed: int
     teacher_run: str | None = None
 
-    def execute(self, out_dir: Path, *, progress: bool | None = None,
-                teacher_cache_dir: str | Path | None = None) -> dict[str, Any]:
+    def train(self, out_dir: Path, *, progress: bool | None = None,
+              teacher_cache_dir: str | Path | None = None) -> dict[str, Any]:
         from ..compress.finetune import finetune
         from ..data import ArrayDataset
         from ..losses import build as build_loss
         from ..models import create_model
-        from ..recipe import claim_run_dir
         from ..train import load_model_weights, predict_logits
 
-        finished = claim_run_dir(Path(out_dir), self)
-        if finished is not None:
-            return finished
         x, y = mixture_sample(self.mixture, self.n_train, self.stream)
         teacher_logits = None
         if self.teacher_run is not None:
@@ -248,16 +244,13 @@ class NTKJob(Job):
     width: int
     seed: int
 
-    def execute(self, out_dir: Path, *, progress: bool | None = None,
-                teacher_cache_dir: str | Path | None = None) -> dict[str, Any]:
+    def train(self, out_dir: Path, *, progress: bool | None = None,
+              teacher_cache_dir: str | Path | None = None) -> dict[str, Any]:
         from ..analysis.ntk import NTKParamMLP, empirical_ntk, linearized_predictions, ntk_drift
         from ..data.seeding import derive_seed
         from ..io import atomic_write_json
-        from ..recipe import SUMMARY, claim_run_dir
+        from ..recipe import SUMMARY
 
-        finished = claim_run_dir(Path(out_dir), self)
-        if finished is not None:
-            return finished
         c, k = self.ntk, self.mixture.num_classes
         x_tr, y_tr = mixture_sample(self.mixture, c.n_train, "ntk-train")
         x_te, y_te = mixture_sample(self.mixture, c.n_test, "ntk-test")
