@@ -79,6 +79,7 @@ class Job(Section):
 
     def train(self, out_dir: Path, *, progress: bool | None = None,
               teacher_cache_dir: str | Path | None = None) -> dict[str, Any]:
+        """Train the job in ``out_dir`` (resuming what is there) and return its summary; subclasses implement it."""
         raise NotImplementedError
 
 
@@ -92,9 +93,11 @@ class RunStore:
         self.reused = 0
 
     def path(self, job: Any) -> Path:
+        """The directory of ``job`` in the store: ``root/<digest[:16]>``."""
         return self.root / job.digest()[:16]
 
     def is_finished(self, job: Any) -> bool:
+        """Whether ``job`` has a summary in the store."""
         return (self.path(job) / SUMMARY).is_file()
 
     def run(self, job: Any, progress: bool | None = None) -> dict[str, Any]:

@@ -90,6 +90,7 @@ class Measurement:
 
     @property
     def has_interval(self) -> bool:
+        """Whether both ends of the interval are numbers (False with one seed)."""
         return not (math.isnan(self.low) or math.isnan(self.high))
 
 

@@ -24,6 +24,7 @@ COMPRESSION_METHODS = ("magnitude", "structured", "lowrank")
 
 class CompressionOptions(Section):
     # global magnitude pruning ranks the classifier's weights with all others (the threshold decides)
+    """How each compression method compresses, and the loss compressed models are fine-tuned with."""
     magnitude_prune_head: bool = True
     structured_importance: Literal["l1", "l2"] = "l1"
     # a shared energy threshold would cut the classifier (<1% of the parameters, ~flat spectrum) to rank 1-4

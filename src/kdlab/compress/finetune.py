@@ -137,6 +137,7 @@ class CompressFinetuneJob(Job):
     run: RunConfig
 
     def check(self) -> None:
+        """Registry names and options of the fine-tuning run and its loss."""
         from ..config import check_components
         from ..errors import ConfigError
         from ..losses import build as build_loss

@@ -90,6 +90,7 @@ class NastyTeacherJob(Job):
     teacher_weights: str
 
     def check(self) -> None:
+        """A nasty loss and an adversary in the teacher slot, and valid registry names and options."""
         check_components(self.run)
         if self.run.teacher is None or self.run.loss.name != "nasty":
             raise ConfigError("a nasty teacher job needs run.loss.name='nasty' and run.teacher (the adversary)")

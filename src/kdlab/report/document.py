@@ -28,18 +28,22 @@ class Report:
     blocks: list[tuple[str, Any]] = field(default_factory=list)
 
     def heading(self, text: str, level: int = 2) -> "Report":
+        """A heading of ``level`` (2 = section)."""
         self.blocks.append(("heading", (level, text)))
         return self
 
     def paragraph(self, text: str) -> "Report":
+        """A paragraph of plain text."""
         self.blocks.append(("paragraph", text))
         return self
 
     def bullets(self, items: Sequence[str]) -> "Report":
+        """A bulleted list."""
         self.blocks.append(("bullets", list(items)))
         return self
 
     def table(self, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> "Report":
+        """A table (cells written with str())."""
         self.blocks.append(("table", (list(headers), [[str(c) for c in r] for r in rows])))
         return self
 
@@ -53,10 +57,12 @@ class Report:
         return [value[0] for kind, value in self.blocks if kind == "figure"] + ["report.md", "report.html"]
 
     def code(self, text: str) -> "Report":
+        """A code block (e.g. the command that reproduces the report)."""
         self.blocks.append(("code", text))
         return self
 
     def claims(self, claims: Sequence[dict[str, Any]]) -> "Report":
+        """Claims with their verdicts, evidence, statistic, rule and selections."""
         self.blocks.append(("claims", list(claims)))
         return self
 
@@ -82,6 +88,7 @@ class Report:
                               f"{results['seconds']:.0f} s on this machine{where}.{note}")
 
     def to_markdown(self) -> str:
+        """The report as Markdown (figures linked by file name)."""
         out = [f"# {self.title}", ""]
         for kind, value in self.blocks:
             if kind == "heading":
@@ -105,6 +112,7 @@ class Report:
         return "\n".join(out)
 
     def to_html(self, base_dir: Path) -> str:
+        """The report as one self-contained HTML page (figures inlined from ``base_dir``)."""
         e = html.escape
         out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(self.title)}</title>",
                f"<style>{_CSS}</style></head><body><h1>{e(self.title)}</h1>"]

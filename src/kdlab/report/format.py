@@ -12,6 +12,7 @@ def format_pm(stats: dict[str, float], scale: float = 100.0, digits: int = 2) ->
 
 
 def format_interval(diff: dict[str, float], scale: float = 100.0, digits: int = 2) -> str:
+    """'mean [low, high]' of a paired difference (scaled, signed); 'mean (n=1, no interval)' without one."""
     if math.isnan(diff["low"]):
         return f"{diff['mean'] * scale:+.{digits}f} (n=1, no interval)"
     return f"{diff['mean'] * scale:+.{digits}f} [{diff['low'] * scale:+.{digits}f}, {diff['high'] * scale:+.{digits}f}]"

@@ -60,6 +60,7 @@ class SkepticalProbe(SkepticalHeadOptions):
 
 class AuditConfig(StudyConfig):
     # the audited model: a kdlab run directory or a .safetensors weights file
+    """The audit's config: the model (and a reference), the probes, the KD temperatures and the skeptical attack."""
     model: str
     # overrides of the data section the model was trained on (name, val_size, seed, data_dir, options)
     data: dict[str, Any] = Field(default_factory=dict)
@@ -305,6 +306,7 @@ def _margin(probe: str, key: str):
 
 
 def claims(cfg: AuditConfig) -> list[Claim]:
+    """Per probe: the model resists plain KD; and (with the skeptical attack) it resists the counter-attack."""
     out = []
     for probe in cfg.probes:
         out.append(Claim(
@@ -327,6 +329,7 @@ def claims(cfg: AuditConfig) -> list[Claim]:
 
 
 def report(results: dict[str, Any]) -> Report:
+    """The audit report: claims, protection by probe, per-probe tables, dark knowledge and figures."""
     cfg = results["config"]
     m = results["model"]
     rep = Report(f"kdlab distillability audit — {m['label']}")

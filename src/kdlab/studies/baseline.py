@@ -24,6 +24,7 @@ POINTS = {"unit": "points", "scale": 100.0}
 
 
 class BaselineStudyConfig(StudyConfig):
+    """The baseline study's config: one teacher, the student recipe, the methods and the seeds."""
     data: DataConfig = Field(default_factory=DataConfig)
     teacher: StageConfig
     student: StageConfig
@@ -58,6 +59,7 @@ def method_label(method: Component) -> str:
 
 
 def plan(cfg: BaselineStudyConfig, store: RunStore) -> list[Wave]:
+    """The teacher, then every method's student per seed."""
     teacher = stage_run_config(cfg.teacher, cfg.data, cfg.teacher_seed)
     students = [Planned({"role": "student", "method": method_label(m), "seed": seed},
                         stage_run_config(cfg.student, cfg.data, seed, loss=m, teacher_run=store.path(teacher)))
@@ -66,6 +68,7 @@ def plan(cfg: BaselineStudyConfig, store: RunStore) -> list[Wave]:
 
 
 def analyse(cfg: BaselineStudyConfig, runs: RunSet) -> dict[str, Any]:
+    """Teacher, students and per-method test accuracy with the paired difference against CE."""
     teacher = runs.one(role="teacher")
     labels = [method_label(m) for m in cfg.methods]
     ce = next((label for m, label in zip(cfg.methods, labels) if m.name == "ce"), None)
@@ -110,6 +113,7 @@ def claims(cfg: BaselineStudyConfig) -> list[Claim]:
 
 
 def report(results: dict[str, Any]) -> Report:
+    """The baseline report: claims, the accuracy table and its bar chart."""
     labels = list(results["methods"])
     stats = [results["methods"][m]["test_accuracy"] for m in labels]
     cfg, t = results["config"], results["teacher"]

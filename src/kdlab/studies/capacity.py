@@ -80,6 +80,7 @@ class TeacherFamily(StageConfig):
 
 
 class CapacityStudyConfig(StudyConfig):
+    """The capacity study's config: teacher family and seeds, student, methods, temperatures and margins."""
     data: DataConfig = Field(default_factory=DataConfig)
     teachers: TeacherFamily
     student: StageConfig
@@ -247,6 +248,7 @@ def select_chain(runs: RunSet, method: str, teacher: int) -> int | None:
 
 
 def analyse(cfg: CapacityStudyConfig, runs: RunSet) -> dict[str, Any]:
+    """Teachers (with their dark knowledge per teacher seed), students, the teacher x method table, TAKD chains."""
     from ..analysis.profile import teacher_report_fields
 
     profiles = _profile(cfg, runs)
@@ -503,6 +505,7 @@ def _remedy_closes_gap(results: dict[str, Any]) -> Measurement | NotApplicable:
 
 
 def claims(cfg: CapacityStudyConfig) -> list[Claim]:
+    """The six claims of the capacity study (Fan et al. 2026; Li et al. 2022)."""
     gap = ("a capacity-mismatch gap exists: the largest teacher's best KD student is reliably worse than the best KD "
            "student of any teacher (its paired interval lies below 0)")
     return [
@@ -583,6 +586,7 @@ def _capacity_figure(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def report(results: dict[str, Any]) -> Report:
+    """The capacity report: claims, teachers, student tables, TAKD chains and the figures."""
     cfg = results["config"]
     teachers, table = results["teachers"], results["table"]
     st, tc = cfg["student"], cfg["teachers"]

@@ -69,6 +69,7 @@ class ClaimSpec(Section):
 
 
 class CompressStudyConfig(StudyConfig):
+    """The compression study's config: teacher, budgets, students, compression options, methods and claims."""
     data: DataConfig = Field(default_factory=DataConfig)
     teacher: StageConfig
     teacher_seed: int = 0
@@ -229,6 +230,7 @@ def plan(cfg: CompressStudyConfig, store: RunStore) -> list[Wave]:
 
 
 def analyse(cfg: CompressStudyConfig, runs: RunSet) -> dict[str, Any]:
+    """Every student's parameters, MACs and accuracy, the budget x method table, paired differences, Pareto front."""
     teacher = runs.one(role="teacher")
     teacher_name = model_name(cfg.teacher.model.as_dict(), teacher.summary["params"])
     budgets = plan_budgets(cfg)
@@ -360,6 +362,7 @@ MARKERS = {"magnitude": "v", "structured": "s", "lowrank": "D", "kd": "o", "scra
 
 
 def report(results: dict[str, Any]) -> Report:
+    """The compression report: claims, accuracy at each budget, the Pareto figure and the students in detail."""
     cfg = results["config"]
     st, t = cfg["students"], results["teacher"]
     table = results["table"]

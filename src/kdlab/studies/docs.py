@@ -97,6 +97,7 @@ def generated_files(root: Path) -> dict[Path, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Rewrite the generated blocks of the repository at ``argv[0]`` (default: the current directory)."""
     root = Path((argv or sys.argv[1:] or ["."])[0])
     for path, text in generated_files(root).items():
         if path.read_text() != text:

@@ -80,6 +80,7 @@ class Run:
 
     @property
     def test_accuracy(self) -> float:
+        """Test accuracy of the checkpoint the run reports (read only for chosen comparisons)."""
         return self.summary["test_accuracy"]
 
     @property
@@ -89,6 +90,7 @@ class Run:
 
     @property
     def run_dir(self) -> str:
+        """The run's directory in the store."""
         return self.summary["run_dir"]
 
 
@@ -99,6 +101,7 @@ class RunSet:
     runs: list[Run] = field(default_factory=list)
 
     def add(self, planned: Sequence[Planned], summaries: Sequence[dict[str, Any]]) -> None:
+        """Record the summaries of a wave's planned runs (same order)."""
         self.runs += [Run(p.tags, p.job, s) for p, s in zip(planned, summaries)]
 
     def select(self, **tags: Any) -> list[Run]:
@@ -106,6 +109,7 @@ class RunSet:
         return [r for r in self.runs if all(r.tags.get(k) == v for k, v in tags.items())]
 
     def one(self, **tags: Any) -> Run:
+        """The single run tagged ``tags`` (KeyError when there are none or several)."""
         found = self.select(**tags)
         if len(found) != 1:
             raise KeyError(f"expected one run tagged {tags}, found {len(found)}")

@@ -62,6 +62,7 @@ class Remedy(Section):
 
 
 class RegulariseConfig(Section):
+    """How over-capacity models are regularised: the remedies, early stopping's patience, how many models."""
     remedies: list[Remedy] = Field(default_factory=list)
     # early stopping: stop after this many epochs without a new best validation accuracy, keep the best epoch
     patience: int = Field(5, ge=1)
@@ -99,6 +100,7 @@ class CrossValidation(CapacitySweep):
 
 
 class FitStudyConfig(StudyConfig):
+    """The fit study's config: the capacity sweep, regularisation, verdict thresholds and cross-validation."""
     data: DataConfig = Field(default_factory=DataConfig)
     sweep: CapacitySweep
     regularise: RegulariseConfig = Field(default_factory=RegulariseConfig)
@@ -186,12 +188,14 @@ class KFoldJob(Job):
     fold_seed: int
 
     def check(self) -> None:
+        """Registry names and options of the run, and a fold inside [0, k)."""
         check_components(self.run)
         if not 0 <= self.fold < self.k:
             raise ConfigError(f"fold={self.fold} is not allowed; allowed: 0 <= fold < k={self.k}")
 
     def train(self, out_dir: Path, *, progress: bool | None = None,
               teacher_cache_dir: str | Path | None = None) -> dict[str, Any]:
+        """Train the run on every fold but ``fold`` and score it on ``fold`` (called under the directory's lock)."""
         import torch
 
         from ..analysis import kfold_indices
@@ -560,6 +564,7 @@ def _cross_validate(cfg: FitStudyConfig, run_set: RunSet) -> dict[str, Any]:
 
 
 def analyse(cfg: FitStudyConfig, runs: RunSet) -> dict[str, Any]:
+    """Sweep verdicts, the recommendation, each regularised model's arms and the cross-validation."""
     models = [_capacity_model(cfg.sweep, c) for c in cfg.sweep.capacities]
     sweep = _sweep_entries(cfg, models, runs)
     reference = sweep[0]["verdict"]["reference_train_acc"]
@@ -694,6 +699,7 @@ def _cv_next_size_as_good(results: dict[str, Any]):
 
 
 def claims(cfg: FitStudyConfig) -> list[Claim]:
+    """The fit study's claims (textbook statements about capacity and regularisation, decided by intervals)."""
     overfit_gap = cfg.verdict.overfit_gap
     margin = Rule(">", -cfg.as_good_margin, **POINTS)
     over = "the sweep finds an over-capacity model (the largest such model is the one regularised)"
@@ -819,6 +825,7 @@ def _colour(i: int) -> str:
 
 
 def report(results: dict[str, Any]) -> Report:
+    """The fit report: claims, the sweep, learning and validation curves, regularisation, cross-validation."""
     cfg = results["config"]
     sw = cfg["sweep"]
     rep = Report(f"kdlab fit study — {results['dataset']}")

@@ -72,6 +72,7 @@ class KindsMethod(Section):
 
 
 class KindsStudyConfig(StudyConfig):
+    """The kinds study's config: teacher and student recipes, the methods, the reference method and margins."""
     data: DataConfig = Field(default_factory=DataConfig)
     teacher: StageConfig
     student: StageConfig
@@ -365,6 +366,7 @@ KIND_COLOURS = {"response": "#4c78a8", "feature": "#f58518", "relation": "#54a24
 
 
 def report(results: dict[str, Any]) -> Report:
+    """The kinds report: claims, the per-method table, accuracy by kind, paired differences, loss terms, generations."""
     cfg = results["config"]
     t, st = results["teacher"], cfg["student"]
     table, ce = results["table"], results["ce_student"]

@@ -70,6 +70,7 @@ class PatchSmoothReLUNet(nn.Module):
                      "neurons": neurons, "rho": rho, "power": power, "init_std": init_std}
 
     def forward(self, x: Tensor) -> Tensor:
+        """Logits [N, k] of inputs [N, P, d]."""
         if x.dim() != 3 or x.shape[2] != self.weight.shape[2]:
             raise ValueError(f"x of shape {list(x.shape)} is not allowed; expected [N, P, {self.weight.shape[2]}]")
         n, p, d = x.shape
@@ -95,6 +96,7 @@ class MultiViewDataConfig(Section):
 
 
 class NetConfig(Section):
+    """The patch network's neurons per class and smoothed ReLU."""
     neurons: int = Field(4, ge=1)
     rho: float = Field(1.0, gt=0)
     power: int = Field(4, ge=2)
@@ -102,6 +104,7 @@ class NetConfig(Section):
 
 
 class MultiViewStudyConfig(StudyConfig):
+    """The multi-view study's config: data, network, training, members, loss and seeds."""
     data: MultiViewDataConfig = Field(default_factory=MultiViewDataConfig)
     net: NetConfig = Field(default_factory=NetConfig)
     train: TrainStage
@@ -131,6 +134,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def build_net(data: MultiViewDataConfig, net: NetConfig) -> PatchSmoothReLUNet:
+    """A freshly initialised patch network for this data and network config."""
     return PatchSmoothReLUNet(data.num_classes, data.patch_dim, net.neurons, net.rho, net.power, net.init_std)
 
 
@@ -187,6 +191,7 @@ class MultiViewFitJob(Job):
 
 
 def load_net(run_dir: str, data: MultiViewDataConfig, net: NetConfig) -> PatchSmoothReLUNet:
+    """The trained patch network saved in ``run_dir``, in eval mode."""
     from ..train import load_model_weights
 
     model = load_model_weights(Path(run_dir) / "model.safetensors", build_net(data, net))
@@ -211,6 +216,7 @@ def check_net(cfg: MultiViewStudyConfig, planned: list[Planned]) -> None:
 
 
 def plan(cfg: MultiViewStudyConfig, store: RunStore) -> list[Wave]:
+    """The members of every seed, then each seed's student distilled from its members' mean logits."""
     members = {(seed, j): MultiViewFitJob(data=cfg.data, net=cfg.net, stage=cfg.train, seed=seed, member=j)
                for seed in cfg.seeds for j in range(cfg.members)}
     students = [Planned({"role": "student", "seed": seed},
@@ -223,6 +229,7 @@ def plan(cfg: MultiViewStudyConfig, store: RunStore) -> list[Wave]:
 
 
 def analyse(cfg: MultiViewStudyConfig, runs: RunSet) -> dict[str, Any]:
+    """Per seed: accuracies and feature probes of the single model, the ensemble and the student."""
     d = cfg.data
     per_seed, students = [], []
     for seed in cfg.seeds:
@@ -326,6 +333,7 @@ def _fraction(successes_of, what: str):
 
 
 def claims(cfg: MultiViewStudyConfig) -> list[Claim]:
+    """The multi-view claims (Allen-Zhu & Li, ICLR 2023)."""
     thr = f"{cfg.learned_threshold:.0%}"
     return [
         Claim("single_one_view", "a single model learns one feature per class and memorises the rest",
@@ -354,6 +362,7 @@ def claims(cfg: MultiViewStudyConfig) -> list[Claim]:
 
 
 def report(results: dict[str, Any]) -> Report:
+    """The multi-view report: claims, accuracies, probes and feature correlations."""
     cfg = results["config"]
     d, net = cfg["data"], cfg["net"]
     per_seed, s = results["per_seed"], results["summary"]

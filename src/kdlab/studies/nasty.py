@@ -68,6 +68,7 @@ class KDOptions(Section):
 
 
 class NastyStudyConfig(StudyConfig):
+    """The nasty study's config: the normal teacher, how the nasty one is made, the students and the skeptical head."""
     data: DataConfig = Field(default_factory=DataConfig)
     teacher: StageConfig
     nasty: NastyStage = Field(default_factory=NastyStage)
@@ -116,6 +117,7 @@ TEACHERS = ("normal", "nasty")
 
 
 def plan(cfg: NastyStudyConfig, store: RunStore) -> list[Wave]:
+    """The normal teacher; the nasty teacher fine-tuned against it; per seed the CE, KD and skeptical students."""
     teacher = stage_run_config(cfg.teacher, cfg.data, cfg.teacher_seed)
     teacher_dir = store.path(teacher)
     n = cfg.nasty
@@ -200,6 +202,7 @@ def _profile_teachers(cfg: NastyStudyConfig, sources: dict[str, TeacherConfig]) 
 
 
 def analyse(cfg: NastyStudyConfig, runs: RunSet) -> dict[str, Any]:
+    """Both teachers' accuracy and dark knowledge, the students' table and the paired differences."""
     from ..analysis.profile import teacher_report_fields
 
     teacher, nasty = runs.one(role="teacher"), runs.one(role="nasty")
@@ -285,6 +288,7 @@ def _recovers(results: dict[str, Any]) -> Measurement | NotApplicable:
 
 
 def claims(cfg: NastyStudyConfig) -> list[Claim]:
+    """The four claims of the nasty-teacher study (Ma et al. 2021; Kundu et al. 2021)."""
     return [
         Claim("keeps_accuracy", "the nasty teacher keeps its accuracy (within 1.5 points of the normal teacher)",
               "nasty - normal teacher test accuracy, paired over test samples (points)",
@@ -321,6 +325,7 @@ def dark_knowledge_figure(series: dict[str, dict[str, dict[str, float]]], title:
 
 
 def report(results: dict[str, Any]) -> Report:
+    """The nasty report: claims, teachers, students, differences and three figures."""
     cfg = results["config"]
     n, st = cfg["nasty"], cfg["student"]
     rep = Report(f"kdlab nasty-teacher study — {results['dataset']}")

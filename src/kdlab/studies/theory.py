@@ -88,6 +88,7 @@ class BoundConfig(Section):
 
 
 class VarianceConfig(Section):
+    """Dataset sizes, replicates and bootstrap of the risk-variance measurement."""
     sizes: list[int] = Field(default_factory=lambda: [25, 50, 100, 200, 400], min_length=1)
     replicates: int = Field(1000, ge=10)
     num_bootstrap: int = Field(2000, ge=100)
@@ -103,6 +104,7 @@ class VarianceConfig(Section):
 
 
 class NTKConfig(Section):
+    """Widths, data, learning rate, steps and seeds of the NTK measurement."""
     widths: list[int] = Field(default_factory=lambda: [32, 128, 512, 2048], min_length=2)
     depth: int = Field(1, ge=1)
     n_train: int = Field(64, ge=2)
@@ -120,6 +122,7 @@ class NTKConfig(Section):
 
 
 class TheoryStudyConfig(StudyConfig):
+    """The theory study's config: the mixture, the bound, the risk variance and the NTK parts."""
     mixture: MixtureConfig = Field(default_factory=MixtureConfig)
     bound: BoundConfig
     variance: VarianceConfig = Field(default_factory=VarianceConfig)
@@ -185,6 +188,7 @@ def stage_run_config(stage: TrainStage, seed: int, loss: Component | None = None
 
 
 def mixture_of(m: MixtureConfig):
+    """The Gaussian mixture a config describes."""
     from ..data import GaussianMixture
 
     return GaussianMixture(m.num_classes, m.dim, m.separation, m.sigma, m.seed)
@@ -285,6 +289,7 @@ class NTKJob(Job):
 
 
 def plan(cfg: TheoryStudyConfig, store: RunStore) -> list[Wave]:
+    """The teacher and the NTK widths first; then every student size per seed, distilled from the teacher."""
     b = cfg.bound
     teacher = MixtureFitJob(mixture=cfg.mixture, n_train=b.n_train, stage=b.teacher, model=b.teacher.model,
                             seed=b.teacher_seed)
@@ -394,6 +399,7 @@ def _ntk_part(cfg: TheoryStudyConfig, runs: RunSet) -> dict[str, Any]:
 
 
 def analyse(cfg: TheoryStudyConfig, runs: RunSet) -> dict[str, Any]:
+    """The bound terms, the risk variance of a fixed student and the NTK measurements."""
     mixture = mixture_of(cfg.mixture)
     bound = _bound_part(cfg, runs)
     return {
@@ -511,6 +517,7 @@ def _widest_error(results: dict[str, Any]) -> Measurement:
 
 
 def claims(cfg: TheoryStudyConfig) -> list[Claim]:
+    """The theory study's claims (Menon et al. 2021; Hsu et al. 2021; Jacot et al. 2018)."""
     return [
         Claim("bayes_variance", "the Bayes-distilled risk of a fixed predictor varies less over resampled datasets "
               "than its one-hot empirical risk, V[R*_hat(f)] <= V[R_hat(f)]",
@@ -551,6 +558,7 @@ def claims(cfg: TheoryStudyConfig) -> list[Claim]:
 
 
 def report(results: dict[str, Any]) -> Report:
+    """The theory report: claims, then the risk variance, the bound and the NTK with their figures."""
     cfg, bound = results["config"], results["bound"]
     mix = results["mixture"]
     rep = Report("kdlab theory study — why distillation works, measured")

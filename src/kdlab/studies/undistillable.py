@@ -44,6 +44,7 @@ KD_OPTIONS = ("temperature", "alpha")
 
 
 class UndistillableStudyConfig(StudyConfig):
+    """The undistillable study's config: the capacity study's family and student, the KD examined, detection."""
     data: DataConfig = Field(default_factory=DataConfig)
     teachers: TeacherFamily
     student: StageConfig
@@ -249,6 +250,7 @@ def _student_record(teacher: str | None, method: str, loss: Component, seed: int
 
 
 def analyse(cfg: UndistillableStudyConfig, runs: RunSet) -> dict[str, Any]:
+    """Per teacher: per-class gains on both splits, detected classes, what KD does to them, TLLM."""
     from ..analysis import spearman_correlation
     from ..analysis.undistillable import bootstrap_detection_counts, confusion_shift, shift_destinations, \
         undistillable_classes
@@ -444,6 +446,7 @@ def _tllm_improves(results: dict[str, Any]) -> Measurement | NotApplicable:
 
 
 def claims(cfg: UndistillableStudyConfig) -> list[Claim]:
+    """The three claims of Zhu et al. (NeurIPS 2022)."""
     nothing = "at least one undistillable class is detected for some teacher"
     return [
         Claim("classes_exist", "undistillable classes exist",
@@ -560,6 +563,7 @@ def _num(value: float | None, digits: int = 3) -> str:
 
 
 def report(results: dict[str, Any]) -> Report:
+    """The undistillable report: claims, classes per teacher, per-class gains, TLLM and figures."""
     cfg, det, names = results["config"], results["detection"], results["class_names"]
     st = cfg["student"]
     rep = Report(f"kdlab undistillable-classes study — {results['dataset']}")
