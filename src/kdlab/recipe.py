@@ -18,11 +18,12 @@ import torch
 import yaml
 from torch import nn
 
-from .config import RunConfig, check_components, parse_yaml
+from .config import RunConfig, parse_yaml
 from .errors import ConfigError, KdlabError, describe_os_error
 from .io import atomic_write_json, atomic_write_text, check_output_dir
 from .runlock import RunLock, acquire_run_lock
 from .train import distributed
+from .validate import check_components
 
 log = logging.getLogger("kdlab")
 

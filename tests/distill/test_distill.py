@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kdlab.config import check_components, parse_config
+from kdlab.config import parse_config
 from kdlab.distill import Distiller, cache as cache_module, cached_teacher_logits, weights_digest
 from kdlab.errors import ConfigError
 from kdlab.io import load_tensors
 from kdlab.losses import build
 from kdlab.models import create_model
 from kdlab.recipe import run
+from kdlab.validate import check_components
 
 
 @pytest.fixture

@@ -109,7 +109,7 @@ def test_impossible_pairings_fail_before_training_naming_the_term(tmp_path, teac
 
 def test_config_errors_for_features_name_the_key():
     def check(raw):
-        from kdlab.config import check_components
+        from kdlab.validate import check_components
 
         check_components(parse_config({**BASE, **raw}))
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdlab.config import Component, check_components, parse_config
+from kdlab.config import Component, parse_config
 from kdlab.distill.schemes import born_again, born_again_configs
 from kdlab.distill.schemes.byot import SelfDistillationLoss
 from kdlab.distill.schemes.dml import MutualLearningLoss
@@ -22,6 +22,7 @@ from kdlab.models import create_model
 from kdlab.recipe import run
 from kdlab.store import RunStore
 from kdlab.train.checkpoint import load_latest_checkpoint
+from kdlab.validate import check_components
 
 BASE = {
     "data": {"name": "digits", "val_size": 200, "seed": 0, "train_subset": 500},

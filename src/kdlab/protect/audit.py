@@ -32,11 +32,11 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
-from ..config import (Component, DataConfig, RunConfig, Section, TeacherConfig, check_components, parse_config,
-                      read_yaml)
+from ..config import Component, DataConfig, RunConfig, Section, TeacherConfig, parse_config, read_yaml
 from ..errors import ConfigError
 from ..io import read_safetensors_metadata
 from ..studies.common import StageConfig
+from ..validate import check_components
 from .skeptical import SkepticalHeadOptions
 
 log = logging.getLogger("kdlab")

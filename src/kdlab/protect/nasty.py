@@ -38,9 +38,10 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ..config import (Component, DataConfig, OptimConfig, RunConfig, ScheduleConfig, Section, TeacherConfig,
-                      TrainConfig, apply_overrides, check_components, parse_config, read_yaml)
+                      TrainConfig, apply_overrides, parse_config, read_yaml)
 from ..errors import ConfigError
 from ..io import atomic_write_json
+from ..validate import check_components
 
 log = logging.getLogger("kdlab")
 

@@ -49,9 +49,10 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from ..config import RunConfig, Section, check_components
+from ..config import RunConfig, Section
 from ..distill.distiller import teacher_batch_logits
 from ..errors import ConfigError
+from ..validate import check_components
 
 log = logging.getLogger("kdlab")
 

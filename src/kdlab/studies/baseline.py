@@ -14,13 +14,14 @@ from typing import Any
 from pydantic import Field
 from tqdm.auto import tqdm
 
-from ..config import Component, DataConfig, Section, check_components
+from ..config import Component, DataConfig, Section
 from ..io import atomic_write_json
 from ..report import Report, bar_chart
 from .base import STUDIES
 from .common import StageConfig, command_line, open_study, stage_run_config
 from ..analysis.stats import mean_std, paired_difference
 from ..report.format import format_interval, format_pm
+from ..validate import check_components
 
 log = logging.getLogger("kdlab")
 

@@ -27,12 +27,13 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from tqdm.auto import tqdm
 
-from ..config import Component, DataConfig, Section, check_components
+from ..config import Component, DataConfig, Section
 from .base import STUDIES
 from .common import StageConfig, finish_study, open_study, stage_run_config
 from ..executor import ExecutorConfig, executor_from_config
 from ..analysis.stats import mean_std, paired_by_seed
 from ..report.format import format_interval
+from ..validate import check_components
 
 log = logging.getLogger("kdlab")
 

@@ -31,14 +31,14 @@ from typing import Any, Literal, Union
 from pydantic import Field, field_validator, model_validator
 from tqdm.auto import tqdm
 
-from ..config import (Component, DataConfig, OptimConfig, RunConfig, ScheduleConfig, Section, TrainConfig,
-                      check_components)
+from ..config import Component, DataConfig, OptimConfig, RunConfig, ScheduleConfig, Section, TrainConfig
 from ..errors import ConfigError
 from .base import STUDIES
 from .common import StageConfig, finish_study, open_study, stage_run_config
 from ..analysis.stats import mean_std, paired_difference
 from ..report.format import format_interval, format_pm
 from ..store import RunStore
+from ..validate import check_components
 
 log = logging.getLogger("kdlab")
 

@@ -30,13 +30,14 @@ from typing import Any
 from pydantic import Field, field_validator
 from tqdm.auto import tqdm
 
-from ..config import Component, DataConfig, RunConfig, Section, check_components, parse_config
+from ..config import Component, DataConfig, RunConfig, Section, parse_config
 from ..errors import ConfigError, KdlabError
 from .base import STUDIES
 from .common import StageConfig, finish_study, open_study, stage_run_config
 from ..analysis.stats import mean_std, paired_difference
 from ..report.format import format_interval, format_pm
 from ..store import RunStore
+from ..validate import check_components
 
 log = logging.getLogger("kdlab")
 

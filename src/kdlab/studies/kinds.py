@@ -22,13 +22,14 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 from tqdm.auto import tqdm
 
-from ..config import Component, DataConfig, FeatureTermConfig, RunConfig, Section, check_components
+from ..config import Component, DataConfig, FeatureTermConfig, RunConfig, Section
 from ..errors import ConfigError
 from .base import STUDIES
 from .common import StageConfig, finish_study, open_study, stage_run_config
 from ..analysis.stats import mean_std, paired_by_seed
 from ..report.format import format_interval
 from ..store import RunStore
+from ..validate import check_components
 
 log = logging.getLogger("kdlab")
 

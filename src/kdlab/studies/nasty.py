@@ -27,8 +27,7 @@ import torch
 from pydantic import Field
 from tqdm.auto import tqdm
 
-from ..config import (Component, DataConfig, OptimConfig, ScheduleConfig, Section, TeacherConfig,
-                      check_components)
+from ..config import Component, DataConfig, OptimConfig, ScheduleConfig, Section, TeacherConfig
 from ..protect.nasty import nasty_run_config, protected_weights
 from ..protect.skeptical import (SkepticalConfig, SkepticalHeadOptions, SkepticalRunConfig, check_skeptical,
                                  run_skeptical_in_store)
@@ -36,6 +35,7 @@ from .base import STUDIES
 from .common import StageConfig, finish_study, open_study, stage_run_config
 from ..analysis.stats import mean_std, paired_by_seed
 from ..report.format import format_interval
+from ..validate import check_components
 
 log = logging.getLogger("kdlab")
 

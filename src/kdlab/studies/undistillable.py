@@ -30,7 +30,7 @@ import torch
 from pydantic import Field, field_validator
 from tqdm.auto import tqdm
 
-from ..config import Component, DataConfig, Section, check_components
+from ..config import Component, DataConfig, Section
 from ..errors import ConfigError
 from .base import STUDIES
 from .capacity import DEFAULTS as CAPACITY_DEFAULTS
@@ -40,6 +40,7 @@ from .common import StageConfig, finish_study, load_study_config, stage_run_conf
 from ..analysis.stats import mean_std, paired_by_seed, paired_difference
 from ..report.format import format_interval
 from ..store import RunStore
+from ..validate import check_components
 
 log = logging.getLogger("kdlab")
 

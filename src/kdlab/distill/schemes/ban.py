@@ -60,7 +60,7 @@ def born_again(cfg: RunConfig, generations: int, store: Any, loss: Component | N
         from ...store import RunStore
 
         store = RunStore(store)
-    from ...config import check_components
+    from ...validate import check_components
 
     chain = born_again_configs(cfg, generations, store.path, loss)
     for run_cfg in chain:
