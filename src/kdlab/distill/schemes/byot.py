@@ -39,7 +39,7 @@ from ...losses.functional import soft_kl
 from ..adapters import infer_feature_shapes
 from ..aux_heads import head_key, make_aux_heads
 from ..hooks import FeatureTaps, resolve_tap
-from . import SCHEMES, Scheme, require_teacher_free
+from .base import SCHEMES, Scheme, require_teacher_free
 
 
 class BYOTOptions(Section):

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from ...config import Component, RunConfig, Section
 from ...losses.functional import soft_kl
-from . import SCHEMES, Scheme, build_models, check_models, require_teacher_free
+from .base import SCHEMES, Scheme, build_models, check_models, require_teacher_free
 
 
 class DMLOptions(Section):

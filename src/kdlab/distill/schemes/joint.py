@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...config import Component, RunConfig, Section
-from . import SCHEMES, Scheme, build_models, check_models
+from .base import SCHEMES, Scheme, build_models, check_models
 
 
 class JointOptions(Section):
