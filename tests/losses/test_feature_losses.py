@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from kdlab.errors import ConfigError
-from kdlab.losses.feature import FEATURE_LOSSES, build_feature_loss
+from kdlab.losses import FEATURE_LOSSES, build_feature_loss
 
 # two samples x two channels x 2 x 2, written out by hand: [n][c][row][col]
 S = [[[[1.0, 2.0], [3.0, 4.0]], [[0.0, 1.0], [1.0, 0.0]]],

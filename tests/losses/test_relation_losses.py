@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from kdlab.errors import ConfigError
-from kdlab.losses.feature import build_feature_loss
+from kdlab.losses import build_feature_loss
 
 RELATION_LOSSES = ("lsp", "rkd_distance", "rkd_angle", "rkd", "sp", "pairwise")
 

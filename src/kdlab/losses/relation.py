@@ -4,7 +4,7 @@ lsp (local structure over a kNN graph), rkd_distance, rkd_angle, rkd, sp and pai
 
 Each sample's feature is flattened to one embedding (``[N, ...] -> [N, D]``); teacher and student embeddings may have
 any two widths, because only N x N (or N x N x N) relation tables are compared. No adapter is needed
-(``shape_rule="any"``). The teacher is detached. All register into ``FEATURE_LOSSES`` (``feature.py``).
+(``shape_rule="any"``). The teacher is detached. All register into ``FEATURE_LOSSES`` (``feature_base.py``).
 
 Pairs (i, j) always mean i != j: a sample's relation to itself carries no information about the others (a distance
 of 0, a cosine of 1) and would only dilute the mean.
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .checks import check_int, check_positive
-from .feature import FEATURE_LOSSES, FeatureLoss, check_choice, zero_loss
+from .feature_base import FEATURE_LOSSES, FeatureLoss, check_choice, zero_loss
 from .functional import soft_kl
 
 # floor under squared distances before the square root: its gradient at 0 is infinite (duplicate samples)
