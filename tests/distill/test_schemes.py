@@ -177,6 +177,16 @@ def test_born_again_chain_teaches_each_generation_with_the_previous(tmp_path):
     assert chain[1].loss.as_dict() == {"name": "kd", "temperature": 2.0, "alpha": 0.5}
 
 
+def test_born_again_refuses_a_bad_distillation_loss_before_any_generation_trains(tmp_path):
+    cfg = parse_config({**BASE, "model": {"name": "mlp", "width": 16, "depth": 1}})
+    store = RunStore(tmp_path / "store")
+    with pytest.raises(ConfigError, match=r"born-again loss: .*'kdd'"):
+        born_again(cfg, 1, store, loss=Component(name="kdd"))
+    with pytest.raises(ConfigError, match=r"born-again loss: .*temprature"):
+        born_again(cfg, 1, store, loss=Component(name="kd", temprature=2.0))
+    assert store.trained == 0 and not (tmp_path / "store").exists()
+
+
 @pytest.mark.parametrize("scheme,extra,message", [
     ({"name": "dmll"}, {}, r"scheme.name: unknown scheme 'dmll'. Did you mean 'dml'\?"),
     ({"name": "ban"}, {}, "not a single run.*born_again"),
