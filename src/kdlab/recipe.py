@@ -18,11 +18,20 @@ import torch
 import yaml
 from torch import nn
 
+from . import compress  # noqa: F401  (registers the pruned and low-rank architectures: a teacher may be one)
 from .config import RunConfig, parse_yaml
+from .data import TensorLoader, build_augment, load_dataset
+from .distill import build_objective, cached_teacher_logits, compile_for_inference, load_teacher
+from .distill.teacher import resolve_weights_file
 from .errors import ConfigError, KdlabError, describe_os_error
 from .io import atomic_write_json, atomic_write_text, check_output_dir
+from .losses import build as build_loss
+from .models import count_macs, count_params, create_model, load_model_weights
+from .models.weights import state_dict_mismatch
 from .runlock import RunLock, acquire_run_lock
-from .train import distributed
+from .train import distributed, evaluate, fit, resolve_device, seed_everything
+from .train.checkpoint import remove_stale_temp_files
+from .train.device import use_channels_last
 from .validate import check_components
 
 log = logging.getLogger("kdlab")
@@ -65,14 +74,6 @@ def run_or_reuse(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None =
                  identity: Any | None = None, objective: ObjectiveFactory | None = None,
                  summary_extra: dict[str, Any] | None = None, wait: bool = False) -> tuple[dict[str, Any], bool]:
     """:func:`run`, also saying whether this call trained the run (True) or found it finished (False)."""
-    from .data import TensorLoader, build_augment, load_dataset
-    from .distill import build_objective, cached_teacher_logits, compile_for_inference, load_teacher
-    from .losses import build as build_loss
-    from .models import count_macs, count_params, create_model
-    from .train import evaluate, fit, load_model_weights, resolve_device, seed_everything
-    from .train.checkpoint import remove_stale_temp_files
-    from .train.device import use_channels_last
-
     check_components(cfg)
     ranks = distributed.current()
     if cfg.train.batch_size % ranks.world_size:
@@ -281,10 +282,6 @@ def claim_run_dir(out_dir: Path, cfg: Any, *, wait: bool = False) -> tuple[RunLo
 
 def init_from(model: nn.Module, source: str) -> None:
     """Start ``model`` from the weights in ``source`` (a .safetensors file or a run directory)."""
-    from .distill.teacher import resolve_weights_file
-    from .train import load_model_weights
-    from .train.checkpoint import state_dict_mismatch
-
     path = resolve_weights_file(source)
     if not path.is_file():
         raise ConfigError(f"init='{source}' is neither a .safetensors file nor a finished kdlab run directory")

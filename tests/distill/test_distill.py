@@ -64,7 +64,7 @@ def test_cache_key_changes_with_teacher_weights_and_data(tmp_path):
 
 def test_teacher_with_other_class_count_is_refused(tmp_path, tiny_run):
     # a 3-class teacher on the 10-class digits
-    from kdlab.train import save_model_weights
+    from kdlab.models import save_model_weights
 
     teacher = create_model("mlp", 3, (1, 8, 8), width=8, depth=1)
     save_model_weights(tmp_path / "t.safetensors", teacher)
@@ -113,7 +113,7 @@ def test_compiled_teacher_gives_the_eager_outputs_and_the_same_cache_entry(tmp_p
     from kdlab.data import load_dataset
     from kdlab.distill import compile_for_inference
     from kdlab.distill.teacher import teacher_weights_path
-    from kdlab.train import load_model_weights, predict_logits
+    from kdlab.models import load_model_weights, predict_logits
 
     teacher = load_model_weights(teacher_weights_path(teacher_dir)).eval()
     compiled = compile_for_inference(teacher)

@@ -18,7 +18,8 @@ from kdlab.losses import build
 from kdlab.models import create_model
 from kdlab.protect import protect_nasty, resolve_model
 from kdlab.recipe import run
-from kdlab.train import build_optimizer, evaluate, load_model_weights
+from kdlab.models import load_model_weights
+from kdlab.train import build_optimizer, evaluate
 
 
 def test_nasty_loss_equals_hand_computation_with_the_nasty_distribution_first():

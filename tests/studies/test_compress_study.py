@@ -18,7 +18,7 @@ from kdlab.errors import ConfigError
 from kdlab.models import count_macs, count_params, create_model
 from kdlab.studies.compress import (CompressionOptions, budget_label, compress_to_budget, pareto_front, run_compress,
                                     size_to_budget)
-from kdlab.train import load_model_weights
+from kdlab.models import load_model_weights
 
 # digits teacher 64-128-128-10 (26,122 params); 1/2, 1/4, 1/8 = 13,061 / 6,530 / 3,265 parameters
 TINY = ["data.name=digits", "data.val_size=300", "teacher.model.width=128", "teacher.epochs=6",

@@ -107,8 +107,9 @@ def finetune(model: nn.Module, train, val, cfg: RunConfig, root: str | Path, pay
     from ..distill import Distiller
     from ..losses import build as build_loss
     from ..models import count_macs, count_params
+    from ..models import load_model_weights, save_model_weights
     from ..runlock import acquire_run_lock
-    from ..train import evaluate, fit, load_model_weights, save_model_weights, seed_everything
+    from ..train import evaluate, fit, seed_everything
     from ..train.checkpoint import remove_stale_temp_files
     from .pruning import nonzero_params, remove_pruning
 

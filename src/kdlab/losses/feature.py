@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from .checks import check_positive
 from .feature_base import FEATURE_LOSSES, FeatureLoss, check_choice

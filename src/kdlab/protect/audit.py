@@ -83,7 +83,7 @@ class ModelSource:
 
     def load(self) -> nn.Module:
         """The model with its weights, in eval mode."""
-        from ..train import load_model_weights
+        from ..models import load_model_weights
 
         model = load_model_weights(self.weights)
         model.eval()
@@ -416,7 +416,7 @@ def _summary_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
 @torch.inference_mode()
 def mean_kl_on(a: ModelSource, b: ModelSource, x: torch.Tensor, temperatures: list[float]) -> dict[str, float]:
     """Mean over samples of tau^2 * KL(softmax(z_a / tau) || softmax(z_b / tau)) per temperature (as the nasty loss)."""
-    from ..train import predict_logits
+    from ..models import predict_logits
 
     za, zb = predict_logits(a.load(), x), predict_logits(b.load(), x)
     out = {}

@@ -125,7 +125,8 @@ def evaluate_protection(run_cfg: RunConfig, run_dir: str | Path, teacher_weights
 
     from ..data import TensorLoader
     from ..distill import load_teacher
-    from ..train import evaluate, load_model_weights, predict_logits
+    from ..models import load_model_weights, predict_logits
+    from ..train import evaluate
     from .audit import load_splits
 
     d = run_cfg.data

@@ -333,7 +333,7 @@ def compress_to_budget(method: str, teacher, target_params: int, options: Compre
 def _load_teacher_copy(run_dir: Path):
     """The trained teacher as a trainable model (compression needs gradients later; load_teacher freezes)."""
     from ..distill import teacher_weights_path
-    from ..train import load_model_weights
+    from ..models import load_model_weights
 
     return load_model_weights(teacher_weights_path(run_dir))
 

@@ -393,7 +393,8 @@ def _evaluate_point(model, data, epoch: int, val_accuracy: float) -> dict[str, A
     ``train accuracy in eval mode - validation accuracy`` of the model that arm returns.
     """
     from ..data import TensorLoader
-    from ..train import evaluate, load_model_weights
+    from ..models import load_model_weights
+    from ..train import evaluate
 
     if isinstance(model, (str, Path)):
         model = load_model_weights(model)
@@ -430,7 +431,7 @@ def _regularise(cfg: FitStudyConfig, store: RunStore, model: Component, runs: li
                 progress: bool | None) -> dict[str, Any]:
     """The arms of one model: none (last epoch), early stopping (from the curves), and each remedy (last epoch)."""
     from ..distill.teacher import load_epoch_weights
-    from ..train import load_model_weights
+    from ..models import load_model_weights
 
     patience = cfg.regularise.patience
     arms: dict[str, dict[str, Any]] = {}

@@ -140,7 +140,7 @@ def run_multiview(config: str | Path | None = None, out: str | Path = "runs/mult
     """Run the multi-view study; write results.json, plots, report.md and report.html into ``out``."""
     from ..data.multiview import MultiViewData
     from ..data.seeding import derive_seed, generator_for
-    from ..train import predict_logits
+    from ..models import predict_logits
 
     cfg: MultiViewStudyConfig = load_study_config(MultiViewStudyConfig, DEFAULTS, PRESETS, config, preset,
                                                   list(overrides or []))

@@ -207,7 +207,7 @@ def _profile_teachers(cfg: NastyStudyConfig, sources: dict[str, TeacherConfig]) 
     from ..analysis.profile import profile_model
     from ..data import load_dataset
     from ..distill import load_teacher
-    from ..train import predict_logits
+    from ..models import predict_logits
 
     d = cfg.data
     data = load_dataset(d.name, data_dir=d.data_dir, val_size=d.val_size, seed=d.seed,

@@ -276,7 +276,7 @@ def _bound_part(cfg: TheoryStudyConfig, x_tr: torch.Tensor, y_tr: torch.Tensor, 
     from ..analysis.theory import (augmented_layer_norms, generalization_bound, margin_rademacher_bound,
                                    mlp_linears, norm_grid_class)
     from ..models import count_params
-    from ..train import predict_logits
+    from ..models import predict_logits
 
     b, k, d = cfg.bound, cfg.mixture.num_classes, cfg.mixture.dim
     teacher = _create(b.teacher.model, k, d, b.teacher_seed)

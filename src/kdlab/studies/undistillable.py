@@ -241,7 +241,7 @@ def _weights(summary: dict[str, Any]) -> Path:
 
 def _predict(summary: dict[str, Any], x: torch.Tensor) -> torch.Tensor:
     """Predicted classes [N] of the trained model of ``summary`` on inputs ``x``."""
-    from ..train import load_model_weights, predict_logits
+    from ..models import load_model_weights, predict_logits
 
     return predict_logits(load_model_weights(_weights(summary)), x).argmax(dim=1)
 
@@ -256,7 +256,7 @@ def _profile_teachers(cfg: UndistillableStudyConfig, teacher_dirs: list[Path], d
     from ..analysis.undistillable import per_class_accuracy, teacher_class_profile
     from ..config import TeacherConfig
     from ..distill import load_teacher
-    from ..train import predict_logits
+    from ..models import predict_logits
 
     temperature = float(cfg.kd.options.get("temperature", 4.0))
     profiles = []

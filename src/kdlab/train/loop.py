@@ -25,16 +25,15 @@ from ..config import RunConfig
 from ..errors import KdlabError, TrainingDiverged
 from ..io import atomic_write_text
 from . import distributed
-from .checkpoint import CHECKPOINTS, load_latest_checkpoint, save_checkpoint, save_model_weights
+from ..layout import CHECKPOINTS, METRICS
+from ..models.weights import save_model_weights
+from .checkpoint import load_latest_checkpoint, save_checkpoint
 from .device import autocast_context, grad_scaler, use_channels_last
 from .evaluate import evaluate
 from .optim import build_optimizer, lr_factor, set_lr
 from .seeding import rng_state, set_rng_state
 
 log = logging.getLogger("kdlab")
-
-METRICS = "metrics.jsonl"
-
 
 def fit(distiller: nn.Module, train_loader, val_loader, cfg: RunConfig, run_dir: str | Path,
         *, metadata: dict[str, Any] | None = None, progress: bool | None = None,
