@@ -21,10 +21,11 @@ from torch import nn
 from . import compress  # noqa: F401  (registers the pruned and low-rank architectures: a teacher may be one)
 from .config import RunConfig, parse_yaml
 from .data import TensorLoader, build_augment, load_dataset
-from .distill import build_objective, cached_teacher_logits, compile_for_inference, load_teacher
+from .distill import Objective, build_objective, cached_teacher_logits, compile_for_inference, load_teacher
 from .distill.teacher import resolve_weights_file
 from .errors import ConfigError, KdlabError, describe_os_error
 from .io import atomic_write_json, atomic_write_text, check_output_dir
+from .losses import ResponseLoss
 from .losses import build as build_loss
 from .models import count_macs, count_params, create_model, load_model_weights
 from .models.weights import state_dict_mismatch
@@ -40,8 +41,8 @@ SUMMARY = "summary.json"
 CONFIG = "config.yaml"
 
 
-# builds a training objective other than the config's own: (cfg, student, loss, data, teacher, teacher_logits) -> module
-ObjectiveFactory = Callable[[RunConfig, nn.Module, nn.Module, Any, nn.Module | None, torch.Tensor | None], nn.Module]
+# builds a training objective other than the config's own: (cfg, student, loss, data, teacher, teacher_logits) -> it
+ObjectiveFactory = Callable[[RunConfig, nn.Module, ResponseLoss, Any, nn.Module | None, torch.Tensor | None], Objective]
 
 
 def run(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None = None,
@@ -102,7 +103,7 @@ def run_or_reuse(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None =
     teacher, teacher_logits = None, None
     loss = build_loss(cfg.loss.name, **cfg.loss.options)
     loss.set_schedule(cfg.train.epochs)  # settings given as a fraction of training (DKD warm-up, CTKD curriculum)
-    if cfg.teacher is not None and (getattr(loss, "requires_teacher", True) or cfg.features):
+    if cfg.teacher is not None and (loss.requires_teacher or cfg.features):
         teacher = load_teacher(cfg.teacher, data.num_classes, data.in_shape).to(device)
         if use_channels_last(cfg.train.channels_last, teacher):
             teacher.to(memory_format=torch.channels_last)

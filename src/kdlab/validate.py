@@ -44,7 +44,7 @@ def check_components(cfg: RunConfig) -> None:
     if cfg.scheme is not None:
         check_scheme(cfg)  # the scheme decides which loss and teacher it takes
         return
-    if getattr(loss, "requires_teacher", True) and cfg.teacher is None:
+    if loss.requires_teacher and cfg.teacher is None:
         raise ConfigError(f"loss.name='{cfg.loss.name}' needs a teacher: add a 'teacher' section "
                           "(teacher.run: <run dir>, or teacher.model + teacher.weights)")
     check_features(cfg)

@@ -90,7 +90,7 @@ def test_distiller_hides_teacher_from_parameters_and_state():
     d.train()
     assert not teacher.training and all(not p.requires_grad for p in teacher.parameters())
     x, y = torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1])
-    loss, logits = d(x, y, torch.arange(5))
+    loss, logits, _ = d(x, y, torch.arange(5))
     loss.backward()
     assert all(p.grad is None for p in teacher.parameters())
     assert logits.shape == (5, 3)

@@ -3,6 +3,7 @@
 >>> from kdlab.losses import build, loss_names
 >>> loss = build("kd", temperature=4.0, alpha=0.9)
 >>> objective = loss(student_logits, teacher_logits, targets)    # doctest: +SKIP
+>>> objective, parts = loss.compute(student_logits, teacher_logits, targets)  # parts: {"ce": .., "kd": ..}  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 # importing a loss module registers its losses (response losses into LOSSES, feature and relation losses into
 # FEATURE_LOSSES)
 from . import ats, ce, ctkd, dist, dkd, feature, isats, kd, logit_std, nasty, relation, tllm  # noqa: F401
-from .base import LOSSES, ResponseLoss, search_space
+from .base import LOSSES, LossOutput, ResponseLoss, search_space
 from .feature_base import FEATURE_LOSSES, FeatureLoss, build_feature_loss
 from .ctkd import curriculum_strength
 from .dist import pearson_rows
@@ -25,6 +26,7 @@ __all__ = [
     "FeatureLoss",
     "build_feature_loss",
     "LOSSES",
+    "LossOutput",
     "ResponseLoss",
     "build",
     "curriculum_strength",

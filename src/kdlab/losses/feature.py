@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .base import LossOutput, named_parts
 from .checks import check_positive
 from .feature_base import FEATURE_LOSSES, FeatureLoss, check_choice
 
@@ -56,11 +57,10 @@ class FitNetLoss(FeatureLoss):
         super().__init__(weight=check_positive("fitnet", "weight", weight))
         self.weight: float = self.hyperparams["weight"]
 
-    def forward(self, student_feature: Tensor, teacher_feature: Tensor) -> Tensor:
+    def compute(self, student_feature: Tensor, teacher_feature: Tensor) -> LossOutput:
         student, teacher = self._pair(student_feature, teacher_feature)
         hint = self.weight * 0.5 * (teacher - student).pow(2).mean()
-        self._record(hint=hint)
-        return hint
+        return LossOutput(hint, named_parts(hint=hint))
 
 
 # -- at ----------------------------------------------------------------------------------------------------------
@@ -102,7 +102,7 @@ class AttentionTransferLoss(FeatureLoss):
         self.beta: float = self.hyperparams["beta"]
         self.p: float = self.hyperparams["p"]
 
-    def forward(self, student_feature: Tensor, teacher_feature: Tensor) -> Tensor:
+    def compute(self, student_feature: Tensor, teacher_feature: Tensor) -> LossOutput:
         student, teacher = self._pair(student_feature, teacher_feature)
         q_s, q_t = attention_map(student, self.p), attention_map(teacher, self.p)
         size = (max(q_s.shape[2], q_t.shape[2]), max(q_s.shape[3], q_t.shape[3]))
@@ -113,8 +113,7 @@ class AttentionTransferLoss(FeatureLoss):
         q_s = F.normalize(q_s.flatten(1), dim=1)
         q_t = F.normalize(q_t.flatten(1), dim=1)
         loss = self.beta / 2 * (q_s - q_t).pow(2).mean()
-        self._record(attention=loss)
-        return loss
+        return LossOutput(loss, named_parts(attention=loss))
 
 
 # -- agd ---------------------------------------------------------------------------------------------------------
@@ -185,7 +184,7 @@ class AttentionGuidedLoss(FeatureLoss):
             m_channel = channel.shape[1] * torch.softmax(channel / self.temperature, dim=1)
         return m_spatial, m_channel
 
-    def forward(self, student_feature: Tensor, teacher_feature: Tensor) -> Tensor:
+    def compute(self, student_feature: Tensor, teacher_feature: Tensor) -> LossOutput:
         student, teacher = self._pair(student_feature, teacher_feature)
         if student.dim() != 4:
             raise ValueError(f"loss 'agd' needs feature maps [N, C, H, W]; got {tuple(student.shape)}")
@@ -195,8 +194,7 @@ class AttentionGuidedLoss(FeatureLoss):
         att = ((spatial_attention(teacher) - spatial_attention(student)).abs().mean()
                + (channel_attention(teacher) - channel_attention(student)).abs().mean())
         feat, att = self.alpha * feat, self.gamma * att
-        self._record(feature=feat, attention=att)
-        return feat + att
+        return LossOutput(feat + att, named_parts(feature=feat, attention=att))
 
 
 # -- nonlocal ----------------------------------------------------------------------------------------------------
@@ -235,9 +233,8 @@ class NonLocalLoss(FeatureLoss):
         super().__init__(weight=check_positive("nonlocal", "weight", weight))
         self.weight: float = self.hyperparams["weight"]
 
-    def forward(self, student_feature: Tensor, teacher_feature: Tensor) -> Tensor:
+    def compute(self, student_feature: Tensor, teacher_feature: Tensor) -> LossOutput:
         student, teacher = self._pair(student_feature, teacher_feature)
         diff = position_relation(teacher) - position_relation(student)
         loss = self.weight * diff.pow(2).sum(dim=-1).mean()
-        self._record(relation=loss)
-        return loss
+        return LossOutput(loss, named_parts(relation=loss))

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from ..registry import Registry
+from .base import LossOutput
 
 FEATURE_LOSSES: Registry = Registry("feature loss")
 
@@ -46,11 +47,14 @@ def check_choice(loss: str, key: str, value: Any, choices: Sequence[str]) -> str
 class FeatureLoss(nn.Module):
     """Base class: a distillation term from a student feature and a teacher feature of the same batch.
 
+    ``loss(student_feature, teacher_feature) -> scalar``; ``loss.compute(...)`` returns a
+    :class:`~kdlab.losses.base.LossOutput`: the value and its named, *weighted* parts as detached tensors (they sum to
+    the value; a one-part loss has one). Subclasses implement ``compute``.
+
     Attributes:
         name: the registry name, used in messages.
         shape_rule: which shape pairs the loss accepts (see the module docstring).
         hyperparams: the resolved hyperparameters as JSON-able values, for logging and run keys.
-        last_parts: named, *weighted* components of the last call as floats (they sum to the returned value).
 
     The teacher's feature is detached (a fixed target) and, if it is an inference tensor (captured under
     ``torch.inference_mode``), cloned so autograd may save it. Half-precision features are promoted to float32.
@@ -62,9 +66,13 @@ class FeatureLoss(nn.Module):
     def __init__(self, **hyperparams: Any) -> None:
         super().__init__()
         self.hyperparams: dict[str, Any] = dict(hyperparams)
-        self.last_parts: dict[str, float] = {}
 
     def forward(self, student_feature: Tensor, teacher_feature: Tensor) -> Tensor:
+        """The loss value (a scalar tensor); :meth:`compute` also returns its parts."""
+        return self.compute(student_feature, teacher_feature).loss
+
+    def compute(self, student_feature: Tensor, teacher_feature: Tensor) -> LossOutput:
+        """The value and its named, *weighted* parts (detached; they sum to the value)."""
         raise NotImplementedError
 
     def extra_repr(self) -> str:
@@ -111,10 +119,6 @@ class FeatureLoss(nn.Module):
             raise ValueError(f"loss '{self.name}' needs equal spatial sizes (channels may differ); got {shapes}. "
                              f"Map the student's feature with make_adapter(student_shape, teacher_shape)")
         return student, teacher
-
-    def _record(self, **parts: Tensor) -> None:
-        self.last_parts = {key: float(value.detach()) for key, value in parts.items()}
-
 
 def _as_float(x: Tensor) -> Tensor:
     return x if x.dtype in (torch.float32, torch.float64) else x.float()

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ConfigError
-from .base import LOSSES, ResponseLoss
+from .base import LOSSES, LossOutput, ResponseLoss, named_parts
 from .checks import check_positive, check_unit_interval
 from .functional import blend, soft_kl
 from .kd import KDLoss
@@ -65,7 +65,7 @@ class TLLMLoss(ResponseLoss):
     before it sees logits). Search space: ``kd``'s (temperature x alpha); the class set comes from an analysis,
     not from tuning.
 
-    ``last_parts``: {"ce": CE over all samples, "kd": T^2 * KL averaged over the distillable samples (0 when
+    Named parts: {"ce": CE over all samples, "kd": T^2 * KL averaged over the distillable samples (0 when
     there are none), "distillable_fraction": N_d / N}.
     """
 
@@ -92,7 +92,7 @@ class TLLMLoss(ResponseLoss):
         excluded[self.undistillable_classes] = True
         return ~excluded[targets]
 
-    def forward(self, student_logits: Tensor, teacher_logits: Tensor | None, targets: Tensor) -> Tensor:
+    def compute(self, student_logits: Tensor, teacher_logits: Tensor | None, targets: Tensor) -> LossOutput:
         student, teacher, y = self._inputs(student_logits, teacher_logits, targets)
         assert teacher is not None
         t = self.temperature
@@ -111,6 +111,5 @@ class TLLMLoss(ResponseLoss):
             drop = ~keep
             z_u, y_u = (student, y) if n_keep == 0 else (student[drop], y[drop])
             total = total + F.cross_entropy(z_u, y_u) * ((n - n_keep) / n)
-        self._record(ce=F.cross_entropy(student.detach(), y), kd=kd_part,
-                     distillable_fraction=torch.tensor(n_keep / n if n else 1.0))
-        return total
+        return LossOutput(total, named_parts(ce=F.cross_entropy(student.detach(), y), kd=kd_part,
+                                             distillable_fraction=student.new_tensor(n_keep / n if n else 1.0)))

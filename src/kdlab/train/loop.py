@@ -75,8 +75,7 @@ def fit(distiller: nn.Module, train_loader, val_loader, cfg: RunConfig, run_dir:
 
     for epoch in range(start_epoch, epochs):
         distiller.train()
-        if hasattr(distiller, "set_epoch"):
-            distiller.set_epoch(epoch)
+        distiller.set_epoch(epoch)
         train_loader.set_epoch(epoch)
         started = time.perf_counter()
         loss_sum = torch.zeros((), dtype=torch.float64)
@@ -92,12 +91,12 @@ def fit(distiller: nn.Module, train_loader, val_loader, cfg: RunConfig, run_dir:
             if channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast:
-                loss, logits = step_module(x, y, index)
+                loss, logits, parts = step_module(x, y, index)
             loss = loss.float()
             value = loss.item()
             if not math.isfinite(value):
                 raise TrainingDiverged(
-                    f"loss became {value} at epoch {epoch + 1}, step {i + 1} (parts: {_parts(distiller)}); "
+                    f"loss became {value} at epoch {epoch + 1}, step {i + 1} (parts: { {k: float(v) for k, v in parts.items()} }); "
                     f"stopped. The last good checkpoint is kept in {run_dir / CHECKPOINTS} "
                     f"(epoch {epoch if epoch > 0 else 'none'}). Lower optim.lr or check the inputs.")
             optimizer.zero_grad(set_to_none=True)
@@ -108,8 +107,8 @@ def fit(distiller: nn.Module, train_loader, val_loader, cfg: RunConfig, run_dir:
             loss_sum += value * n
             correct += (logits.detach().argmax(1) == y).sum().item()
             seen += n
-            for key, part in _parts(distiller).items():
-                parts_sum[key] = parts_sum.get(key, 0.0) + part * n
+            for key, part in parts.items():
+                parts_sum[key] = parts_sum.get(key, 0.0) + float(part) * n
             if show and i % 20 == 0:
                 bar.set_postfix(loss=f"{value:.4f}")
         bar.close()
@@ -164,11 +163,6 @@ def fit(distiller: nn.Module, train_loader, val_loader, cfg: RunConfig, run_dir:
 
 def _trainable_state(distiller: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v for k, v in distiller.state_dict().items() if isinstance(v, torch.Tensor)}
-
-
-def _parts(distiller: nn.Module) -> dict[str, float]:
-    loss = getattr(distiller, "loss", None)
-    return dict(getattr(loss, "last_parts", {}) or {})
 
 
 def _read_metrics(run_dir: Path) -> list[dict[str, Any]]:

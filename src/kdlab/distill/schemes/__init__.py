@@ -10,8 +10,8 @@
               (:func:`kdlab.distill.schemes.ban.born_again`; not a single run, so not a ``scheme`` name)
 
 A run selects a single-run scheme with ``scheme: {name: dml, ...options}``. Each scheme builds one objective module
-that the one training loop trains like a Distiller: ``forward(x, y, index) -> (objective, student_logits)``,
-``.student`` (the model evaluated and exported), ``.loss.last_parts`` (what is logged), ``set_epoch``, ``close``.
+that the one training loop trains like a Distiller: an :class:`~kdlab.distill.objective.Objective` (a step returns
+the loss, the student's logits and the loss's named parts; ``.student`` is the model evaluated and exported).
 Everything that trains besides the student (peers, a live teacher, auxiliary heads) is a registered submodule of the
 objective, so ``parameters()`` hands it to the optimiser and checkpoints resume it; only the student is exported.
 """

@@ -18,9 +18,11 @@ from torch import nn
 
 from ...config import RunConfig, Section, parse_config
 from ...errors import ConfigError
+from ...losses import ResponseLoss
 from ...losses import build as build_loss
 from ...models import MODELS, create_model
 from ...registry import Registry
+from ..objective import Objective
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,7 @@ class Scheme:
 
     options: type[BaseModel]
     check: Callable[[RunConfig, Any], None]
-    build: Callable[..., nn.Module]
+    build: Callable[..., Objective]
 
 
 SCHEMES: Registry[Any] = Registry("scheme")
@@ -64,8 +66,8 @@ def check_scheme(cfg: RunConfig) -> None:
     SCHEMES.get(name).check(cfg, options)
 
 
-def build_scheme(cfg: RunConfig, student: nn.Module, loss: nn.Module, num_classes: int,
-                 in_shape: Sequence[int]) -> nn.Module:
+def build_scheme(cfg: RunConfig, student: nn.Module, loss: ResponseLoss, num_classes: int,
+                 in_shape: Sequence[int]) -> Objective:
     """The objective module of ``cfg.scheme`` around ``student``; ``loss`` is the run's response loss."""
     check_scheme(cfg)
     scheme = SCHEMES.get(cfg.scheme.name)  # type: ignore[union-attr]
@@ -74,7 +76,7 @@ def build_scheme(cfg: RunConfig, student: nn.Module, loss: nn.Module, num_classe
 
 def require_teacher_free(name: str, cfg: RunConfig, role: str) -> None:
     """ConfigError unless the run's ``loss`` works without a teacher (ce): ``role`` says what the scheme uses it for."""
-    if getattr(build_loss(cfg.loss.name, **cfg.loss.options), "requires_teacher", True):
+    if build_loss(cfg.loss.name, **cfg.loss.options).requires_teacher:
         raise ConfigError(f"scheme '{name}': loss.name='{cfg.loss.name}' needs a pretrained teacher; with this "
                           f"scheme 'loss' is {role} and must be one without a teacher (e.g. ce)")
 
