@@ -35,12 +35,18 @@ import logging
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 from pydantic import Field
 
 from ..config import (Component, DataConfig, OptimConfig, RunConfig, ScheduleConfig, Section, TeacherConfig,
                       TrainConfig, apply_overrides, parse_config, read_yaml)
+from ..data import TensorLoader
+from ..distill import load_teacher
 from ..errors import ConfigError
 from ..io import atomic_write_json
+from ..models import load_model_weights, predict_logits
+from ..recipe import run
+from ..train import evaluate
 from ..validate import check_components
 
 log = logging.getLogger("kdlab")
@@ -91,6 +97,8 @@ def load_nasty_config(config: str | Path | dict[str, Any], overrides: list[str] 
 
 def build_nasty_run(cfg: NastyConfig) -> RunConfig:
     """Resolve the teacher and adversary and return the validated RunConfig of the nasty run."""
+    # lazily: audit imports kdlab.studies, whose nasty study imports this module (the audit becoming a study, issue
+    # 15, removes the cycle)
     from .audit import model_data_config, resolve_model
 
     teacher = resolve_model(cfg.teacher, "teacher")
@@ -121,13 +129,7 @@ def evaluate_protection(run_cfg: RunConfig, run_dir: str | Path, teacher_weights
 
     Writes ``<run_dir>/protected.json`` (the protected weights and these numbers) and returns its content.
     """
-    import torch
-
-    from ..data import TensorLoader
-    from ..distill import load_teacher
-    from ..models import load_model_weights, predict_logits
-    from ..train import evaluate
-    from .audit import load_splits
+    from .audit import load_splits  # lazily: see build_nasty_run
 
     d = run_cfg.data
     splits = load_splits(d, d.train_subset)
@@ -165,8 +167,6 @@ def protect_nasty(config: str | Path | dict[str, Any], out: str | Path, override
     ``protected``: the content of ``<out>/protected.json`` (protected weights = last epoch, its test accuracy,
     the teacher's, the accuracy drop and the mean tau^2 KL(nasty || adversary) on the test split).
     """
-    from ..recipe import run
-
     cfg = load_nasty_config(config, overrides)
     run_cfg = build_nasty_run(cfg)
     summary = run(run_cfg, out, progress=progress)
@@ -179,6 +179,6 @@ def protect_nasty(config: str | Path | dict[str, Any], out: str | Path, override
 
 
 def _resolved_weights(source: str) -> str:
-    from .audit import resolve_model
+    from .audit import resolve_model  # lazily: see build_nasty_run
 
     return str(resolve_model(source, "teacher").weights)
