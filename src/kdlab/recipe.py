@@ -157,8 +157,8 @@ def run_or_reuse(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None =
         meta = {"dataset": data.name, "config_digest": identity.digest()}
         callback = (lambda record: on_epoch_end(record, distiller)) if on_epoch_end else None
         try:
-            result = fit(distiller, train_loader, val_loader, cfg, out_dir, metadata=meta, progress=progress,
-                         on_epoch_end=callback)
+            result = fit(distiller, train_loader, val_loader, out_dir, train=cfg.train, optim=cfg.optim,
+                         schedule=cfg.schedule, metadata=meta, progress=progress, on_epoch_end=callback)
         finally:
             distiller.close()  # forward hooks off the student and teacher, also when training fails
 

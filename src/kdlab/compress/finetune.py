@@ -26,7 +26,19 @@ import torch
 from torch import nn
 
 from ..config import RunConfig
+from ..data import TensorLoader
+from ..distill import Distiller
 from ..errors import KdlabError
+from ..io import atomic_write_json, atomic_write_text
+from ..losses import ResponseLoss
+from ..losses import build as build_loss
+from ..models import count_macs, count_params, load_model_weights, save_model_weights
+from ..models.checks import check_in_shape
+from ..models.complexity import sum_over_layers
+from ..runlock import acquire_run_lock
+from ..train import evaluate, fit, seed_everything
+from ..train.checkpoint import remove_stale_temp_files
+from .pruning import nonzero_params, remove_pruning
 
 log = logging.getLogger("kdlab")
 
@@ -55,9 +67,6 @@ def effective_macs(model: nn.Module, in_shape: Sequence[int]) -> int:
     the compute that unstructured sparsity can save in principle (Han et al., NeurIPS 2015, count it the same way).
     Masked weights are read through their mask. Biases, normalisation and activations are not counted.
     """
-    from ..models.checks import check_in_shape
-    from ..models.complexity import sum_over_layers
-
     shape = check_in_shape("effective_macs", in_shape)
     return sum_over_layers(model, shape, lambda module, output: output.numel() // module.weight.shape[0]
                            * int((module.weight != 0).sum()))
@@ -74,8 +83,6 @@ def _claim(run_dir: Path, identity: dict[str, Any], cfg: RunConfig) -> dict[str,
             raise KdlabError(f"'{run_dir}' holds a different in-process run; delete it to start over")
         summary = run_dir / SUMMARY
         return json.loads(summary.read_text()) if summary.is_file() else None
-    from ..io import atomic_write_text
-
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(key_path, json.dumps({**canonical, "config": cfg.to_dict()}, sort_keys=True, indent=1,
                                            default=str))
@@ -83,7 +90,7 @@ def _claim(run_dir: Path, identity: dict[str, Any], cfg: RunConfig) -> dict[str,
 
 
 def finetune(model: nn.Module, train, val, cfg: RunConfig, root: str | Path, payload: dict[str, Any], *,
-             test=None, loss: nn.Module | None = None, teacher_logits: torch.Tensor | None = None,
+             test=None, loss: ResponseLoss | None = None, teacher_logits: torch.Tensor | None = None,
              progress: bool | None = None,
              on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train ``model`` IN PLACE with :func:`kdlab.train.fit` in ``root/<run_key(payload + cfg.digest())[:16]>``.
@@ -100,19 +107,9 @@ def finetune(model: nn.Module, train, val, cfg: RunConfig, root: str | Path, pay
     Returns the summary (also written to ``summary.json``): ``params`` (stored values), ``nonzero_params`` (masked
     weights read through their masks, :func:`kdlab.compress.nonzero_params`), ``macs`` (dense), ``effective_macs``,
     ``best_epoch``, ``best_val_accuracy``, ``final`` (last epoch's train/val accuracy and loss), ``test_accuracy``
-    and ``test_loss`` (None without ``test``), ``weights`` (a file :func:`kdlab.train.load_model_weights` rebuilds
+    and ``test_loss`` (None without ``test``), ``weights`` (a file :func:`kdlab.models.load_model_weights` rebuilds
     without help: pruning masks are baked in) and ``run_dir``.
     """
-    from ..data import TensorLoader
-    from ..distill import Distiller
-    from ..losses import build as build_loss
-    from ..models import count_macs, count_params
-    from ..models import load_model_weights, save_model_weights
-    from ..runlock import acquire_run_lock
-    from ..train import evaluate, fit, seed_everything
-    from ..train.checkpoint import remove_stale_temp_files
-    from .pruning import nonzero_params, remove_pruning
-
     # the run's identity: how the model was made + the RunConfig's digest (which, as in the run store, leaves out
     # execution-only settings such as checkpoint_every at their defaults)
     identity = {"payload": payload, "run": cfg.digest()}
@@ -129,14 +126,13 @@ def finetune(model: nn.Module, train, val, cfg: RunConfig, root: str | Path, pay
             torch.set_num_threads(cfg.train.num_threads)  # as kdlab.recipe.run does
         seed_everything(cfg.train.seed, cfg.train.deterministic)
         loss = loss if loss is not None else build_loss("ce")
-        if hasattr(loss, "set_schedule"):
-            # a warm-up or curriculum given as a fraction of training, as in recipe.run
-            loss.set_schedule(cfg.train.epochs)
+        loss.set_schedule(cfg.train.epochs)  # a warm-up or curriculum given as a fraction of training, as in recipe.run
         distiller = Distiller(model, loss, teacher_logits=teacher_logits)
         train_loader = TensorLoader(train, cfg.train.batch_size, shuffle=True, seed=cfg.train.seed)
         val_loader = TensorLoader(val, cfg.train.eval_batch_size)
-        result = fit(distiller, train_loader, val_loader, cfg, run_dir, metadata={"run_key": run_key(identity)},
-                     progress=progress, on_epoch_end=on_epoch_end)
+        result = fit(distiller, train_loader, val_loader, run_dir, train=cfg.train, optim=cfg.optim,
+                     schedule=cfg.schedule, metadata={"run_key": run_key(identity)}, progress=progress,
+                     on_epoch_end=on_epoch_end)
         best = run_dir / "checkpoints" / "best.safetensors"
         load_model_weights(best, model)
         test_metrics = evaluate(model, TensorLoader(test, cfg.train.eval_batch_size)) if test is not None else None
@@ -163,7 +159,5 @@ def finetune(model: nn.Module, train, val, cfg: RunConfig, root: str | Path, pay
             "seconds": time.perf_counter() - started,
             "weights": str(weights),
         }
-        from ..io import atomic_write_json
-
         atomic_write_json(run_dir / SUMMARY, summary)
         return {**summary, "run_dir": str(run_dir), "reused": False}

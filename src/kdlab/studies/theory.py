@@ -255,7 +255,8 @@ def fit_in_memory(model: nn.Module, x: torch.Tensor, y: torch.Tensor, stage: Tra
     finished = (run_dir / "checkpoints" / f"epoch-{stage.epochs:04d}").is_dir()
     distiller = Distiller(model, build_loss(loss.name, **loss.options), teacher_logits=teacher_logits)
     loader = TensorLoader(data, stage.batch_size, shuffle=True, seed=seed)
-    fit(distiller, loader, None, run_cfg, run_dir, progress=progress if progress is not None else False)
+    fit(distiller, loader, None, run_dir, train=run_cfg.train, optim=run_cfg.optim, schedule=run_cfg.schedule,
+        progress=progress if progress is not None else False)
     counter["reused" if finished else "trained"] += 1
     model.eval()
     return run_dir
