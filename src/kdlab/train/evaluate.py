@@ -13,20 +13,25 @@ from ..models.inference import model_device
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, batches: Iterable) -> dict[str, float]:
-    """Mean cross-entropy and top-1 accuracy over ``batches`` of (x, y, ...)."""
+    """Mean cross-entropy and top-1 accuracy over ``batches`` of (x, y, ...).
+
+    The sums stay on the model's device (the loss summed in float64) and are read once, after the last batch.
+    """
     device = model_device(model)
     was_training = model.training
     model.eval()
-    loss_sum, correct, count = 0.0, 0, 0
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    count = 0
     try:
         for batch in batches:
             x, y = batch[0].to(device), batch[1].to(device)
             logits = model(x)
-            loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").item()
-            correct += (logits.argmax(1) == y).sum().item()
+            loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
+            correct += (logits.argmax(1) == y).sum()
             count += len(y)
     finally:
         model.train(was_training)
     if count == 0:
         return {"loss": float("nan"), "accuracy": float("nan"), "num_samples": 0}
-    return {"loss": loss_sum / count, "accuracy": correct / count, "num_samples": count}
+    return {"loss": loss_sum.item() / count, "accuracy": correct.item() / count, "num_samples": count}
