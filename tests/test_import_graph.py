@@ -7,7 +7,7 @@ package the importing module lives in (its enclosing packages are already initia
 NAME`` reads NAME from the package's ``__init__``: an edge to the package, even the enclosing one (or to the submodule
 NAME, when there is one).
 
-The declared order, lowest first (docs/architecture.md explains it). A module may import from its own layer or any
+The declared order, lowest first (docs/architecture.md, "Layers", explains it). A module may import from its own layer or any
 layer below; modules of one layer may import each other as long as no cycle forms.
 """
 
@@ -23,7 +23,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 LAYERS: list[tuple[str, ...]] = [
-    ("kdlab", "kdlab.errors", "kdlab.io", "kdlab.registry"),  # "kdlab" is the root package: its version only
+    ("kdlab", "kdlab.errors", "kdlab.io", "kdlab.registry", "kdlab.layout"),  # "kdlab": the root package (version)
     ("kdlab.config",),
     ("kdlab.data", "kdlab.models", "kdlab.losses"),
     ("kdlab.distill",),
