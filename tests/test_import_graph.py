@@ -101,11 +101,13 @@ def import_edges(src: Path) -> dict[str, set[str]]:
 
 
 def layer_of(module: str, layers: list[tuple[str, ...]]) -> int | None:
-    """Index of the layer whose longest prefix matches ``module``; None when no layer declares it."""
+    """Index of the layer whose longest prefix matches ``module``; None when no layer declares it. The root package
+    ``kdlab`` matches only itself, so a new top-level module must be declared."""
     best, best_len = None, -1
     for index, prefixes in enumerate(layers):
         for prefix in prefixes:
-            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best_len:
+            inside = module.startswith(prefix + ".") and prefix != "kdlab"
+            if (module == prefix or inside) and len(prefix) > best_len:
                 best, best_len = index, len(prefix)
     return best
 
@@ -159,8 +161,12 @@ def without(graph: dict[str, set[str]], edges: Iterable[tuple[str, str]]) -> dic
 # ------------------------------------------------------------------------------------------------ the tests
 
 
+def undeclared(src: Path) -> list[str]:
+    return [m for m in module_names(src) if layer_of(m, LAYERS) is None]
+
+
 def test_every_module_has_a_layer() -> None:
-    missing = [m for m in module_names(SRC) if layer_of(m, LAYERS) is None]
+    missing = undeclared(SRC)
     assert not missing, f"declare these modules' layer in LAYERS (and docs/architecture.md): {missing}"
 
 
@@ -212,6 +218,14 @@ def test_checker_finds_a_planted_cycle(src_copy: Path) -> None:
     _plant(src_copy, "models/mlp.py", "from . import cnn")
     _plant(src_copy, "models/cnn.py", "from .mlp import MLP", inside_function=True)
     assert cycles(without(import_edges(src_copy), ALLOWED)) == [["kdlab.models.cnn", "kdlab.models.mlp"]]
+
+
+def test_checker_finds_an_undeclared_module(src_copy: Path) -> None:
+    assert undeclared(src_copy) == []
+    (src_copy / "kdlab" / "helpers.py").write_text("")
+    (src_copy / "kdlab" / "extras").mkdir()
+    (src_copy / "kdlab" / "extras" / "__init__.py").write_text("")
+    assert undeclared(src_copy) == ["kdlab.extras", "kdlab.helpers"]
 
 
 def test_checker_counts_package_init_as_an_edge(src_copy: Path) -> None:
