@@ -7,8 +7,8 @@ package the importing module lives in (its enclosing packages are already initia
 NAME`` reads NAME from the package's ``__init__``: an edge to the package, even the enclosing one (or to the submodule
 NAME, when there is one).
 
-The declared order, lowest first (docs/architecture.md, "Layers", explains it). A module may import from its own layer or any
-layer below; modules of one layer may import each other as long as no cycle forms.
+The declared order, lowest first (docs/architecture.md, "Layers", explains it). A module may import from its own
+layer or any layer below; modules of one layer may import each other as long as no cycle forms.
 """
 
 from __future__ import annotations

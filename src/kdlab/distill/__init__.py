@@ -13,7 +13,7 @@ from .objective import Objective, StepOutput
 from .teacher import compile_for_inference, load_teacher, teacher_weights_path
 
 __all__ = ["Objective", "StepOutput", "Distiller", "freeze", "FeatureTaps", "resolve_tap", "make_adapter",
-           "infer_feature_shapes", "FeatureTerm", "build_feature_terms", "scheduled_weight", "AuxiliaryHead", "make_aux_heads", "SCHEMES",
-           "born_again", "born_again_configs", "build_scheme", "check_scheme", "build_objective", "load_teacher",
+           "infer_feature_shapes", "FeatureTerm", "build_feature_terms", "scheduled_weight", "AuxiliaryHead",
+           "make_aux_heads", "SCHEMES", "born_again", "born_again_configs", "build_scheme", "check_scheme", "build_objective", "load_teacher",
            "compile_for_inference", "teacher_weights_path", "cached_teacher_logits", "default_cache_dir",
            "weights_digest"]

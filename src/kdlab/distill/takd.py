@@ -41,5 +41,6 @@ def chain_configs(base: RunConfig, models: Sequence[Component], run_dir_of, teac
 
 def run_chain(base: RunConfig, models: Sequence[Component], store: RunStoreProtocol, teacher_run: str | Path | None = None,
               progress: bool | None = None) -> list[dict[str, Any]]:
-    """Train every link of the chain through ``store`` (e.g. a ``kdlab.store.RunStore``); returns each link's summary in order."""
+    """Train every link of the chain through ``store`` (e.g. a ``kdlab.store.RunStore``); each link's summary, in
+    order."""
     return [store.run(cfg, progress=progress) for cfg in chain_configs(base, models, store.path, teacher_run)]

@@ -57,7 +57,8 @@ def fit(objective: Objective, train_loader: TensorLoader, val_loader: TensorLoad
     """
     run_dir = Path(run_dir)
     if len(train_loader) == 0:
-        raise KdlabError("the training loader yields no batch: the training set is smaller than one batch with drop_last")
+        raise KdlabError("the training loader yields no batch: the training set is smaller than one batch with "
+                         "drop_last")
     is_main = distributed.current().is_main
     show = is_main and _want_progress(progress if progress is not None else train.progress)
     step = TrainStep(objective, train, optim, schedule, steps_per_epoch=len(train_loader))
