@@ -2,7 +2,8 @@
 times, are the result), before and after the loop stopped reading tensors on the host every step.
 
 For each student (MLP and CNN by default), the median epoch time of:
-    kdlab CE, kdlab KD     kdlab.train.fit: statistics stay on the device, read every 20 steps and at epoch end
+    kdlab CE, kdlab KD     kdlab's epoch (kdlab.train.loop.train_epoch, what fit runs per epoch): statistics stay on
+                           the device, read every 20 steps and at epoch end
     before CE, before KD   the previous loop, kept here as the baseline: the same objective and TrainStep, but every
                            step reads the loss, the correct count and each loss part on the host (as fit did)
     hand CE                a minimal hand-written PyTorch loop doing the same work; it sums the loss and the correct
@@ -16,8 +17,11 @@ each for "before" and "after" (kdlab). With --switches also, for kdlab's loop:
     (d) KD epoch with train.channels_last on / off (conv students only; on is kdlab's default for conv nets)
 
 After one untimed warm-up epoch per student, runs are interleaved (per repeat: kdlab CE, kdlab KD, before CE,
-before KD, hand CE, ...) and medians compared.
-Usage: python benchmarks/bench_loop.py [--models mlp,cnn] [--epochs 3] [--repeats 3] [--threads N] [--switches]
+before KD, hand CE, ...) and medians compared. Epochs are timed with the process's CPU time by default (``--clock
+process``): on a machine shared with other work, wall time also counts the time the process waits for a core; with
+``--threads 1`` CPU time is the work done. ``--clock wall`` times the wall clock instead.
+Usage: python benchmarks/bench_loop.py [--models mlp,cnn] [--epochs 3] [--repeats 3] [--threads N] [--clock C]
+       [--switches]
 """
 
 from __future__ import annotations
@@ -25,8 +29,8 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-import tempfile
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -36,11 +40,12 @@ from kdlab.data import TensorLoader, load_dataset
 from kdlab.distill import Distiller, cached_teacher_logits
 from kdlab.losses import build
 from kdlab.models import create_model
-from kdlab.train import fit
+from kdlab.train.loop import train_epoch
 from kdlab.train.step import TrainStep
 
 STUDENTS = {"mlp": {"name": "mlp", "width": 128, "depth": 1}, "cnn": {"name": "cnn", "width": 0.5, "depth": 2}}
 BATCH = 128
+CLOCKS = {"process": time.process_time, "wall": time.perf_counter}
 
 
 def _setup(data, student_spec, loss_name, teacher_logits, epochs, **train_extra):
@@ -57,16 +62,19 @@ def _setup(data, student_spec, loss_name, teacher_logits, epochs, **train_extra)
     return cfg, objective, TensorLoader(data.train, BATCH, shuffle=True, seed=0)
 
 
-def kdlab_epochs(data, student_spec, loss_name, teacher_logits, epochs, **train_extra):
-    """Training seconds of each epoch of kdlab.train.fit."""
+def kdlab_epochs(clock, data, student_spec, loss_name, teacher_logits, epochs, **train_extra):
+    """Seconds of each epoch of kdlab's loop (train_epoch, as fit runs it; no checkpoint is written)."""
     cfg, objective, loader = _setup(data, student_spec, loss_name, teacher_logits, epochs, **train_extra)
-    with tempfile.TemporaryDirectory() as tmp:
-        result = fit(objective, loader, None, tmp, train=cfg.train, optim=cfg.optim, schedule=cfg.schedule,
-                     progress=False)
-    return [h["epoch_seconds"] for h in result["history"]]
+    step = TrainStep(objective, cfg.train, cfg.optim, cfg.schedule, len(loader))
+    times = []
+    for epoch in range(epochs):
+        started = clock()
+        train_epoch(step, loader, epoch, Path("unused"), show=False)
+        times.append(clock() - started)
+    return times
 
 
-def before_epochs(data, student_spec, loss_name, teacher_logits, epochs, **train_extra):
+def before_epochs(clock, data, student_spec, loss_name, teacher_logits, epochs, **train_extra):
     """Training seconds of each epoch of the previous loop: the same step, then per-step host reads of the loss (and
     its NaN check), the correct count and every loss part, summed on the host."""
     cfg, objective, loader = _setup(data, student_spec, loss_name, teacher_logits, epochs, **train_extra)
@@ -76,7 +84,7 @@ def before_epochs(data, student_spec, loss_name, teacher_logits, epochs, **train
         objective.train()
         objective.set_epoch(epoch)
         loader.set_epoch(epoch)
-        started = time.perf_counter()
+        started = clock()
         loss_sum, correct, seen, parts_sum = torch.zeros((), dtype=torch.float64), 0, 0, {}
         for i, (x, y, index) in enumerate(loader):
             x, y, index = step.to_device(x, y, index)
@@ -90,11 +98,11 @@ def before_epochs(data, student_spec, loss_name, teacher_logits, epochs, **train
             seen += n
             for key, part in out.parts.items():
                 parts_sum[key] = parts_sum.get(key, 0.0) + float(part) * n
-        times.append(time.perf_counter() - started)
+        times.append(clock() - started)
     return times
 
 
-def hand_epochs(data, student_spec, epochs):
+def hand_epochs(clock, data, student_spec, epochs):
     """The minimal loop a PyTorch user writes by hand: shuffle, slice, forward, CE, backward, step; the epoch's loss
     and correct count summed on the device and read once per epoch."""
     opts = {k: v for k, v in student_spec.items() if k != "name"}
@@ -106,7 +114,7 @@ def hand_epochs(data, student_spec, epochs):
     model.train()
     for epoch in range(epochs):
         g = torch.Generator().manual_seed(epoch)
-        start = time.perf_counter()
+        start = clock()
         perm = torch.randperm(len(x), generator=g)
         loss_sum, correct = torch.zeros(()), torch.zeros((), dtype=torch.int64)
         for i in range(0, len(x), BATCH):
@@ -119,7 +127,7 @@ def hand_epochs(data, student_spec, epochs):
             loss_sum += loss.detach() * len(idx)
             correct += (logits.detach().argmax(1) == y[idx]).sum()
         _ = (loss_sum.item() / len(x), correct.item() / len(x))
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return times
 
 
@@ -129,6 +137,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="process",
+                        help="process: CPU time of this process (default); wall: elapsed time")
     parser.add_argument("--dataset", default="fashion_mnist", help="fashion_mnist (the measurement) or digits (a "
                         "quick check that the script runs)")
     parser.add_argument("--switches", action="store_true", help="also time bf16 and channels_last KD epochs")
@@ -139,29 +149,32 @@ def main() -> None:
         parser.error(f"--models: unknown {unknown}; allowed: {', '.join(STUDENTS)}")
     if args.threads:
         torch.set_num_threads(args.threads)
+    clock = CLOCKS[args.clock]
     data = load_dataset(args.dataset, val_size=5000 if args.dataset == "fashion_mnist" else 200)
     teacher = create_model("mlp", data.num_classes, data.in_shape, width=1200, depth=2)
     teacher_logits = cached_teacher_logits(teacher, data.train.x, data.train.fingerprint())
     print(f"{len(data.train)} {data.name} training images, batch {BATCH}, {torch.get_num_threads()} threads, "
-          f"{args.repeats}x{args.epochs} epochs each; median epoch seconds and ratios")
+          f"{args.repeats}x{args.epochs} epochs each; median epoch seconds ({args.clock} clock) and ratios")
     for name in models:
         spec = STUDENTS[name]
         times: dict[str, list[float]] = {k: [] for k in ("kdlab CE", "kdlab KD", "before CE", "before KD", "hand CE",
                                                         "kdlab KD bf16", "kdlab KD nhwc")}
-        kdlab_epochs(data, spec, "kd", teacher_logits, 1, channels_last=False)  # untimed: first-call costs
-        hand_epochs(data, spec, 1)
+        kdlab_epochs(clock, data, spec, "kd", teacher_logits, 1, channels_last=False)  # untimed: first-call costs
+        hand_epochs(clock, data, spec, 1)
         for _ in range(args.repeats):
             # in the hand-written loop's NCHW layout (kdlab's default turns channels_last on for conv nets)
-            times["kdlab CE"] += kdlab_epochs(data, spec, "ce", None, args.epochs, channels_last=False)
-            times["kdlab KD"] += kdlab_epochs(data, spec, "kd", teacher_logits, args.epochs, channels_last=False)
-            times["before CE"] += before_epochs(data, spec, "ce", None, args.epochs, channels_last=False)
-            times["before KD"] += before_epochs(data, spec, "kd", teacher_logits, args.epochs, channels_last=False)
-            times["hand CE"] += hand_epochs(data, spec, args.epochs)
+            times["kdlab CE"] += kdlab_epochs(clock, data, spec, "ce", None, args.epochs, channels_last=False)
+            times["kdlab KD"] += kdlab_epochs(clock, data, spec, "kd", teacher_logits, args.epochs,
+                                              channels_last=False)
+            times["before CE"] += before_epochs(clock, data, spec, "ce", None, args.epochs, channels_last=False)
+            times["before KD"] += before_epochs(clock, data, spec, "kd", teacher_logits, args.epochs,
+                                                channels_last=False)
+            times["hand CE"] += hand_epochs(clock, data, spec, args.epochs)
             if args.switches:
-                times["kdlab KD bf16"] += kdlab_epochs(data, spec, "kd", teacher_logits, args.epochs,
+                times["kdlab KD bf16"] += kdlab_epochs(clock, data, spec, "kd", teacher_logits, args.epochs,
                                                        precision="bf16", channels_last=False)
                 if name == "cnn":
-                    times["kdlab KD nhwc"] += kdlab_epochs(data, spec, "kd", teacher_logits, args.epochs,
+                    times["kdlab KD nhwc"] += kdlab_epochs(clock, data, spec, "kd", teacher_logits, args.epochs,
                                                            channels_last=True)
         med = {k: statistics.median(v) for k, v in times.items() if v}
         print(f"\nstudent {name} {spec}: " + ", ".join(f"{k} {v:.3f}" for k, v in med.items()))
