@@ -22,8 +22,8 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
-LAYERS: list[tuple[str, ...]] = [
-    ("kdlab", "kdlab.errors", "kdlab.io", "kdlab.registry", "kdlab.layout"),  # "kdlab": the root package (version)
+LAYERS: list[tuple[str, ...]] = [  # "kdlab" is the root package (its version only)
+    ("kdlab", "kdlab.errors", "kdlab.io", "kdlab.registry", "kdlab.layout", "kdlab.runlock", "kdlab.space"),
     ("kdlab.config",),
     ("kdlab.data", "kdlab.models", "kdlab.losses"),
     ("kdlab.distill",),
