@@ -48,8 +48,8 @@ test-fast: $(VENV)/.test
 
 # each script prints ratios measured in one run; kdlab vs torchdistill is `make bench-torchdistill` (its own venv)
 bench: data
-	$(BIN)/python benchmarks/bench_loop.py
-	$(BIN)/python benchmarks/bench_loop.py --model cnn
+	$(BIN)/python benchmarks/bench_loop.py --models mlp --threads 1
+	$(BIN)/python benchmarks/bench_loop.py --models cnn --epochs 1 --threads 1
 	$(BIN)/python benchmarks/bench_study_workers.py
 	$(BIN)/python benchmarks/bench_analysis_memory.py
 	$(BIN)/python benchmarks/bench_compile_teacher.py

@@ -32,7 +32,7 @@ from kdlab.analysis.bayes_distance import compare_with_bayes
 from kdlab.config import RunConfig
 from kdlab.data import load_dataset
 from kdlab.studies.capacity_map_grid import PRESETS, FamilyGrid, MapGrid, budget, run_counts
-from kdlab.train import load_model_weights
+from kdlab.models import load_model_weights
 
 
 def run_config(data: dict[str, Any], model: dict[str, Any], epochs: int, *, loss: dict | None = None,

@@ -16,7 +16,7 @@ import time
 import torch
 
 from kdlab.models import create_model
-from kdlab.train import predict_logits
+from kdlab.models import predict_logits
 
 TEACHERS = {
     "mlp": {"name": "mlp", "width": 1024, "depth": 2},  # the capacity study's largest teacher

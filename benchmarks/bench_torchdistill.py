@@ -71,7 +71,7 @@ def child(variant: str, setting: str, train_subset: int, threads: int) -> dict[s
 
     from kdlab.data import load_dataset
     from kdlab.models import create_model
-    from kdlab.train import save_model_weights
+    from kdlab.models import save_model_weights
 
     try:  # both frameworks are imported in every child, so their resident baselines match
         import torchdistill  # noqa: F401

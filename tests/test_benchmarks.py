@@ -41,3 +41,15 @@ def test_capacity_map_benchmark_prints_bayes_and_model_rows() -> None:
             or line.startswith("  mlp-16")}
     assert set(rows) == {"linear", "mlp-16"}
     assert 0.0 <= float(rows["linear"][4]) <= 1.0  # test accuracy column
+
+
+def test_loop_benchmark_prints_before_and_after_ratios_for_both_students():
+    proc = subprocess.run([sys.executable, str(BENCH / "bench_loop.py"), "--dataset", "digits", "--epochs", "1",
+                           "--repeats", "1", "--threads", "1"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    ratios = {line.split("=")[0].strip(): float(line.split("=")[1].split()[0])
+              for line in proc.stdout.splitlines() if " = " in line}
+    assert sorted(ratios) == sorted(f"{model} {loop:<6} {name}" for model in ("mlp", "cnn")
+                                    for loop in ("before", "kdlab")
+                                    for name in ("(a) KD epoch / CE epoch", "(b) loop / hand-written loop"))
+    assert all(value > 0 for value in ratios.values())

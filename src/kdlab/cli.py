@@ -192,9 +192,11 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from . import compress  # noqa: F401  (registers the pruned and low-rank architectures load_model_weights rebuilds)
     from .data import TensorLoader, load_dataset
     from .io import read_safetensors_metadata
-    from .train import evaluate, load_model_weights
+    from .models import load_model_weights
+    from .train import evaluate
 
     path = Path(args.checkpoint)
     if path.is_dir():
@@ -317,8 +319,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def _model_for_taps(source: str, in_shape_text: str | None, num_classes: int, options: dict):  # noqa: ANN202
     """A model from a registered name (with options) or from saved weights, and its input shape."""
-    from .models import MODELS, create_model
-    from .train import load_model_weights
+    from . import compress  # noqa: F401  (registers the pruned and low-rank architectures load_model_weights rebuilds)
+    from .models import MODELS, create_model, load_model_weights
 
     path = Path(source)
     if source in MODELS:

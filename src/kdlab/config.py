@@ -2,7 +2,8 @@
 
 ``load_config(path, overrides)`` reads YAML, applies ``--set a.b=c`` overrides, and validates every section with
 pydantic before anything runs. Every failure is one :class:`ConfigError` naming the key, the value and what is allowed.
-Registry-backed names (dataset, model, loss) and their options are checked by :func:`check_components`.
+Registry-backed names (dataset, model, loss, scheme) and their options are checked by
+:func:`kdlab.validate.check_components`, which needs the registries and so sits above this module.
 """
 
 from __future__ import annotations
@@ -497,80 +498,6 @@ def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def check_components(cfg: RunConfig) -> None:
-    """Check registry names and options (dataset, models, loss) without loading data or training."""
-    from .data import DATASETS
-    from .losses import build as build_loss
-    from .models import MODELS
-
-    for key, registry, name in (("data.name", DATASETS, cfg.data.name), ("model.name", MODELS, cfg.model.name)):
-        if name not in registry:
-            raise ConfigError(f"{key}='{name}' is not allowed.{did_you_mean(name, registry.names())} "
-                              f"Allowed: {', '.join(registry.names())}")
-    _check_options("data.options", DATASETS, cfg.data.name, cfg.data.options)
-    _check_options("model", MODELS, cfg.model.name, cfg.model.options)
-    if cfg.teacher is not None and cfg.teacher.model is not None:
-        if cfg.teacher.model.name not in MODELS:
-            name = cfg.teacher.model.name
-            raise ConfigError(f"teacher.model.name='{name}' is not allowed.{did_you_mean(name, MODELS.names())} "
-                              f"Allowed: {', '.join(MODELS.names())}")
-        _check_options("teacher.model", MODELS, cfg.teacher.model.name, cfg.teacher.model.options)
-    try:
-        loss = build_loss(cfg.loss.name, **cfg.loss.options)
-    except ConfigError as exc:
-        raise ConfigError(f"loss: {exc}") from None
-    if cfg.teacher is not None and cfg.teacher.compile and cfg.features:
-        raise ConfigError("teacher.compile=true cannot be combined with 'features': feature terms hook the teacher's "
-                          "modules by path, which a compiled teacher does not expose; set teacher.compile: false")
-    if cfg.scheme is not None:
-        from .distill.schemes import check_scheme
-
-        check_scheme(cfg)  # the scheme decides which loss and teacher it takes
-        return
-    if getattr(loss, "requires_teacher", True) and cfg.teacher is None:
-        raise ConfigError(f"loss.name='{cfg.loss.name}' needs a teacher: add a 'teacher' section "
-                          "(teacher.run: <run dir>, or teacher.model + teacher.weights)")
-    check_features(cfg)
-
-
-def check_features(cfg: RunConfig) -> None:
-    """Feature terms: a teacher to tap, known losses with valid options, unique labels, a hint stage that ends.
-
-    Taps and shapes need the models; ``kdlab.distill.build_feature_terms`` checks them before training.
-    """
-    from .losses import build_feature_loss
-
-    if cfg.hint_epochs and not cfg.features:
-        raise ConfigError(f"hint_epochs={cfg.hint_epochs} needs at least one term in 'features' (the hint stage "
-                          "trains on the feature terms alone)")
-    if cfg.hint_epochs >= cfg.train.epochs:
-        raise ConfigError(f"hint_epochs={cfg.hint_epochs} is not allowed; must be < train.epochs="
-                          f"{cfg.train.epochs} (the hint stage is followed by training on the full objective)")
-    if not cfg.features:
-        return
-    if cfg.teacher is None:
-        raise ConfigError("features: feature terms compare the student with a teacher; add a 'teacher' section "
-                          "(teacher.run: <run dir>, or teacher.model + teacher.weights)")
-    labels: list[str] = []
-    for i, term in enumerate(cfg.features):
-        try:
-            build_feature_loss(term.loss.name, **term.loss.options)
-        except ConfigError as exc:
-            raise ConfigError(f"features[{i}].loss: {exc}") from None
-        labels.append(term_label(term))
-    repeated = sorted({label for label in labels if labels.count(label) > 1})
-    if repeated:
-        raise ConfigError(f"features: terms must have distinct labels, repeated: {', '.join(repeated)}; give each "
-                          "term a 'name'")
-
-
 def term_label(term: FeatureTermConfig) -> str:
     """A feature term's name in the logs: its ``name``, or ``<loss>_<student_tap>``."""
     return term.name or f"{term.loss.name}_{term.student_tap}"
-
-
-def _check_options(key: str, registry: Any, name: str, options: dict[str, Any]) -> None:
-    try:
-        registry.check_kwargs(name, options, skip=("num_classes", "in_shape"))
-    except ConfigError as exc:
-        raise ConfigError(f"{key}: {exc}") from None

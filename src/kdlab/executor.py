@@ -15,12 +15,14 @@ Every worker must see the store at the same path (one machine, or a shared files
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Literal
 
+import torch
 from pydantic import Field, model_validator
 from tqdm.auto import tqdm
 
@@ -55,8 +57,6 @@ def run_task(root: str, teacher_cache_dir: str | None, job: Any, threads: int | 
     ``threads`` caps torch's intra-op threads so that concurrent workers do not oversubscribe the cores.
     ``cwd`` is the driver's working directory: the store root and teachers' run paths may be relative to it.
     """
-    import torch
-
     if cwd is not None and os.path.isdir(cwd):
         os.chdir(cwd)
     if threads:
@@ -208,8 +208,6 @@ class PoolExecutor(_RemoteExecutor):
         return max(1, (os.cpu_count() or 1) // self.workers)
 
     def _executor(self) -> ProcessPoolExecutor:
-        import multiprocessing
-
         # made on first use and kept across batches: spawning a worker (and importing torch) costs seconds
         if self._pool is None:
             self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
@@ -250,7 +248,7 @@ class RayExecutor(_RemoteExecutor):
     def _connect(self) -> Any:
         if self._ray is None:
             try:
-                import ray
+                import ray  # lazily: an optional dependency (the 'ray' extra)
             except ImportError:
                 raise ConfigError("executor.name=ray needs Ray, which is not installed; "
                                   "install it with: pip install 'kdlab[ray]'") from None

@@ -18,11 +18,22 @@ import torch
 import yaml
 from torch import nn
 
-from .config import RunConfig, check_components, parse_yaml
+from . import compress  # noqa: F401  (registers the pruned and low-rank architectures: a teacher may be one)
+from .config import RunConfig, parse_yaml
+from .data import TensorLoader, build_augment, load_dataset
+from .distill import Objective, build_objective, cached_teacher_logits, compile_for_inference, load_teacher
+from .distill.teacher import resolve_weights_file
 from .errors import ConfigError, KdlabError, describe_os_error
 from .io import atomic_write_json, atomic_write_text, check_output_dir
+from .losses import ResponseLoss
+from .losses import build as build_loss
+from .models import count_macs, count_params, create_model, load_model_weights
+from .models.weights import state_dict_mismatch
 from .runlock import RunLock, acquire_run_lock
-from .train import distributed
+from .train import distributed, evaluate, fit, resolve_device, seed_everything
+from .train.checkpoint import remove_stale_temp_files
+from .train.device import use_channels_last
+from .validate import check_components
 
 log = logging.getLogger("kdlab")
 
@@ -30,8 +41,8 @@ SUMMARY = "summary.json"
 CONFIG = "config.yaml"
 
 
-# builds a training objective other than the config's own: (cfg, student, loss, data, teacher, teacher_logits) -> module
-ObjectiveFactory = Callable[[RunConfig, nn.Module, nn.Module, Any, nn.Module | None, torch.Tensor | None], nn.Module]
+# builds a training objective other than the config's own: (cfg, student, loss, data, teacher, teacher_logits) -> it
+ObjectiveFactory = Callable[[RunConfig, nn.Module, ResponseLoss, Any, nn.Module | None, torch.Tensor | None], Objective]
 
 
 def run(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None = None,
@@ -64,14 +75,6 @@ def run_or_reuse(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None =
                  identity: Any | None = None, objective: ObjectiveFactory | None = None,
                  summary_extra: dict[str, Any] | None = None, wait: bool = False) -> tuple[dict[str, Any], bool]:
     """:func:`run`, also saying whether this call trained the run (True) or found it finished (False)."""
-    from .data import TensorLoader, build_augment, load_dataset
-    from .distill import build_objective, cached_teacher_logits, compile_for_inference, load_teacher
-    from .losses import build as build_loss
-    from .models import count_macs, count_params, create_model
-    from .train import evaluate, fit, load_model_weights, resolve_device, seed_everything
-    from .train.checkpoint import remove_stale_temp_files
-    from .train.device import use_channels_last
-
     check_components(cfg)
     ranks = distributed.current()
     if cfg.train.batch_size % ranks.world_size:
@@ -100,7 +103,7 @@ def run_or_reuse(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None =
     teacher, teacher_logits = None, None
     loss = build_loss(cfg.loss.name, **cfg.loss.options)
     loss.set_schedule(cfg.train.epochs)  # settings given as a fraction of training (DKD warm-up, CTKD curriculum)
-    if cfg.teacher is not None and (getattr(loss, "requires_teacher", True) or cfg.features):
+    if cfg.teacher is not None and (loss.requires_teacher or cfg.features):
         teacher = load_teacher(cfg.teacher, data.num_classes, data.in_shape).to(device)
         if use_channels_last(cfg.train.channels_last, teacher):
             teacher.to(memory_format=torch.channels_last)
@@ -154,8 +157,8 @@ def run_or_reuse(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None =
         meta = {"dataset": data.name, "config_digest": identity.digest()}
         callback = (lambda record: on_epoch_end(record, distiller)) if on_epoch_end else None
         try:
-            result = fit(distiller, train_loader, val_loader, cfg, out_dir, metadata=meta, progress=progress,
-                         on_epoch_end=callback)
+            result = fit(distiller, train_loader, val_loader, out_dir, train=cfg.train, optim=cfg.optim,
+                         schedule=cfg.schedule, metadata=meta, progress=progress, on_epoch_end=callback)
         finally:
             distiller.close()  # forward hooks off the student and teacher, also when training fails
 
@@ -280,10 +283,6 @@ def claim_run_dir(out_dir: Path, cfg: Any, *, wait: bool = False) -> tuple[RunLo
 
 def init_from(model: nn.Module, source: str) -> None:
     """Start ``model`` from the weights in ``source`` (a .safetensors file or a run directory)."""
-    from .distill.teacher import resolve_weights_file
-    from .train import load_model_weights
-    from .train.checkpoint import state_dict_mismatch
-
     path = resolve_weights_file(source)
     if not path.is_file():
         raise ConfigError(f"init='{source}' is neither a .safetensors file nor a finished kdlab run directory")

@@ -83,7 +83,8 @@ def main() -> None:
         result["after_first"] = listing(run_dir)
         latest = (run_dir / "checkpoints" / "latest")
         result["latest"] = latest.read_text().strip() if latest.exists() else None
-        from kdlab.train import load_latest_checkpoint, load_model_weights
+        from kdlab.models import load_model_weights
+        from kdlab.train import load_latest_checkpoint
 
         try:
             tensors, state = load_latest_checkpoint(run_dir)

@@ -34,7 +34,7 @@ from kdlab.data import write_idx
 from kdlab.errors import ConfigError
 from kdlab.models import create_model
 from kdlab.runlock import acquire_run_lock
-from kdlab.train import save_model_weights
+from kdlab.models import save_model_weights
 
 BASE: dict[str, Any] = {
     "data": {"name": "digits", "val_size": 200, "seed": 0},

@@ -6,7 +6,7 @@ import pytest
 
 from kdlab.cli import build_parser, main
 from kdlab.models import create_model
-from kdlab.train import save_model_weights
+from kdlab.models import save_model_weights
 
 
 def test_models_taps_mlp_lists_kdlab_taps_then_module_paths(capsys):

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from kdlab.config import check_components, load_config
+from kdlab.config import load_config
+from kdlab.validate import check_components
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 

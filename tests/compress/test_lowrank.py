@@ -10,7 +10,6 @@ from torch import nn
 
 from kdlab.compress import (
     build_lowrank,
-    build_model,
     choose_rank,
     factorize_conv,
     factorize_linear,
@@ -18,7 +17,7 @@ from kdlab.compress import (
     lowrank_to_budget,
     structured_prune,
 )
-from kdlab.models import count_params, create_model
+from kdlab.models import count_params, create_model, model_from_spec
 
 
 def _orthonormal(n: int, generator: torch.Generator) -> torch.Tensor:
@@ -133,7 +132,7 @@ def test_lowrank_model_by_param_budget_matches_the_hand_count():
     assert 0 < rows["hidden.1.0"]["energy_kept"] < 1
     assert count_params(model) == 3466  # the input is untouched
     assert new.spec["ranks"] == {"hidden.0.0": 5, "hidden.1.0": 3} and new.spec["lowrank_from"] == model.spec
-    rebuilt = build_model(new.spec)
+    rebuilt = model_from_spec(new.spec)
     rebuilt.load_state_dict(new.state_dict())
     x = torch.randn(2, 1, 8, 8)
     assert torch.equal(rebuilt(x), new(x))

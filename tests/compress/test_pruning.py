@@ -7,7 +7,6 @@ import torch
 from torch import nn
 
 from kdlab.compress import (
-    build_model,
     build_pruned,
     layer_sparsity,
     magnitude_prune,
@@ -19,7 +18,7 @@ from kdlab.compress import (
     structured_prune,
     structured_prune_to_budget,
 )
-from kdlab.models import count_params, create_model
+from kdlab.models import count_params, create_model, model_from_spec
 
 
 def _set(layer: nn.Linear, weight: list[list[float]]) -> None:
@@ -188,7 +187,7 @@ def test_structured_prune_tiny_cnn_param_count_and_rebuild():
     expected = (1 * 4 * 9 + 2 * 4) + (4 * 8 * 9 + 2 * 8) + (8 * 10 + 10)
     assert count_params(pruned) == expected == 438 == pruned_param_count(model, 0.5)
     assert pruned.spec["pruned_widths"] == [4, 8] and pruned.spec["pruned_from"] == model.spec
-    rebuilt = build_model(pruned.spec)
+    rebuilt = model_from_spec(pruned.spec)
     rebuilt.load_state_dict(pruned.state_dict())
     x = torch.randn(2, 1, 8, 8)
     assert torch.equal(rebuilt.eval()(x), pruned.eval()(x))

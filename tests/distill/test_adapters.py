@@ -8,7 +8,7 @@ from torch import nn
 
 from kdlab.distill.adapters import ConvAdapter, PooledLinearAdapter, infer_feature_shapes, make_adapter
 from kdlab.errors import ConfigError
-from kdlab.losses.feature import build_feature_loss
+from kdlab.losses import build_feature_loss
 from kdlab.models import create_model
 
 

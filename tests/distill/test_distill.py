@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kdlab.config import check_components, parse_config
+from kdlab.config import parse_config
 from kdlab.distill import Distiller, cache as cache_module, cached_teacher_logits, weights_digest
 from kdlab.errors import ConfigError
 from kdlab.io import load_tensors
 from kdlab.losses import build
 from kdlab.models import create_model
 from kdlab.recipe import run
+from kdlab.validate import check_components
 
 
 @pytest.fixture
@@ -63,7 +64,7 @@ def test_cache_key_changes_with_teacher_weights_and_data(tmp_path):
 
 def test_teacher_with_other_class_count_is_refused(tmp_path, tiny_run):
     # a 3-class teacher on the 10-class digits
-    from kdlab.train import save_model_weights
+    from kdlab.models import save_model_weights
 
     teacher = create_model("mlp", 3, (1, 8, 8), width=8, depth=1)
     save_model_weights(tmp_path / "t.safetensors", teacher)
@@ -89,7 +90,7 @@ def test_distiller_hides_teacher_from_parameters_and_state():
     d.train()
     assert not teacher.training and all(not p.requires_grad for p in teacher.parameters())
     x, y = torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1])
-    loss, logits = d(x, y, torch.arange(5))
+    loss, logits, _ = d(x, y, torch.arange(5))
     loss.backward()
     assert all(p.grad is None for p in teacher.parameters())
     assert logits.shape == (5, 3)
@@ -112,7 +113,7 @@ def test_compiled_teacher_gives_the_eager_outputs_and_the_same_cache_entry(tmp_p
     from kdlab.data import load_dataset
     from kdlab.distill import compile_for_inference
     from kdlab.distill.teacher import teacher_weights_path
-    from kdlab.train import load_model_weights, predict_logits
+    from kdlab.models import load_model_weights, predict_logits
 
     teacher = load_model_weights(teacher_weights_path(teacher_dir)).eval()
     compiled = compile_for_inference(teacher)

@@ -10,7 +10,7 @@ from torch import nn
 
 from kdlab.distill.hooks import FeatureTaps, first_tensor, resolve_tap
 from kdlab.errors import ConfigError
-from kdlab.losses.feature import build_feature_loss
+from kdlab.losses import build_feature_loss
 from kdlab.models import create_model
 
 

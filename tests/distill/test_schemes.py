@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdlab.config import Component, check_components, parse_config
+from kdlab.config import Component, parse_config
 from kdlab.distill.schemes import born_again, born_again_configs
 from kdlab.distill.schemes.byot import SelfDistillationLoss
 from kdlab.distill.schemes.dml import MutualLearningLoss
@@ -22,6 +22,7 @@ from kdlab.models import create_model
 from kdlab.recipe import run
 from kdlab.store import RunStore
 from kdlab.train.checkpoint import load_latest_checkpoint
+from kdlab.validate import check_components
 
 BASE = {
     "data": {"name": "digits", "val_size": 200, "seed": 0, "train_subset": 500},
@@ -48,7 +49,7 @@ def test_mutual_learning_targets_are_the_mean_of_the_other_peers_and_fixed():
     z = [torch.randn(5, 4, requires_grad=True) for _ in range(3)]
     y = torch.tensor([0, 1, 2, 3, 0])
     loss = MutualLearningLoss(build("ce"), temperature=2.0, weight=0.5)
-    total = loss(z, y)
+    total, parts = loss.compute(z, y)
     p = [F.softmax(t.detach() / 2.0, dim=1) for t in z]
     expected = 0.0
     for k in range(3):
@@ -56,7 +57,7 @@ def test_mutual_learning_targets_are_the_mean_of_the_other_peers_and_fixed():
         kl = (target * (target.log() - F.log_softmax(z[k].detach() / 2.0, dim=1))).sum(1).mean() * 4.0
         expected = expected + F.cross_entropy(z[k].detach(), y) + 0.5 * kl
         suffix = "" if k == 0 else f"_peer{k}"
-        assert loss.last_parts[f"kl{suffix}"] == pytest.approx(float(kl), rel=1e-5)
+        assert parts[f"kl{suffix}"].item() == pytest.approx(float(kl), rel=1e-5)
     assert float(total.detach()) == pytest.approx(float(expected), rel=1e-5)
     # peer 0's gradient is that of its own objective alone: the others' predictions are fixed targets
     total.backward()
@@ -71,13 +72,13 @@ def test_joint_loss_trains_the_teacher_on_labels_only():
     s, t = torch.randn(6, 3, requires_grad=True), torch.randn(6, 3, requires_grad=True)
     y = torch.tensor([0, 1, 2, 0, 1, 2])
     loss = JointLoss(build("kd", temperature=2.0, alpha=0.7))
-    total = loss(s, t, y)
+    total, parts = loss.compute(s, t, y)
     total.backward()
     (teacher_grad,) = torch.autograd.grad(F.cross_entropy(t, y), t)
     assert torch.allclose(t.grad, teacher_grad, atol=1e-6)     # no gradient from the student's KD term
-    assert set(loss.last_parts) == {"ce", "kd", "teacher_ce"}
-    assert float(total.detach()) == pytest.approx(loss.last_parts["teacher_ce"] + 0.3 * loss.last_parts["ce"]
-                                         + 0.7 * loss.last_parts["kd"], rel=1e-5)
+    assert set(parts) == {"ce", "kd", "teacher_ce"}
+    assert float(total.detach()) == pytest.approx(parts["teacher_ce"].item() + 0.3 * parts["ce"].item()
+                                                  + 0.7 * parts["kd"].item(), rel=1e-5)
 
 
 def test_self_distillation_loss_matches_the_formula():
@@ -86,14 +87,14 @@ def test_self_distillation_loss_matches_the_formula():
     z_aux, f_aux = torch.randn(4, 3, requires_grad=True), torch.rand(4, 5, requires_grad=True)
     y = torch.tensor([0, 1, 2, 1])
     loss = SelfDistillationLoss(build("ce"), ["stage1"], alpha=0.3, hint_weight=0.03, temperature=3.0)
-    total = loss(z_final, f_final, [z_aux], [f_aux], y)
+    total, parts = loss.compute(z_final, f_final, [z_aux], [f_aux], y)
     p_final = F.softmax(z_final / 3.0, dim=1)
     kl = (p_final * (p_final.log() - F.log_softmax(z_aux / 3.0, dim=1))).sum(1).mean()
     hint = ((f_aux - f_final) ** 2).sum(1).mean()
     expected = F.cross_entropy(z_final, y) + 0.7 * F.cross_entropy(z_aux, y) + 0.3 * kl + 0.03 * hint
     assert float(total.detach()) == pytest.approx(float(expected.detach()), rel=1e-5)
-    assert loss.last_parts["stage1_hint"] == pytest.approx(float(hint.detach()), rel=1e-5)
-    assert set(loss.last_parts) == {"ce", "stage1_ce", "stage1_kl", "stage1_hint"}
+    assert parts["stage1_hint"].item() == pytest.approx(float(hint.detach()), rel=1e-5)
+    assert set(parts) == {"ce", "stage1_ce", "stage1_kl", "stage1_hint"}
 
 
 # -- end to end on tiny digits ----------------------------------------------------------------------------------
@@ -174,6 +175,16 @@ def test_born_again_chain_teaches_each_generation_with_the_previous(tmp_path):
     assert store.trained == 3 and store.reused == 3 and again == summaries
     chain = born_again_configs(cfg, 1, store.path, loss=Component(name="kd", temperature=2.0, alpha=0.5))
     assert chain[1].loss.as_dict() == {"name": "kd", "temperature": 2.0, "alpha": 0.5}
+
+
+def test_born_again_refuses_a_bad_distillation_loss_before_any_generation_trains(tmp_path):
+    cfg = parse_config({**BASE, "model": {"name": "mlp", "width": 16, "depth": 1}})
+    store = RunStore(tmp_path / "store")
+    with pytest.raises(ConfigError, match=r"born-again loss: .*'kdd'"):
+        born_again(cfg, 1, store, loss=Component(name="kdd"))
+    with pytest.raises(ConfigError, match=r"born-again loss: .*temprature"):
+        born_again(cfg, 1, store, loss=Component(name="kd", temprature=2.0))
+    assert store.trained == 0 and not (tmp_path / "store").exists()
 
 
 @pytest.mark.parametrize("scheme,extra,message", [

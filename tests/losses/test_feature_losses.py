@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from kdlab.errors import ConfigError
-from kdlab.losses.feature import FEATURE_LOSSES, build_feature_loss
+from kdlab.losses import FEATURE_LOSSES, build_feature_loss
 
 # two samples x two channels x 2 x 2, written out by hand: [n][c][row][col]
 S = [[[[1.0, 2.0], [3.0, 4.0]], [[0.0, 1.0], [1.0, 0.0]]],
@@ -48,7 +48,8 @@ def test_fitnet_is_half_the_mean_squared_error():
     assert build_feature_loss("fitnet")(tensor(S), tensor(T)).item() == pytest.approx(0.5 * 27 / 16, rel=1e-12)
     loss = build_feature_loss("fitnet", weight=4.0)
     assert loss(tensor(S), tensor(T)).item() == pytest.approx(4 * 0.5 * 27 / 16, rel=1e-12)
-    assert loss.last_parts == {"hint": pytest.approx(3.375)}
+    parts = loss.compute(tensor(S), tensor(T)).parts
+    assert {k: v.item() for k, v in parts.items()} == {"hint": pytest.approx(3.375)}
 
 
 # -- at -----------------------------------------------------------------------------------------------------------
@@ -119,8 +120,9 @@ def test_agd_masks_and_terms_by_hand():
     assert [mean(abs(v) for v in pos) for pos in positions(S[0])] == [0.5, 1.5, 2.0, 2.0]
     feat, att = agd_by_hand(S, T)
     loss = build_feature_loss("agd")
-    assert loss(tensor(S), tensor(T)).item() == pytest.approx(feat + att, rel=1e-12)
-    assert loss.last_parts == {"feature": pytest.approx(feat), "attention": pytest.approx(att)}
+    value, parts = loss.compute(tensor(S), tensor(T))
+    assert value.item() == pytest.approx(feat + att, rel=1e-12)
+    assert {k: v.item() for k, v in parts.items()} == {"feature": pytest.approx(feat), "attention": pytest.approx(att)}
     feat, att = agd_by_hand(S, T, temperature=2.0, alpha=3.0, gamma=0.5, both=False)
     loss = build_feature_loss("agd", temperature=2.0, alpha=3.0, gamma=0.5, mask_source="teacher")
     assert loss(tensor(S), tensor(T)).item() == pytest.approx(feat + att, rel=1e-12)
@@ -139,9 +141,9 @@ def test_agd_with_uniform_attention_reduces_to_mse():
     student = [[[[1.0, -1.0], [1.0, 1.0]], [[-1.0, 1.0], [1.0, 1.0]]]]
     teacher = [[[[1.0, 1.0], [-1.0, 1.0]], [[1.0, 1.0], [1.0, -1.0]]]]
     loss = build_feature_loss("agd")
-    value = loss(tensor(student), tensor(teacher)).item()
+    value, parts = loss.compute(tensor(student), tensor(teacher))
     # differences: 0, -2, 2, 0 | -2, 0, 0, 2  -> squares sum 16 over 8 elements
-    assert value == pytest.approx(2.0, rel=1e-12) and loss.last_parts["attention"] == 0.0
+    assert value.item() == pytest.approx(2.0, rel=1e-12) and parts["attention"].item() == 0.0
 
 
 # -- nonlocal -----------------------------------------------------------------------------------------------------
@@ -228,13 +230,13 @@ def test_every_feature_loss_builds_with_defaults_and_gives_finite_scalars_and_gr
     for scale in (1.0, 1e4):
         student = (scale * torch.randn(4, 8, 4, 4, generator=generator)).requires_grad_(True)
         teacher = (scale * torch.randn(4, 8, 4, 4, generator=generator)).requires_grad_(True)
-        value = loss_fn(student, teacher)
+        value, parts = loss_fn.compute(student, teacher)
         assert value.dim() == 0 and torch.isfinite(value), (name, scale, value)
         value.backward()
         assert student.grad is not None and torch.isfinite(student.grad).all(), (name, scale)
         assert teacher.grad is None                          # the teacher is a fixed target
-        assert set(loss_fn.last_parts) and all(math.isfinite(v) for v in loss_fn.last_parts.values())
-        assert sum(loss_fn.last_parts.values()) == pytest.approx(value.item(), rel=1e-5)
+        assert set(parts) and all(math.isfinite(v.item()) and not v.requires_grad for v in parts.values())
+        assert sum(v.item() for v in parts.values()) == pytest.approx(value.item(), rel=1e-5)
     same = torch.randn(4, 8, 4, 4, generator=generator)
     if not (name == "pairwise" and loss_fn.criterion == "ce"):
         assert loss_fn(same.clone().requires_grad_(True), same).item() == pytest.approx(0.0, abs=1e-9)

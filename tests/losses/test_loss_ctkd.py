@@ -48,10 +48,10 @@ def test_initial_temperature_and_value_by_hand():
     assert t0 == pytest.approx(15.6211716, rel=1e-8)
     assert loss_fn.temperature == pytest.approx(t0, rel=1e-6)  # the parameter is float32
     assert loss_fn.hyperparams["init_temperature"] == pytest.approx(t0, rel=1e-12)
-    loss = loss_fn(*tensors())
+    loss, parts = loss_fn.compute(*tensors())
     hand, ce, kd = objective_by_hand(Z_S, Z_T, Y, loss_fn.temperature, 0.9)
     assert loss.item() == pytest.approx(hand, rel=1e-12)
-    assert loss_fn.last_parts == {
+    assert {k: v.item() for k, v in parts.items()} == {
         "ce": pytest.approx(ce, rel=1e-12),
         "kd": pytest.approx(kd, rel=1e-12),
         "temperature": loss_fn.temperature,
@@ -83,12 +83,13 @@ def test_one_sgd_step_makes_the_kd_term_larger(init):
     loss_fn = build("ctkd", init_temperature=init)
     opt = torch.optim.SGD(loss_fn.parameters(), lr=0.05)
     s, t, y = tensors()
-    loss_fn(s, t, y).backward()
-    kd_before, t_before = loss_fn.last_parts["kd"], loss_fn.temperature
+    loss, parts = loss_fn.compute(s, t, y)
+    loss.backward()
+    kd_before, t_before = parts["kd"].item(), loss_fn.temperature
     opt.step()
-    loss_fn(s, t, y)
+    parts = loss_fn.compute(s, t, y).parts
     assert loss_fn.temperature != t_before
-    assert loss_fn.last_parts["kd"] > kd_before  # ascent on the KD term: the adversarial curriculum
+    assert parts["kd"].item() > kd_before  # ascent on the KD term: the adversarial curriculum
 
 
 def test_student_gradient_is_that_of_kd_at_the_current_temperature():

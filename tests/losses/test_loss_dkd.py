@@ -50,9 +50,9 @@ def test_dkd_by_hand_with_defaults_except_temperature():
     hand = 1.0 * ce_term + 1.0 * tckd + 8.0 * nckd  # ce_weight=1, alpha=1, beta=8 (defaults)
 
     loss_fn = build("dkd", temperature=t)
-    loss = loss_fn(*tensors())
+    loss, parts = loss_fn.compute(*tensors())
     assert loss.item() == pytest.approx(hand, rel=1e-12)
-    assert loss_fn.last_parts == {
+    assert {k: v.item() for k, v in parts.items()} == {
         "ce": pytest.approx(ce_term, rel=1e-12),
         "tckd": pytest.approx(tckd, rel=1e-12),
         "nckd": pytest.approx(nckd, rel=1e-12),
@@ -62,8 +62,8 @@ def test_dkd_by_hand_with_defaults_except_temperature():
 def test_weights_are_applied_to_the_right_parts():
     s, t, y = tensors()
     loss_fn = build("dkd", alpha=0.3, beta=2.5, ce_weight=0.7, temperature=3.0)
-    loss = loss_fn(s, t, y)
-    p = loss_fn.last_parts
+    loss, parts = loss_fn.compute(s, t, y)
+    p = {k: v.item() for k, v in parts.items()}
     assert loss.item() == pytest.approx(0.7 * p["ce"] + 0.3 * p["tckd"] + 2.5 * p["nckd"], rel=1e-12)
 
 
@@ -90,11 +90,11 @@ def test_identity_through_the_losses_on_one_sample():
     s, t, y = torch.tensor([z_s], dtype=torch.float64), torch.tensor([z_t], dtype=torch.float64), torch.tensor([gt])
     dkd = build("dkd", temperature=temperature)
     kd = build("kd", temperature=temperature, alpha=1.0)
-    dkd(s, t, y)
-    kd(s, t, y)
+    dkd_parts = {k: v.item() for k, v in dkd.compute(s, t, y).parts.items()}
+    kd_parts = {k: v.item() for k, v in kd.compute(s, t, y).parts.items()}
     p_gt = softmax(z_t, temperature)[gt]
     # both sides carry T^2: kd's "kd" part is T^2 KL, dkd's parts are T^2 TCKD and T^2 NCKD
-    assert kd.last_parts["kd"] == pytest.approx(dkd.last_parts["tckd"] + (1 - p_gt) * dkd.last_parts["nckd"], rel=1e-12)
+    assert kd_parts["kd"] == pytest.approx(dkd_parts["tckd"] + (1 - p_gt) * dkd_parts["nckd"], rel=1e-12)
 
 
 def test_tckd_sees_only_the_gt_share_and_nckd_only_the_wrong_class_shape():
@@ -117,8 +117,9 @@ def test_tckd_sees_only_the_gt_share_and_nckd_only_the_wrong_class_shape():
 def test_warmup_schedule():
     s, t, y = tensors()
     loss_fn = build("dkd", warmup_epochs=20)
-    full = loss_fn(s, t, y).item()  # freshly built: after the warm-up
-    p = loss_fn.last_parts
+    loss, parts = loss_fn.compute(s, t, y)
+    full = loss.item()  # freshly built: after the warm-up
+    p = {k: v.item() for k, v in parts.items()}
     distill = 1.0 * p["tckd"] + 8.0 * p["nckd"]
     assert full == pytest.approx(p["ce"] + distill, rel=1e-12)
     expected = {0: 0.0, 5: 0.25, 10: 0.5, 19: 0.95, 20: 1.0, 100: 1.0}
@@ -143,8 +144,9 @@ def test_default_warmup_is_the_papers_fraction_of_the_run(epochs, expected):
     s, t, y = tensors()
     loss_fn = build("dkd")
     assert loss_fn.hyperparams["warmup_fraction"] == 20 / 240 and loss_fn.hyperparams["warmup_epochs"] is None
-    full = loss_fn(s, t, y).item()  # freshly built: full strength, no schedule needed
-    p = loss_fn.last_parts
+    loss, parts = loss_fn.compute(s, t, y)
+    full = loss.item()  # freshly built: full strength, no schedule needed
+    p = {k: v.item() for k, v in parts.items()}
     distill = p["tckd"] + 8.0 * p["nckd"]
     assert full == pytest.approx(p["ce"] + distill, rel=1e-12)
     loss_fn.set_schedule(epochs)
@@ -191,11 +193,11 @@ def test_huge_logits_stay_finite(standardize):
     s = torch.tensor([[1e4, -1e4, 0.0, 5e3], [-1e4, 0.0, 1e4, 2.0]], requires_grad=True)
     t = torch.tensor([[-1e4, 1e4, 0.0, 3.0], [0.0, 1e4, -1e4, 1e4]])
     loss_fn = build("dkd", standardize=standardize)
-    loss = loss_fn(s, t, torch.tensor([0, 2]))
+    loss, parts = loss_fn.compute(s, t, torch.tensor([0, 2]))
     loss.backward()
     assert torch.isfinite(loss)
     assert torch.isfinite(s.grad).all()
-    assert all(math.isfinite(v) for v in loss_fn.last_parts.values())
+    assert all(math.isfinite(v.item()) for v in parts.values())
 
 
 def test_huge_teacher_confidence_gives_the_exact_non_target_distribution():

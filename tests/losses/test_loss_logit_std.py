@@ -44,9 +44,10 @@ def test_logit_std_by_hand_with_the_paper_defaults():
     ce_term = -(log_softmax(Z_S[0])[2] + log_softmax(Z_S[1])[1]) / 2  # CE on the raw student logits
     loss_fn = build("logit_std")
     assert loss_fn.hyperparams == {"temperature": 2.0, "kd_weight": 9.0, "ce_weight": 0.1, "std": "sample"}
-    loss = loss_fn(*tensors())
+    loss, parts = loss_fn.compute(*tensors())
     assert loss.item() == pytest.approx(0.1 * ce_term + 9.0 * kd_term, rel=1e-12)
-    assert loss_fn.last_parts == {"ce": pytest.approx(ce_term, rel=1e-12), "kd": pytest.approx(kd_term, rel=1e-12)}
+    assert {k: v.item() for k, v in parts.items()} == {"ce": pytest.approx(ce_term, rel=1e-12),
+                                                      "kd": pytest.approx(kd_term, rel=1e-12)}
 
 
 def torchdistill_soft_term(zs, zt, t):
@@ -79,13 +80,13 @@ def test_default_reproduces_the_released_code_and_the_population_form_is_an_opti
 def test_kd_term_ignores_shift_and_positive_scale_of_either_model(scale, shift):
     s, t, y = tensors()
     loss_fn = build("logit_std")
-    base = loss_fn(s, t, y)
-    kd = loss_fn.last_parts["kd"]
+    base, parts = loss_fn.compute(s, t, y)
+    kd = parts["kd"].item()
     # the teacher only enters the KD term: the whole objective is unchanged
     torch.testing.assert_close(loss_fn(s, scale * t + shift, y), base, rtol=1e-6, atol=1e-9)
     # the student also feeds CE (raw logits), so only the KD part is invariant
-    loss_fn(scale * s + shift, t, y)
-    assert loss_fn.last_parts["kd"] == pytest.approx(kd, rel=1e-6)
+    parts = loss_fn.compute(scale * s + shift, t, y).parts
+    assert parts["kd"].item() == pytest.approx(kd, rel=1e-6)
 
 
 def test_equals_kd_with_standardize_and_matching_weights():
@@ -97,7 +98,9 @@ def test_equals_kd_with_standardize_and_matching_weights():
     ls = build("logit_std", temperature=temperature, kd_weight=alpha, ce_weight=1 - alpha)
     kd = build("kd", temperature=temperature, alpha=alpha, standardize=True)
     torch.testing.assert_close(ls(s, t, y), kd(s, t, y), rtol=1e-12, atol=1e-12)
-    assert ls.last_parts == pytest.approx(kd.last_parts, rel=1e-12)
+    ls_parts, kd_parts = ls.compute(s, t, y).parts, kd.compute(s, t, y).parts
+    assert {k: v.item() for k, v in ls_parts.items()} == pytest.approx({k: v.item() for k, v in kd_parts.items()},
+                                                                       rel=1e-12)
 
 
 def test_huge_logits_stay_finite():
@@ -131,15 +134,15 @@ def test_standardize_z_scores_the_soft_terms_only(name):
     s, t, y = tensors()
     on = build(name, standardize=True, **STANDARDIZABLE[name])
     off = build(name, standardize=False, **STANDARDIZABLE[name])
-    on(s, t, y)
+    on_parts = {k: v.item() for k, v in on.compute(s, t, y).parts.items()}
     # feeding pre-standardised logits (computed with python math) to the plain loss gives the same soft terms
     z_s = torch.tensor([zscore(r) for r in Z_S], dtype=torch.float64)
     z_t = torch.tensor([zscore(r) for r in Z_T], dtype=torch.float64)
-    off(z_s, z_t, y)
-    soft = sorted(set(on.last_parts) - {"ce"})
-    assert soft and all(on.last_parts[k] == pytest.approx(off.last_parts[k], rel=1e-9) for k in soft)
+    off_parts = {k: v.item() for k, v in off.compute(z_s, z_t, y).parts.items()}
+    soft = sorted(set(on_parts) - {"ce"})
+    assert soft and all(on_parts[k] == pytest.approx(off_parts[k], rel=1e-9) for k in soft)
     # ... while CE still reads the raw student logits
-    assert on.last_parts["ce"] == pytest.approx(-(log_softmax(Z_S[0])[2] + log_softmax(Z_S[1])[1]) / 2, rel=1e-12)
+    assert on_parts["ce"] == pytest.approx(-(log_softmax(Z_S[0])[2] + log_softmax(Z_S[1])[1]) / 2, rel=1e-12)
 
 
 @pytest.mark.parametrize("name", sorted(STANDARDIZABLE))

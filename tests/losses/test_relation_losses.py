@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from kdlab.errors import ConfigError
-from kdlab.losses.feature import build_feature_loss
+from kdlab.losses import build_feature_loss
 
 RELATION_LOSSES = ("lsp", "rkd_distance", "rkd_angle", "rkd", "sp", "pairwise")
 
@@ -111,9 +111,9 @@ def test_rkd_combines_both_with_their_weights_on_a_larger_batch():
                                                                                         dtype=torch.float64)
     s, t = student.tolist(), teacher.tolist()
     loss = build_feature_loss("rkd", distance_weight=2.0, angle_weight=3.0)
-    value = loss(student, teacher).item()
-    assert value == pytest.approx(2 * rkd_d_by_hand(s, t) + 3 * rkd_a_by_hand(s, t), rel=1e-9)
-    assert loss.last_parts == {"distance": pytest.approx(2 * rkd_d_by_hand(s, t), rel=1e-9),
+    value, parts = loss.compute(student, teacher)
+    assert value.item() == pytest.approx(2 * rkd_d_by_hand(s, t) + 3 * rkd_a_by_hand(s, t), rel=1e-9)
+    assert {k: v.item() for k, v in parts.items()} == {"distance": pytest.approx(2 * rkd_d_by_hand(s, t), rel=1e-9),
                                "angle": pytest.approx(3 * rkd_a_by_hand(s, t), rel=1e-9)}
 
 
@@ -125,10 +125,10 @@ def test_rkd_small_batches():
     one = tensor([[1.0, 2.0]]).requires_grad_(True)
     for name in RELATION_LOSSES:
         loss = build_feature_loss(name)
-        value = loss(one, tensor([[3.0]]))
+        value, parts = loss.compute(one, tensor([[3.0]]))
         value.backward()
         assert value.item() == pytest.approx(0.0, abs=1e-12) and torch.isfinite(one.grad).all()
-        assert loss.last_parts and set(loss.last_parts.values()) == {0.0}
+        assert parts and {v.item() for v in parts.values()} == {0.0}
 
 
 # -- sp -----------------------------------------------------------------------------------------------------------

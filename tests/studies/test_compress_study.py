@@ -16,10 +16,9 @@ from kdlab.compress.finetune import effective_macs, finetune
 from kdlab.config import Component, parse_config
 from kdlab.data import ArrayDataset
 from kdlab.errors import ConfigError
-from kdlab.models import count_macs, count_params, create_model
+from kdlab.models import count_macs, count_params, create_model, load_model_weights
 from kdlab.studies import run_study
 from kdlab.studies.compress import COMPRESS, CompressStudyConfig, budget_label, claims, pareto_front
-from kdlab.train import load_model_weights
 
 
 def run_compress(**kwargs):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from kdlab.config import RunConfig, apply_overrides, check_components, parse_config
+from kdlab.config import RunConfig, apply_overrides, parse_config
 from kdlab.errors import ConfigError
+from kdlab.validate import check_components
 
 
 def _cfg(base, **sections):

@@ -382,7 +382,8 @@ def _check_labels(labels: Sequence[str], size: int, name: str) -> list[str]:
 
 
 def _save_png(figure: Any, path: Path) -> Path:
-    # Agg canvas bound to this figure only: no pyplot, no global backend switch, no display needed.
+    # Agg canvas bound to this figure only: no pyplot, no global backend switch, no display needed. Lazily, as the
+    # two figure functions below: matplotlib is slow to import and only these plots need it.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(figure)

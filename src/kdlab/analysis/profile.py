@@ -7,7 +7,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from ..train.evaluate import model_device
+from ..models.inference import model_device
 from .affinity import AffinityAccumulator
 from .dark_knowledge import DarkKnowledgeAccumulator
 

@@ -18,7 +18,7 @@ def mean_std(values: Sequence[float]) -> dict[str, float]:
 
 def t_quantile(p: float, dof: int) -> float:
     """Quantile of Student's t distribution (scipy.stats.t.ppf)."""
-    from scipy.stats import t
+    from scipy.stats import t  # lazily: scipy (installed with scikit-learn) is slow to import
 
     return float(t.ppf(p, dof))
 

@@ -279,7 +279,7 @@ def variance_interval(values: Tensor | Sequence[float], confidence: float = 0.95
     exact when the replicates are i.i.d. normal; here each replicate is a mean of n i.i.d. losses, close to normal
     by the central limit theorem (the interval is approximate for small n or heavy-tailed losses).
     """
-    from scipy.stats import chi2
+    from scipy.stats import chi2  # lazily: scipy (installed with scikit-learn) is slow to import
 
     v = torch.as_tensor(values, dtype=torch.float64).flatten()
     if v.numel() < 2:

@@ -24,6 +24,8 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
+from .dark_knowledge import DarkKnowledgeAccumulator
+
 __all__ = [
     "INTERVAL_METHODS",
     "ClassGain",
@@ -208,7 +210,7 @@ def _t_interval(mean: Tensor, std: Tensor, n: int, confidence: float) -> tuple[T
     if n < 2:
         nan = torch.full_like(mean, math.nan)
         return nan, nan.clone()
-    from scipy.stats import t
+    from scipy.stats import t  # lazily: scipy (installed with scikit-learn) is slow to import
 
     half = float(t.ppf((1 + confidence) / 2, n - 1)) * std / math.sqrt(n)
     return mean - half, mean + half
@@ -271,8 +273,6 @@ def teacher_class_profile(teacher_logits: Tensor, labels: Tensor, classes: Seque
     ``{"temperature", "per_class": {metric: [C]}, "classes": {str(c): {metric: value}}, "mean_over_classes":
     {metric: value}}`` so an undistillable class can be compared with the average class.
     """
-    from .dark_knowledge import DarkKnowledgeAccumulator
-
     num_classes = teacher_logits.shape[1] if isinstance(teacher_logits, Tensor) and teacher_logits.dim() == 2 else 0
     labels = _check_labels(labels, max(num_classes, 2))
     acc = DarkKnowledgeAccumulator(num_classes, temperatures=(temperature,))

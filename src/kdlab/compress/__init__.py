@@ -5,15 +5,13 @@
 - ``lowrank``: truncated-SVD factorization of Linear and Conv2d layers (Eckart-Young; Denton et al., NeurIPS 2014),
   per layer by energy or parameter fraction, or for a whole model by a shared energy threshold under a budget.
 
-Compressed models are ordinary modules that train with the usual loop. :func:`build_model` rebuilds the architecture
-of any compressed kdlab model from its ``spec`` (a plain spec goes to ``create_model``).
+Compressed models are ordinary modules that train with the usual loop. Their specs name the source model and what
+was cut (``pruned_from`` + widths, ``lowrank_from`` + ranks); importing this package registers both with
+:func:`kdlab.models.register_spec_builder`, so :func:`kdlab.models.model_from_spec` and ``load_model_weights``
+rebuild a compressed model from its spec or weights file.
 """
 
 from __future__ import annotations
-
-from typing import Any
-
-from torch import nn
 
 from .lowrank import build_lowrank, choose_rank, factorize_conv, factorize_linear, lowrank_model, lowrank_to_budget
 from .pruning import (
@@ -30,14 +28,8 @@ from .pruning import (
 )
 
 
-def build_model(spec: dict[str, Any]) -> nn.Module:
-    """Architecture of a (possibly compressed) kdlab model from its spec: low-rank, structured-pruned or plain."""
-    return build_lowrank(spec) if "lowrank_from" in spec else build_pruned(spec)
-
-
 __all__ = [
     "build_lowrank",
-    "build_model",
     "build_pruned",
     "choose_rank",
     "factorize_conv",

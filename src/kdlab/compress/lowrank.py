@@ -29,6 +29,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..models.complexity import count_params
+from ..models.factory import model_from_spec, register_spec_builder
 from .modules import classifier_head, replace_submodule
 
 __all__ = [
@@ -346,16 +347,14 @@ def lowrank_to_budget(model: nn.Module, target_params: int, *, include: Sequence
     return new, report
 
 
+@register_spec_builder("lowrank_from")
 def build_lowrank(spec: dict[str, Any]) -> nn.Module:
     """Rebuild the architecture of a low-rank model from its spec (weights are placeholders: load them).
 
     The source is built from ``spec["lowrank_from"]`` (itself a low-rank, structured-pruned or plain kdlab spec), then
     each layer named in ``spec["ranks"]`` is replaced by a factor pair of that rank.
     """
-    from .pruning import build_pruned
-
-    base_spec = spec["lowrank_from"]
-    base = build_lowrank(base_spec) if "lowrank_from" in base_spec else build_pruned(base_spec)
+    base = model_from_spec(spec["lowrank_from"])
     for name, rank in spec["ranks"].items():
         try:
             module = base.get_submodule(name)

@@ -32,6 +32,7 @@ from torch.nn.utils import parametrize
 from ..errors import ConfigError
 from ..models.cnn import CNN
 from ..models.complexity import count_params
+from ..models.factory import model_from_spec, register_spec_builder
 from ..models.mlp import MLP
 from .modules import classifier_head, replace_submodule
 
@@ -554,17 +555,16 @@ def structured_prune_to_budget(model: nn.Module, target_params: int,
                     "widths_after": pruned.compression["widths_after"]}
 
 
+@register_spec_builder("pruned_from")
 def build_pruned(spec: dict[str, Any]) -> nn.Module:
     """Rebuild the architecture of a structured-pruned model from its spec (weights are placeholders: load them).
 
     A spec without ``"pruned_from"`` is a plain kdlab spec (a pruned mlp) and goes to ``create_model``. Otherwise
     the source model is built from ``spec["pruned_from"]`` (recursively) and cut to ``spec["pruned_widths"]``.
     """
-    from ..models import create_model
-
     if "pruned_from" not in spec:
-        return create_model(**spec)
-    base = build_pruned(spec["pruned_from"])
+        return model_from_spec(spec)
+    base = model_from_spec(spec["pruned_from"])
     links = _chain(base)
     widths = spec["pruned_widths"]
     if len(widths) != len(links) or not all(1 <= w <= _units(link) for w, link in zip(widths, links)):

@@ -29,7 +29,7 @@ def load_digits_dataset(
 ) -> RawDataset:
     """Digits as raw arrays: uint8 images [N,1,8,8] with values 0..16, 10 classes, a stratified
     ``test_size`` fraction held out as the test set (the same for every ``split_seed``)."""
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # lazily: scikit-learn takes about a second to import
 
     if not 0.0 < test_size < 1.0:
         raise ConfigError(f"digits option test_size={test_size!r} is invalid; allowed: a fraction in (0, 1)")

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..io import load_tensors, save_tensors
-from ..train.evaluate import predict_logits
+from ..models.inference import predict_logits
 
 log = logging.getLogger("kdlab")
 

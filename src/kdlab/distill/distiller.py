@@ -9,11 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..losses import ResponseLoss
+from ..losses.base import named_parts
 from .hooks import FeatureTaps
+from .objective import StepOutput
 
 
 class Distiller(nn.Module):
-    """Student + frozen teacher + response loss + feature terms; ``forward(x, y, index) -> (objective, logits)``.
+    """Student + frozen teacher + response loss + feature terms; an :class:`~kdlab.distill.objective.Objective`.
 
     The objective of (0-based) epoch e is
 
@@ -31,12 +34,12 @@ class Distiller(nn.Module):
     teacher is not run at all; ``index`` picks the rows of the batch. Feature terms need the live teacher.
 
     The terms (with their adapters) are registered, so they train with the student (``parameters()``) and are saved
-    in checkpoints for resume, but the student's exported weights hold the student only. ``loss.last_parts`` (what
-    the training loop logs) gets each term's value under its label next to the response loss's own parts.
+    in checkpoints for resume, but the student's exported weights hold the student only. A step's parts (what the
+    training loop logs) are the response loss's own parts plus each term's value under its label.
     Call :meth:`close` when done: it removes the forward hooks from student and teacher.
     """
 
-    def __init__(self, student: nn.Module, loss: nn.Module, teacher: nn.Module | None = None,
+    def __init__(self, student: nn.Module, loss: ResponseLoss, teacher: nn.Module | None = None,
                  teacher_logits: torch.Tensor | None = None, stop_epoch: int | None = None,
                  terms: Sequence[nn.Module] = (), hint_epochs: int = 0) -> None:
         super().__init__()
@@ -48,7 +51,7 @@ class Distiller(nn.Module):
         self.teacher_dropped = False
         self.hint_epochs = int(hint_epochs)
         self.epoch = 0
-        needs_teacher = getattr(loss, "requires_teacher", True)
+        needs_teacher = loss.requires_teacher
         if needs_teacher and teacher is None and teacher_logits is None:
             raise ValueError(f"loss '{type(loss).__name__}' needs a teacher or cached teacher logits")
         if len(self.terms) and teacher is None:
@@ -71,28 +74,24 @@ class Distiller(nn.Module):
         """True during the first ``hint_epochs`` epochs (feature terms only)."""
         return self.epoch < self.hint_epochs
 
-    @property
-    def last_parts(self) -> dict[str, float]:
-        """The named parts of the last objective (response loss parts and one entry per feature term)."""
-        return dict(getattr(self.loss, "last_parts", {}) or {})
-
     def set_epoch(self, epoch: int) -> None:
+        """The hint stage, ESKD's teacher drop and the response loss's own schedule follow the 0-based epoch."""
         self.epoch = int(epoch)
-        if hasattr(self.loss, "set_epoch"):
-            self.loss.set_epoch(epoch)
+        self.loss.set_epoch(epoch)
         self.teacher_dropped = self.stop_epoch is not None and epoch >= self.stop_epoch
 
     def teacher_outputs(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """The frozen teacher's logits of this batch (cached rows, or a no-autograd forward pass)."""
         return teacher_batch_logits(self.teacher, self.teacher_logits, x, index)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> StepOutput:
+        """The objective L(e) of the class docstring for one batch, the student's logits and the named parts."""
         student_logits = self.student(x)
         if self.teacher_dropped:
             if self.student_taps is not None:
                 self.student_taps.clear()  # features of a dropped teacher's terms: not needed, do not keep the graph
             objective = F.cross_entropy(student_logits, y)
-            self._set_parts({"ce": float(objective.detach())})
-            return objective, student_logits
+            return StepOutput(objective, student_logits, named_parts(ce=objective))
         run_teacher = self.needs_teacher or len(self.terms)
         teacher_logits = self.teacher_outputs(x, index) if run_teacher else None
         terms, term_parts = self._feature_terms()
@@ -100,15 +99,12 @@ class Distiller(nn.Module):
             # nothing but the hints: layers above the taps stay out of the graph, so the optimiser skips them (no
             # weight decay or momentum either); a zero on the logits only when every term is scheduled off
             objective = terms if terms is not None else student_logits.sum() * 0.0
-            self._set_parts(term_parts)
-            return objective, student_logits
-        objective = self.loss(student_logits, teacher_logits if self.needs_teacher else None, y)
-        if terms is not None:
-            objective = objective + terms
-            self._set_parts({**self.last_parts, **term_parts})
-        return objective, student_logits
+            return StepOutput(objective, student_logits, term_parts)
+        response = self.loss.compute(student_logits, teacher_logits if self.needs_teacher else None, y)
+        objective = response.loss if terms is None else response.loss + terms
+        return StepOutput(objective, student_logits, {**response.parts, **term_parts})
 
-    def _feature_terms(self) -> tuple[torch.Tensor | None, dict[str, float]]:
+    def _feature_terms(self) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
         """sum_k w_k(epoch) * term_k over the terms switched on this epoch, and their values for the logs."""
         if not len(self.terms):
             return None, {}
@@ -118,19 +114,15 @@ class Distiller(nn.Module):
                 weight = term.weight_at(self.epoch)
                 if weight == 0.0:
                     continue  # switched off by its schedule: not computed, not logged
-                value = term(self.student_taps[term.student_tap], self.teacher_taps[term.teacher_tap])
-                parts.update(term.parts(value))
+                value, term_parts = term.compute(self.student_taps[term.student_tap],
+                                                 self.teacher_taps[term.teacher_tap])
+                parts.update(term_parts)
                 total = weight * value if total is None else total + weight * value
         finally:
             # the objective holds the graph; dropping these references frees the features once backward is done
             self.student_taps.clear()
             self.teacher_taps.clear()
         return total, parts
-
-    def _set_parts(self, parts: dict[str, float]) -> None:
-        # train/loop.py logs ``distiller.loss.last_parts``: the terms' values go where it reads
-        if hasattr(self.loss, "last_parts"):
-            self.loss.last_parts = parts
 
     def close(self) -> None:
         """Remove the forward hooks from student and teacher; idempotent. The recipe calls it when training ends."""

@@ -1,35 +1,58 @@
-"""The training objective of one run: which module the loop trains, from the run's config.
+"""The contract between a training objective and the one training loop.
 
-    scheme given            the scheme's objective (kdlab.distill.schemes: dml, joint, byot)
-    otherwise               a Distiller: the response loss, plus the ``features`` terms (with adapters) when given
+An objective is the module the loop trains: the student plus whatever teaches or trains with it (a frozen teacher or
+its cached logits, feature terms with adapters, DML peers, a jointly trained teacher, auxiliary heads). Every step the
+loop calls ``objective(x, y, index)`` and gets a :class:`StepOutput`: the loss to backpropagate, the student's logits
+(for the training accuracy) and the named parts of the loss (for the logs). The loop never reaches into the objective
+to find anything else.
 
-Everything is built and checked here, before the first training step: taps, shapes, adapters, peers and heads.
+Implemented by :class:`~kdlab.distill.distiller.Distiller`, the schemes' objectives (``MutualLearning``,
+``JointTraining``, ``SelfDistillation``) and ``kdlab.protect.skeptical.SkepticalObjective``. It is a ``Protocol``,
+not a base class (like torchtune's recipe interface, "not a vehicle for code reuse"): each objective is an
+``nn.Module`` with these members, and the loop also uses the module's ``parameters()``, ``state_dict()``,
+``load_state_dict()``, ``train()`` and ``to()``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import NamedTuple, Protocol, runtime_checkable
 
-import torch
-from torch import nn
-
-from ..config import RunConfig
-from .distiller import Distiller
-from .schemes import build_scheme
-from .terms import build_feature_terms
+from torch import Tensor, nn
 
 
-def build_objective(cfg: RunConfig, student: nn.Module, loss: nn.Module, num_classes: int, in_shape: Sequence[int],
-                    teacher: nn.Module | None = None, teacher_logits: torch.Tensor | None = None) -> nn.Module:
-    """The module ``kdlab.train.fit`` trains for ``cfg``: ``forward(x, y, index) -> (objective, student_logits)``,
-    ``.student``, ``.loss.last_parts``, ``set_epoch`` and ``close`` (removes forward hooks; call it when done).
+class StepOutput(NamedTuple):
+    """What one training step of an objective returns.
 
-    Modules that train besides the student (adapters, peers, heads) are created here, after the student, so the
-    student's initial weights are the same for every method of a seed.
+    ``loss``: the scalar objective (carries the graph). ``logits``: the student's logits ``[N, K]`` for the batch.
+    ``parts``: the objective's named components as detached 0-d tensors on the device (e.g. ``ce``, ``kd``, one per
+    feature term); the loop sums them over the epoch without reading them and logs ``train_<name>``, their sample
+    mean, once per epoch.
     """
-    if cfg.scheme is not None:
-        return build_scheme(cfg, student, loss, num_classes, in_shape)
-    terms = build_feature_terms(cfg.features, student, teacher, in_shape) if cfg.features else ()
-    return Distiller(student, loss, teacher=teacher, teacher_logits=teacher_logits,
-                     stop_epoch=cfg.teacher.kd_stop_epoch(cfg.train.epochs) if cfg.teacher else None, terms=terms,
-                     hint_epochs=cfg.hint_epochs)
+
+    loss: Tensor
+    logits: Tensor
+    parts: dict[str, Tensor]
+
+
+@runtime_checkable
+class Objective(Protocol):
+    """What :func:`kdlab.train.fit` trains (see the module docstring)."""
+
+    student: nn.Module  # the model that is evaluated each epoch and exported (best/last weights)
+
+    def forward(self, x: Tensor, y: Tensor, index: Tensor) -> StepOutput:
+        """One batch: inputs ``x``, labels ``y``, dataset row numbers ``index`` (for cached teacher outputs)."""
+        ...
+
+    def __call__(self, x: Tensor, y: Tensor, index: Tensor) -> StepOutput:
+        """``nn.Module.__call__``: runs :meth:`forward` (with hooks; DDP wraps the same call)."""
+        ...
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called at the start of every (0-based) epoch, before its first step: schedules that depend on training
+        progress (a hint stage, ESKD's teacher drop, a loss's warm-up or curriculum) read it."""
+        ...
+
+    def close(self) -> None:
+        """Release what outlives training (forward hooks on the student or a teacher); idempotent."""
+        ...

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..config import Component, RunConfig, TeacherConfig
+from .run_store import RunStoreProtocol
 
 
 def chain_configs(base: RunConfig, models: Sequence[Component], run_dir_of, teacher_run: str | Path | None = None
@@ -38,7 +39,8 @@ def chain_configs(base: RunConfig, models: Sequence[Component], run_dir_of, teac
     return configs
 
 
-def run_chain(base: RunConfig, models: Sequence[Component], store, teacher_run: str | Path | None = None,
+def run_chain(base: RunConfig, models: Sequence[Component], store: RunStoreProtocol, teacher_run: str | Path | None = None,
               progress: bool | None = None) -> list[dict[str, Any]]:
-    """Train every link of the chain through ``store`` (a RunStore); returns each link's summary in order."""
+    """Train every link of the chain through ``store`` (e.g. a ``kdlab.store.RunStore``); each link's summary, in
+    order."""
     return [store.run(cfg, progress=progress) for cfg in chain_configs(base, models, store.path, teacher_run)]

@@ -5,18 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+import torch
 from torch import nn
 
 from ..config import TeacherConfig
 from ..errors import ConfigError
 from ..io import load_tensors
-from ..train.checkpoint import CHECKPOINTS, epoch_weights_path, load_model_weights, state_dict_mismatch
+from ..layout import CHECKPOINTS, best_weights_path, epoch_weights_path
+from ..models import create_model, load_model_weights
+from ..models.weights import state_dict_mismatch
 from .distiller import freeze
 
 
 def teacher_weights_path(run_dir: str | Path) -> Path:
     """The weights a finished kdlab run exports as a teacher (its best-validation checkpoint)."""
-    return Path(run_dir) / CHECKPOINTS / "best.safetensors"
+    return best_weights_path(run_dir)
 
 
 def load_teacher(cfg: TeacherConfig, num_classes: int, in_shape: Sequence[int]) -> nn.Module:
@@ -34,8 +37,6 @@ def load_teacher(cfg: TeacherConfig, num_classes: int, in_shape: Sequence[int]) 
             raise ConfigError(f"teacher.run='{cfg.run}': {exc}") from None
         key = "teacher.run"
     else:
-        from ..models import create_model
-
         assert cfg.model is not None and cfg.weights is not None
         if not Path(cfg.weights).is_file():
             what = "is a directory (give teacher.run for a kdlab run)" if Path(cfg.weights).is_dir() else "does not exist"
@@ -71,8 +72,6 @@ def compile_for_inference(teacher: nn.Module) -> nn.Module:
     teacher's within float tolerance. The compiled wrapper keeps the original in ``_orig_mod``; the teacher-output
     cache keys on that original, so compiling does not re-key the cache.
     """
-    import torch
-
     return torch.compile(teacher)
 
 

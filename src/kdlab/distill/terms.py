@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from ..config import FeatureTermConfig, TermSchedule, term_label
 from ..errors import ConfigError
-from ..losses import build_feature_loss
+from ..losses import LossOutput, build_feature_loss
 from .adapters import infer_feature_shapes, make_adapter
 from .hooks import resolve_tap
 
@@ -67,16 +67,16 @@ class FeatureTerm(nn.Module):
 
     def forward(self, student_feature: Tensor, teacher_feature: Tensor) -> Tensor:
         """The unweighted term value (the loss's own hyperparameters, e.g. AT's beta, are inside)."""
-        return self.loss(self.adapter(student_feature), teacher_feature)
+        return self.compute(student_feature, teacher_feature).loss
 
-    def parts(self, value: Tensor) -> dict[str, float]:
-        """The value for the logs under the term's label; a multi-part loss (rkd: distance, angle) adds its parts
-        as ``<label>_<part>``."""
-        out = {self.label: float(value.detach())}
-        own = getattr(self.loss, "last_parts", {}) or {}
+    def compute(self, student_feature: Tensor, teacher_feature: Tensor) -> LossOutput:
+        """The unweighted term value and its parts for the logs: the value under the term's label; a multi-part loss
+        (rkd: distance, angle) adds its parts as ``<label>_<part>``. Parts are detached tensors."""
+        value, own = self.loss.compute(self.adapter(student_feature), teacher_feature)
+        parts = {self.label: value.detach()}
         if len(own) > 1:
-            out.update({f"{self.label}_{key}": val for key, val in own.items()})
-        return out
+            parts.update({f"{self.label}_{key}": part for key, part in own.items()})
+        return LossOutput(value, parts)
 
     def extra_repr(self) -> str:
         return f"{self.label!r}: {self.student_tap} -> {self.teacher_tap}, weight={self.weight:g}"

@@ -3,18 +3,20 @@
 >>> from kdlab.losses import build, loss_names
 >>> loss = build("kd", temperature=4.0, alpha=0.9)
 >>> objective = loss(student_logits, teacher_logits, targets)    # doctest: +SKIP
+>>> objective, parts = loss.compute(student_logits, teacher_logits, targets)  # doctest: +SKIP
+>>> sorted(parts)                                                  # detached tensors  # doctest: +SKIP
+['ce', 'kd']
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from . import ats, ce, ctkd, dist, dkd, isats, kd, logit_std  # noqa: F401  (importing registers the losses)
-from .base import LOSSES, ResponseLoss, search_space
-from .feature import FEATURE_LOSSES, FeatureLoss, build_feature_loss
-from . import relation  # noqa: F401,E402  (registers the relation losses into FEATURE_LOSSES)
-from . import tllm  # noqa: F401,E402  (registers tllm)
-from . import nasty  # noqa: F401,E402  (registers the nasty-teacher objective)
+# importing a loss module registers its losses (response losses into LOSSES, feature and relation losses into
+# FEATURE_LOSSES)
+from . import ats, ce, ctkd, dist, dkd, feature, isats, kd, logit_std, nasty, relation, tllm  # noqa: F401
+from .base import LOSSES, LossOutput, ResponseLoss, search_space
+from .feature_base import FEATURE_LOSSES, FeatureLoss, build_feature_loss
 from .ctkd import curriculum_strength
 from .dist import pearson_rows
 from .dkd import decoupled_kl
@@ -26,6 +28,7 @@ __all__ = [
     "FeatureLoss",
     "build_feature_loss",
     "LOSSES",
+    "LossOutput",
     "ResponseLoss",
     "build",
     "curriculum_strength",

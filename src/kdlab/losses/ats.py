@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..space import Space
-from .base import LOSSES, ResponseLoss
+from .base import LOSSES, LossOutput, ResponseLoss, named_parts
 from .checks import check_bool, check_positive, check_unit_interval
 from .functional import asymmetric_log_probs, blend, soft_kl
 
@@ -53,7 +53,7 @@ class ATSLoss(ResponseLoss):
     The symmetric control (``control_spaces["symmetric"]``) takes the same values with tau_gt = tau_other
     (12 points), so ATS and its control differ in the asymmetry alone, and each gets the same tuning budget.
 
-    ``last_parts``: {"ce": CE, "kd": tau_student^2 * KL}; the objective is (1 - alpha) * ce + alpha * kd.
+    Named parts: {"ce": CE, "kd": tau_student^2 * KL}; the objective is (1 - alpha) * ce + alpha * kd.
     """
 
     name = "ats"
@@ -81,13 +81,12 @@ class ATSLoss(ResponseLoss):
         self.tau_student: float = self.hyperparams["tau_student"]
         self.alpha: float = self.hyperparams["alpha"]
 
-    def forward(self, student_logits: Tensor, teacher_logits: Tensor | None, targets: Tensor) -> Tensor:
+    def compute(self, student_logits: Tensor, teacher_logits: Tensor | None, targets: Tensor) -> LossOutput:
         student, teacher, y = self._inputs(student_logits, teacher_logits, targets)
         assert teacher is not None
         z_s, z_t = self._standardized(student, teacher)
         loss, ce, kd = ats_objective(student, z_s, z_t, y, self.tau_gt, self.tau_other, self.tau_student, self.alpha)
-        self._record(ce=ce, kd=kd)
-        return loss
+        return LossOutput(loss, named_parts(ce=ce, kd=kd))
 
 
 def ats_objective(

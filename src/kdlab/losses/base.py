@@ -1,8 +1,8 @@
-"""The loss registry and ``ResponseLoss``, the base class every response-based loss follows."""
+"""The loss registry, ``ResponseLoss`` (the base class every response-based loss follows) and ``LossOutput``."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -15,17 +15,35 @@ from .standardize import standardize_logits
 LOSSES: Registry = Registry("loss")
 
 
+class LossOutput(NamedTuple):
+    """A loss's value and its named components.
+
+    ``loss`` is the scalar to minimise (it carries the graph); ``parts`` maps a component's name to its value as a
+    detached 0-d tensor on the loss's device, for the logs: reading them is left to the caller, so computing a loss
+    never waits for the device (no ``.item()``, no ``float()``).
+    """
+
+    loss: Tensor
+    parts: dict[str, Tensor]
+
+
+def named_parts(**values: Tensor) -> dict[str, Tensor]:
+    """``values`` detached from the graph, for :attr:`LossOutput.parts`."""
+    return {key: value.detach() for key, value in values.items()}
+
+
 class ResponseLoss(nn.Module):
     """A training objective computed from the student's logits, the teacher's logits and the labels.
 
-    ``forward(student_logits [N, K], teacher_logits [N, K] or None, targets [N] class indices) -> scalar``: the
-    whole objective *including* its cross-entropy term, as the method defines it.
+    ``loss(student_logits [N, K], teacher_logits [N, K] or None, targets [N] class indices) -> scalar``: the
+    whole objective *including* its cross-entropy term, as the method defines it. ``loss.compute(...)`` with the same
+    arguments returns a :class:`LossOutput`: the same objective plus its named, unweighted components as detached
+    tensors, e.g. ``{"ce": .., "kd": ..}`` (what the training loop logs). Subclasses implement ``compute``.
 
     Attributes:
         name: the registry name ("kd", ...), used in messages.
         requires_teacher: False for losses that never read ``teacher_logits`` (which may then be None).
         hyperparams: the resolved hyperparameters as JSON-able values, for logging and run keys.
-        last_parts: the named, unweighted components of the last call as plain floats, e.g. {"ce": .., "kd": ..}.
         search_space: the method's key hyperparameters and the values an equal-budget tuner tries (a
             :class:`kdlab.space.Space` over this loss's options); it always contains the defaults. Empty for a
             loss with nothing to tune.
@@ -44,7 +62,6 @@ class ResponseLoss(nn.Module):
     def __init__(self, **hyperparams: Any) -> None:
         super().__init__()
         self.hyperparams: dict[str, Any] = dict(hyperparams)
-        self.last_parts: dict[str, float] = {}
         self.total_epochs: int | None = None
 
     def set_schedule(self, epochs: int) -> None:
@@ -58,6 +75,11 @@ class ResponseLoss(nn.Module):
         self.total_epochs = epochs
 
     def forward(self, student_logits: Tensor, teacher_logits: Tensor | None, targets: Tensor) -> Tensor:
+        """The objective (a scalar tensor); :meth:`compute` also returns its parts."""
+        return self.compute(student_logits, teacher_logits, targets).loss
+
+    def compute(self, student_logits: Tensor, teacher_logits: Tensor | None, targets: Tensor) -> LossOutput:
+        """The objective and its named parts (detached)."""
         raise NotImplementedError
 
     def set_epoch(self, epoch: int) -> None:
@@ -99,9 +121,6 @@ class ResponseLoss(nn.Module):
         if self.hyperparams.get("standardize", False):
             return standardize_logits(student), standardize_logits(teacher)
         return student, teacher
-
-    def _record(self, **parts: Tensor) -> None:
-        self.last_parts = {key: float(value.detach()) for key, value in parts.items()}
 
 
 def _as_float(logits: Tensor) -> Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import LOSSES, ResponseLoss
+from .base import LOSSES, LossOutput, ResponseLoss, named_parts
 from .checks import check_unit_interval
 
 
@@ -20,7 +20,7 @@ class CrossEntropyLoss(ResponseLoss):
     ``torch.nn.functional.cross_entropy``.
 
     Hyperparameters: ``label_smoothing`` in [0, 1), default 0.0 (plain cross-entropy, the usual baseline).
-    ``last_parts``: {"ce"}.
+    Named parts: {"ce"}.
     """
 
     name = "ce"
@@ -31,8 +31,7 @@ class CrossEntropyLoss(ResponseLoss):
         super().__init__(label_smoothing=smoothing)
         self.label_smoothing: float = self.hyperparams["label_smoothing"]
 
-    def forward(self, student_logits: Tensor, teacher_logits: Tensor | None, targets: Tensor) -> Tensor:
+    def compute(self, student_logits: Tensor, teacher_logits: Tensor | None, targets: Tensor) -> LossOutput:
         student, _, y = self._inputs(student_logits, None, targets)
         loss = F.cross_entropy(student, y, label_smoothing=self.label_smoothing)
-        self._record(ce=loss)
-        return loss
+        return LossOutput(loss, named_parts(ce=loss))

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from ..space import Space
-from .base import LOSSES, ResponseLoss
+from .base import LOSSES, LossOutput, ResponseLoss, named_parts
 from .checks import check_not_below, check_positive, check_unit_interval
 from .functional import blend, soft_kl
 from .schedule import check_span, span_in_epochs
@@ -98,7 +98,7 @@ class CTKDLoss(ResponseLoss):
     epochs) x alpha {0.5, 0.7, 0.9}, 12 points holding the defaults. The temperature itself is learnt, so the
     curriculum and the KD weight are what is left to tune, as KD tunes its temperature and alpha.
 
-    ``temperature`` (property) is the current T as a float. ``last_parts``: {"ce": CE, "kd": T^2 * KL,
+    ``temperature`` (property) is the current T as a float. Named parts: {"ce": CE, "kd": T^2 * KL,
     "temperature": T}; the objective is (1 - alpha) * ce + alpha * kd.
     """
 
@@ -168,7 +168,7 @@ class CTKDLoss(ResponseLoss):
         with torch.no_grad():
             return float(self._temperature(self.raw_temperature))
 
-    def forward(self, student_logits: Tensor, teacher_logits: Tensor | None, targets: Tensor) -> Tensor:
+    def compute(self, student_logits: Tensor, teacher_logits: Tensor | None, targets: Tensor) -> LossOutput:
         student, teacher, y = self._inputs(student_logits, teacher_logits, targets)
         assert teacher is not None
         raw = _GradientReversal.apply(self.raw_temperature, self.grl_strength)
@@ -176,8 +176,7 @@ class CTKDLoss(ResponseLoss):
         t = self._temperature(raw).to(student.dtype)
         kd = t * t * soft_kl(torch.log_softmax(teacher / t, dim=-1), torch.log_softmax(student / t, dim=-1))
         ce = F.cross_entropy(student, y)
-        self._record(ce=ce, kd=kd, temperature=t)
-        return blend(ce, kd, self.alpha)
+        return LossOutput(blend(ce, kd, self.alpha), named_parts(ce=ce, kd=kd, temperature=t))
 
 
 def _inverse_bound(value: float, low: float, high: float) -> float:

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..space import Space
-from .base import LOSSES, ResponseLoss
+from .base import LOSSES, LossOutput, ResponseLoss, named_parts
 from .checks import check_non_negative, check_positive
 
 #: Keeps the Pearson denominator away from 0 when a row or column has no spread (a uniform prediction, or a
@@ -59,7 +59,7 @@ class DISTLoss(ResponseLoss):
     Search space (``search_space``): temperature {1, 2, 4} (ImageNet 1, CIFAR-100 4) x beta {1, 2, 4} x gamma
     {1, 2, 4}, 27 points holding the defaults and the CIFAR setting; ce_weight stays 1.
 
-    ``last_parts``: {"ce": CE, "inter": inter, "intra": intra} (T^2 included, weights not);
+    Named parts: {"ce": CE, "inter": inter, "intra": intra} (T^2 included, weights not);
     the objective is ce_weight * ce + beta * inter + gamma * intra.
     """
 
@@ -80,7 +80,7 @@ class DISTLoss(ResponseLoss):
         self.temperature: float = self.hyperparams["temperature"]
         self.ce_weight: float = self.hyperparams["ce_weight"]
 
-    def forward(self, student_logits: Tensor, teacher_logits: Tensor | None, targets: Tensor) -> Tensor:
+    def compute(self, student_logits: Tensor, teacher_logits: Tensor | None, targets: Tensor) -> LossOutput:
         student, teacher, y = self._inputs(student_logits, teacher_logits, targets)
         assert teacher is not None
         t = self.temperature
@@ -89,5 +89,5 @@ class DISTLoss(ResponseLoss):
         inter = t * t * (1.0 - pearson_rows(y_s, y_t)).mean()
         intra = t * t * (1.0 - pearson_rows(y_s.transpose(0, 1), y_t.transpose(0, 1))).mean()
         ce = F.cross_entropy(student, y)
-        self._record(ce=ce, inter=inter, intra=intra)
-        return self.ce_weight * ce + self.beta * inter + self.gamma * intra
+        return LossOutput(self.ce_weight * ce + self.beta * inter + self.gamma * intra,
+                          named_parts(ce=ce, inter=inter, intra=intra))

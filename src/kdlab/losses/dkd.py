@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..space import Space
-from .base import LOSSES, ResponseLoss
+from .base import LOSSES, LossOutput, ResponseLoss, named_parts
 from .checks import check_bool, check_non_negative, check_positive
 from .schedule import check_span, span_in_epochs
 
@@ -110,7 +110,7 @@ class DKDLoss(ResponseLoss):
     released settings (CIFAR-100 beta 8, T 4; ImageNet beta 0.5, T 1). alpha stays at 1: the paper fixes the
     TCKD weight at 1.0 and studies beta alone, the one knob that replaces KD's (1 - p_gt) coupling.
 
-    ``last_parts``: {"ce": CE, "tckd": T^2 * TCKD, "nckd": T^2 * NCKD} (unweighted, without warm);
+    Named parts: {"ce": CE, "tckd": T^2 * TCKD, "nckd": T^2 * NCKD} (unweighted, without warm);
     the objective is ce_weight * ce + warm * (alpha * tckd + beta * nckd).
     """
 
@@ -153,7 +153,7 @@ class DKDLoss(ResponseLoss):
         hp = self.hyperparams
         return span_in_epochs("dkd", "warmup", hp["warmup_fraction"], hp["warmup_epochs"], self.total_epochs)
 
-    def forward(self, student_logits: Tensor, teacher_logits: Tensor | None, targets: Tensor) -> Tensor:
+    def compute(self, student_logits: Tensor, teacher_logits: Tensor | None, targets: Tensor) -> LossOutput:
         student, teacher, y = self._inputs(student_logits, teacher_logits, targets)
         assert teacher is not None
         z_s, z_t = self._standardized(student, teacher)
@@ -161,5 +161,5 @@ class DKDLoss(ResponseLoss):
         tckd_rows, nckd_rows = decoupled_kl(z_s, z_t, y, self.temperature)
         tckd, nckd = t2 * tckd_rows.mean(), t2 * nckd_rows.mean()
         ce = F.cross_entropy(student, y)
-        self._record(ce=ce, tckd=tckd, nckd=nckd)
-        return self.ce_weight * ce + self.warmup_factor * (self.alpha * tckd + self.beta * nckd)
+        return LossOutput(self.ce_weight * ce + self.warmup_factor * (self.alpha * tckd + self.beta * nckd),
+                          named_parts(ce=ce, tckd=tckd, nckd=nckd))

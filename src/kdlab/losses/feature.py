@@ -1,5 +1,5 @@
-"""Feature-based distillation losses (fitnet, at, agd, nonlocal) and the registry that also holds the relation
-losses of ``relation.py`` (lsp, rkd_distance, rkd_angle, rkd, sp, pairwise).
+"""Feature-based distillation losses: fitnet, at, agd, nonlocal (the relation losses are in ``relation.py``; both
+register into ``FEATURE_LOSSES`` of ``feature_base.py``).
 
 Every loss is an ``nn.Module`` with ``forward(student_feature [N, ...], teacher_feature [N, ...]) -> scalar``; it is the
 distillation term only (no cross-entropy, no hint-training schedule): the training scheme adds it to the task loss.
@@ -17,126 +17,13 @@ Which shapes a loss accepts is its ``shape_rule`` (and ``needs_adapter`` answers
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Sequence
-from typing import Any, ClassVar
-
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from ..errors import ConfigError
-from ..registry import Registry
+from .base import LossOutput, named_parts
 from .checks import check_positive
-
-FEATURE_LOSSES: Registry = Registry("feature loss")
-
-SHAPE_RULES = ("same", "same_spatial", "spatial", "any")
-
-
-def build_feature_loss(name: str, **hyperparams: Any) -> FeatureLoss:
-    """The feature or relation loss registered as ``name`` with ``hyperparams`` (the others at their defaults).
-
-    Raises ConfigError for an unknown name (with a did-you-mean), an option the loss does not have, or a value it
-    does not allow; each message names the key, the value and what is allowed.
-    """
-    factory = FEATURE_LOSSES.get(name)
-    FEATURE_LOSSES.check_kwargs(name, hyperparams)
-    return factory(**hyperparams)
-
-
-def check_choice(loss: str, key: str, value: Any, choices: Sequence[str]) -> str:
-    """One of ``choices`` (strings), else ConfigError in the format of ``checks.py`` with a did-you-mean."""
-    if not isinstance(value, str) or value not in choices:
-        close = difflib.get_close_matches(str(value), list(choices), n=1, cutoff=0.6)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ConfigError(f"loss '{loss}': {key}={value!r} is not allowed; must be one of "
-                          f"{', '.join(choices)}{hint}")
-    return value
-
-
-class FeatureLoss(nn.Module):
-    """Base class: a distillation term from a student feature and a teacher feature of the same batch.
-
-    Attributes:
-        name: the registry name, used in messages.
-        shape_rule: which shape pairs the loss accepts (see the module docstring).
-        hyperparams: the resolved hyperparameters as JSON-able values, for logging and run keys.
-        last_parts: named, *weighted* components of the last call as floats (they sum to the returned value).
-
-    The teacher's feature is detached (a fixed target) and, if it is an inference tensor (captured under
-    ``torch.inference_mode``), cloned so autograd may save it. Half-precision features are promoted to float32.
-    """
-
-    name: ClassVar[str] = ""
-    shape_rule: ClassVar[str] = "any"
-
-    def __init__(self, **hyperparams: Any) -> None:
-        super().__init__()
-        self.hyperparams: dict[str, Any] = dict(hyperparams)
-        self.last_parts: dict[str, float] = {}
-
-    def forward(self, student_feature: Tensor, teacher_feature: Tensor) -> Tensor:
-        raise NotImplementedError
-
-    def extra_repr(self) -> str:
-        return ", ".join(f"{key}={value!r}" for key, value in self.hyperparams.items())
-
-    def needs_adapter(self, student_shape: Sequence[int], teacher_shape: Sequence[int]) -> bool:
-        """Whether the student's tap needs ``make_adapter(student_shape, teacher_shape)`` before this loss.
-
-        Shapes are without the batch dim. Raises ConfigError when no adapter can help (a map-only loss on a vector
-        tap), so a bad tap pairing fails at setup time rather than in the first training step.
-        """
-        student, teacher = tuple(int(v) for v in student_shape), tuple(int(v) for v in teacher_shape)
-        if self.shape_rule in ("spatial", "same_spatial"):
-            if len(student) != 3 or len(teacher) != 3:
-                raise ConfigError(f"loss '{self.name}' compares feature maps [C, H, W]; got student tap shape "
-                                  f"{list(student)} and teacher tap shape {list(teacher)}: pick convolutional taps")
-            return self.shape_rule == "same_spatial" and student[1:] != teacher[1:]
-        if self.shape_rule == "same":
-            if len(student) == 1 and len(teacher) == 3:
-                raise ConfigError(f"loss '{self.name}' cannot compare a student vector {list(student)} with a teacher "
-                                  f"feature map {list(teacher)}: no adapter maps a vector onto a spatial layout. Use "
-                                  f"a relation loss or pick other taps")
-            return student != teacher
-        return False
-
-    # -- helpers for subclasses -------------------------------------------------------------------------------
-
-    def _pair(self, student_feature: Tensor, teacher_feature: Tensor) -> tuple[Tensor, Tensor]:
-        """Promote, detach the teacher, and check the shapes against ``shape_rule`` (ValueError naming both)."""
-        student = _as_float(student_feature)
-        teacher = teacher_feature.detach()
-        if teacher.is_inference():
-            teacher = teacher.clone()
-        teacher = _as_float(teacher).to(student.dtype)
-        shapes = f"student_feature {tuple(student.shape)}, teacher_feature {tuple(teacher.shape)}"
-        if student.dim() < 2 or teacher.dim() < 2 or student.shape[0] != teacher.shape[0]:
-            raise ValueError(f"loss '{self.name}': features must be batches [N, ...] of the same N; got {shapes}")
-        if self.shape_rule == "same" and student.shape != teacher.shape:
-            raise ValueError(f"loss '{self.name}' compares features element by element and needs equal shapes; got "
-                             f"{shapes}. Map the student's feature with make_adapter(student_shape, teacher_shape)")
-        if self.shape_rule in ("spatial", "same_spatial") and (student.dim() != 4 or teacher.dim() != 4):
-            raise ValueError(f"loss '{self.name}' needs feature maps [N, C, H, W]; got {shapes}")
-        if self.shape_rule == "same_spatial" and student.shape[2:] != teacher.shape[2:]:
-            raise ValueError(f"loss '{self.name}' needs equal spatial sizes (channels may differ); got {shapes}. "
-                             f"Map the student's feature with make_adapter(student_shape, teacher_shape)")
-        return student, teacher
-
-    def _record(self, **parts: Tensor) -> None:
-        self.last_parts = {key: float(value.detach()) for key, value in parts.items()}
-
-
-def _as_float(x: Tensor) -> Tensor:
-    return x if x.dtype in (torch.float32, torch.float64) else x.float()
-
-
-def zero_loss(student: Tensor) -> Tensor:
-    """A zero that is still connected to the student's graph (backward works, grads are 0): a batch too small to
-    hold any relation."""
-    return student.sum() * 0.0
-
+from .feature_base import FEATURE_LOSSES, FeatureLoss, check_choice
 
 # -- fitnet ------------------------------------------------------------------------------------------------------
 
@@ -170,11 +57,10 @@ class FitNetLoss(FeatureLoss):
         super().__init__(weight=check_positive("fitnet", "weight", weight))
         self.weight: float = self.hyperparams["weight"]
 
-    def forward(self, student_feature: Tensor, teacher_feature: Tensor) -> Tensor:
+    def compute(self, student_feature: Tensor, teacher_feature: Tensor) -> LossOutput:
         student, teacher = self._pair(student_feature, teacher_feature)
         hint = self.weight * 0.5 * (teacher - student).pow(2).mean()
-        self._record(hint=hint)
-        return hint
+        return LossOutput(hint, named_parts(hint=hint))
 
 
 # -- at ----------------------------------------------------------------------------------------------------------
@@ -216,7 +102,7 @@ class AttentionTransferLoss(FeatureLoss):
         self.beta: float = self.hyperparams["beta"]
         self.p: float = self.hyperparams["p"]
 
-    def forward(self, student_feature: Tensor, teacher_feature: Tensor) -> Tensor:
+    def compute(self, student_feature: Tensor, teacher_feature: Tensor) -> LossOutput:
         student, teacher = self._pair(student_feature, teacher_feature)
         q_s, q_t = attention_map(student, self.p), attention_map(teacher, self.p)
         size = (max(q_s.shape[2], q_t.shape[2]), max(q_s.shape[3], q_t.shape[3]))
@@ -227,8 +113,7 @@ class AttentionTransferLoss(FeatureLoss):
         q_s = F.normalize(q_s.flatten(1), dim=1)
         q_t = F.normalize(q_t.flatten(1), dim=1)
         loss = self.beta / 2 * (q_s - q_t).pow(2).mean()
-        self._record(attention=loss)
-        return loss
+        return LossOutput(loss, named_parts(attention=loss))
 
 
 # -- agd ---------------------------------------------------------------------------------------------------------
@@ -299,7 +184,7 @@ class AttentionGuidedLoss(FeatureLoss):
             m_channel = channel.shape[1] * torch.softmax(channel / self.temperature, dim=1)
         return m_spatial, m_channel
 
-    def forward(self, student_feature: Tensor, teacher_feature: Tensor) -> Tensor:
+    def compute(self, student_feature: Tensor, teacher_feature: Tensor) -> LossOutput:
         student, teacher = self._pair(student_feature, teacher_feature)
         if student.dim() != 4:
             raise ValueError(f"loss 'agd' needs feature maps [N, C, H, W]; got {tuple(student.shape)}")
@@ -309,8 +194,7 @@ class AttentionGuidedLoss(FeatureLoss):
         att = ((spatial_attention(teacher) - spatial_attention(student)).abs().mean()
                + (channel_attention(teacher) - channel_attention(student)).abs().mean())
         feat, att = self.alpha * feat, self.gamma * att
-        self._record(feature=feat, attention=att)
-        return feat + att
+        return LossOutput(feat + att, named_parts(feature=feat, attention=att))
 
 
 # -- nonlocal ----------------------------------------------------------------------------------------------------
@@ -349,14 +233,8 @@ class NonLocalLoss(FeatureLoss):
         super().__init__(weight=check_positive("nonlocal", "weight", weight))
         self.weight: float = self.hyperparams["weight"]
 
-    def forward(self, student_feature: Tensor, teacher_feature: Tensor) -> Tensor:
+    def compute(self, student_feature: Tensor, teacher_feature: Tensor) -> LossOutput:
         student, teacher = self._pair(student_feature, teacher_feature)
         diff = position_relation(teacher) - position_relation(student)
         loss = self.weight * diff.pow(2).sum(dim=-1).mean()
-        self._record(relation=loss)
-        return loss
-
-
-# relation.py registers its losses into FEATURE_LOSSES; importing it here (after everything it needs from this module
-# is defined) makes every name available to build_feature_loss whichever of the two modules is imported first
-from . import relation  # noqa: E402,F401
+        return LossOutput(loss, named_parts(relation=loss))

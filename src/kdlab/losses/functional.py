@@ -15,10 +15,15 @@ def soft_kl(log_p_teacher: Tensor, log_p_student: Tensor) -> Tensor:
     p_t underflows to exactly 0 the term is set to 0 explicitly (the limit of p log p), so a teacher logit of
     -inf, as produced by class masking, does not turn 0 * (-inf) into NaN.
     """
+    return soft_kl_per_sample(log_p_teacher, log_p_student).mean()
+
+
+def soft_kl_per_sample(log_p_teacher: Tensor, log_p_student: Tensor) -> Tensor:
+    """KL(p_t[i] || p_s[i]) for every row i of two [N, K] log-probability tensors, as [N]; see :func:`soft_kl`."""
     p_teacher = log_p_teacher.exp()
     terms = p_teacher * (log_p_teacher - log_p_student)
     terms = torch.where(p_teacher > 0, terms, torch.zeros_like(terms))
-    return terms.sum(dim=-1).mean()
+    return terms.sum(dim=-1)
 
 
 def class_temperatures(logits: Tensor, targets: Tensor, tau_gt: float, tau_other: float | Tensor) -> Tensor:

@@ -11,7 +11,7 @@ from torch import Tensor
 from ..errors import ConfigError
 from ..space import Space
 from .ats import ALPHAS, ats_objective
-from .base import LOSSES, ResponseLoss
+from .base import LOSSES, LossOutput, ResponseLoss, named_parts
 from .checks import check_bool, check_int, check_not_below, check_positive, check_unit_interval
 
 
@@ -136,7 +136,7 @@ class ISATSLoss(ResponseLoss):
     0.9}, 15 points holding the defaults; the per-sample choice covers the wrong-class temperature.
 
     After each call ``last_tau_other`` holds the chosen temperatures [N] (detached).
-    ``last_parts``: {"ce": CE, "kd": tau_student^2 * KL}; the objective is (1 - alpha) * ce + alpha * kd.
+    Named parts: {"ce": CE, "kd": tau_student^2 * KL}; the objective is (1 - alpha) * ce + alpha * kd.
     """
 
     name = "isats"
@@ -183,7 +183,7 @@ class ISATSLoss(ResponseLoss):
         self.grid: tuple[float, ...] = tuple(temperature_grid(tau_min, tau_max, grid_size))
         self.last_tau_other: Tensor | None = None
 
-    def forward(self, student_logits: Tensor, teacher_logits: Tensor | None, targets: Tensor) -> Tensor:
+    def compute(self, student_logits: Tensor, teacher_logits: Tensor | None, targets: Tensor) -> LossOutput:
         student, teacher, y = self._inputs(student_logits, teacher_logits, targets)
         assert teacher is not None
         z_s, z_t = self._standardized(student, teacher)
@@ -191,6 +191,5 @@ class ISATSLoss(ResponseLoss):
         tau_other = select_tau_other(z_t, y, self.tau_gt, grid, keep_gt_top=self.keep_gt_top)
         self.last_tau_other = tau_other
         loss, ce, kd = ats_objective(student, z_s, z_t, y, self.tau_gt, tau_other, self.tau_student, self.alpha)
-        self._record(ce=ce, kd=kd)
-        return loss
+        return LossOutput(loss, named_parts(ce=ce, kd=kd))
 

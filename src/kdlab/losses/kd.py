@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..space import Space
-from .base import LOSSES, ResponseLoss
+from .base import LOSSES, LossOutput, ResponseLoss, named_parts
 from .checks import check_bool, check_positive, check_unit_interval
 from .functional import blend, soft_kl
 
@@ -40,7 +40,7 @@ class KDLoss(ResponseLoss):
     one; 1 is the no-softening end). The same space serves ``standardize=True``, whose paper's base temperature
     2 is on the grid.
 
-    ``last_parts``: {"ce": CE, "kd": T^2 * KL}; the objective is (1 - alpha) * ce + alpha * kd.
+    Named parts: {"ce": CE, "kd": T^2 * KL}; the objective is (1 - alpha) * ce + alpha * kd.
     """
 
     name = "kd"
@@ -55,12 +55,11 @@ class KDLoss(ResponseLoss):
         self.temperature: float = self.hyperparams["temperature"]
         self.alpha: float = self.hyperparams["alpha"]
 
-    def forward(self, student_logits: Tensor, teacher_logits: Tensor | None, targets: Tensor) -> Tensor:
+    def compute(self, student_logits: Tensor, teacher_logits: Tensor | None, targets: Tensor) -> LossOutput:
         student, teacher, y = self._inputs(student_logits, teacher_logits, targets)
         assert teacher is not None
         z_s, z_t = self._standardized(student, teacher)
         t = self.temperature
         kd = t * t * soft_kl(torch.log_softmax(z_t / t, dim=-1), torch.log_softmax(z_s / t, dim=-1))
         ce = F.cross_entropy(student, y)
-        self._record(ce=ce, kd=kd)
-        return blend(ce, kd, self.alpha)
+        return LossOutput(blend(ce, kd, self.alpha), named_parts(ce=ce, kd=kd))

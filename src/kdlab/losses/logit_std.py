@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..space import Space
-from .base import LOSSES, ResponseLoss
+from .base import LOSSES, LossOutput, ResponseLoss, named_parts
 from .checks import check_choice, check_non_negative, check_positive
 from .functional import soft_kl
 from .standardize import STD_FORMS, standardize_logits
@@ -44,7 +44,7 @@ class LogitStdLoss(ResponseLoss):
     Search space (``search_space``): temperature {1, 2, 3, 4} (the base temperatures of the paper's logs are 2
     and 3) x kd_weight {1, 3, 9}, 12 points holding the defaults; ce_weight stays at the paper's 0.1.
 
-    ``last_parts``: {"ce": CE, "kd": T^2 * KL}; the objective is ce_weight * ce + kd_weight * kd.
+    Named parts: {"ce": CE, "kd": T^2 * KL}; the objective is ce_weight * ce + kd_weight * kd.
     """
 
     name = "logit_std"
@@ -62,7 +62,7 @@ class LogitStdLoss(ResponseLoss):
         self.kd_weight: float = self.hyperparams["kd_weight"]
         self.ce_weight: float = self.hyperparams["ce_weight"]
 
-    def forward(self, student_logits: Tensor, teacher_logits: Tensor | None, targets: Tensor) -> Tensor:
+    def compute(self, student_logits: Tensor, teacher_logits: Tensor | None, targets: Tensor) -> LossOutput:
         student, teacher, y = self._inputs(student_logits, teacher_logits, targets)
         assert teacher is not None
         t = self.temperature
@@ -70,5 +70,4 @@ class LogitStdLoss(ResponseLoss):
         z_s, z_t = standardize_logits(student, std=std), standardize_logits(teacher, std=std)
         kd = t * t * soft_kl(torch.log_softmax(z_t / t, dim=-1), torch.log_softmax(z_s / t, dim=-1))
         ce = F.cross_entropy(student, y)
-        self._record(ce=ce, kd=kd)
-        return self.ce_weight * ce + self.kd_weight * kd
+        return LossOutput(self.ce_weight * ce + self.kd_weight * kd, named_parts(ce=ce, kd=kd))

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import LOSSES, ResponseLoss
+from .base import LOSSES, LossOutput, ResponseLoss, named_parts
 from .checks import check_non_negative, check_positive
 from .functional import soft_kl
 
@@ -45,7 +45,7 @@ class NastyLoss(ResponseLoss):
     - Defaults ``temperature=4.0, omega=0.04``: the CIFAR-10 setting, kept for Fashion-MNIST, which also has 10
       classes and where the normal teacher is similarly confident.
 
-    ``last_parts``: {"ce": CE, "kl": tau^2 * KL}; the objective is ce - omega * kl.
+    Named parts: {"ce": CE, "kl": tau^2 * KL}; the objective is ce - omega * kl.
     """
 
     name = "nasty"
@@ -58,7 +58,7 @@ class NastyLoss(ResponseLoss):
         self.temperature: float = self.hyperparams["temperature"]
         self.omega: float = self.hyperparams["omega"]
 
-    def forward(self, student_logits: Tensor, teacher_logits: Tensor | None, targets: Tensor) -> Tensor:
+    def compute(self, student_logits: Tensor, teacher_logits: Tensor | None, targets: Tensor) -> LossOutput:
         """L = CE(z, y) - omega tau^2 KL(softmax(z/tau) || softmax(z_A/tau)); student = z, teacher = adversary z_A."""
         nasty, adversary, y = self._inputs(student_logits, teacher_logits, targets)
         assert adversary is not None
@@ -66,5 +66,4 @@ class NastyLoss(ResponseLoss):
         # soft_kl(log p, log q) = KL(p || q): the trained (nasty) model's distribution goes first
         kl = t * t * soft_kl(torch.log_softmax(nasty / t, dim=-1), torch.log_softmax(adversary / t, dim=-1))
         ce = F.cross_entropy(nasty, y)
-        self._record(ce=ce, kl=kl)
-        return ce - self.omega * kl
+        return LossOutput(ce - self.omega * kl, named_parts(ce=ce, kl=kl))

@@ -4,7 +4,7 @@ lsp (local structure over a kNN graph), rkd_distance, rkd_angle, rkd, sp and pai
 
 Each sample's feature is flattened to one embedding (``[N, ...] -> [N, D]``); teacher and student embeddings may have
 any two widths, because only N x N (or N x N x N) relation tables are compared. No adapter is needed
-(``shape_rule="any"``). The teacher is detached. All register into ``FEATURE_LOSSES`` (``feature.py``).
+(``shape_rule="any"``). The teacher is detached. All register into ``FEATURE_LOSSES`` (``feature_base.py``).
 
 Pairs (i, j) always mean i != j: a sample's relation to itself carries no information about the others (a distance
 of 0, a cosine of 1) and would only dilute the mean.
@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .base import LossOutput, named_parts
 from .checks import check_int, check_positive
-from .feature import FEATURE_LOSSES, FeatureLoss, check_choice, zero_loss
+from .feature_base import FEATURE_LOSSES, FeatureLoss, check_choice, zero_loss
 from .functional import soft_kl
 
 # floor under squared distances before the square root: its gradient at 0 is infinite (duplicate samples)
@@ -128,19 +129,17 @@ class LocalStructureLoss(FeatureLoss):
         k = min(self.k, masked.shape[0] - 1)
         return masked.topk(k, dim=1, largest=False).indices
 
-    def forward(self, student_feature: Tensor, teacher_feature: Tensor) -> Tensor:
+    def compute(self, student_feature: Tensor, teacher_feature: Tensor) -> LossOutput:
         student, teacher = _embeddings(self, student_feature, teacher_feature)
         if student.shape[0] < 2:
             zero = zero_loss(student)
-            self._record(structure=zero)
-            return zero
+            return LossOutput(zero, named_parts(structure=zero))
         distances_t = squared_distances(teacher)
         index = self.neighbours(distances_t)
         logits_t = -distances_t.gather(1, index) / self.temperature
         logits_s = -squared_distances(student).gather(1, index) / self.temperature
         loss = self.weight * soft_kl(torch.log_softmax(logits_t, dim=1), torch.log_softmax(logits_s, dim=1))
-        self._record(structure=loss)
-        return loss
+        return LossOutput(loss, named_parts(structure=loss))
 
 
 # -- rkd ---------------------------------------------------------------------------------------------------------
@@ -178,11 +177,10 @@ class RKDDistanceLoss(FeatureLoss):
         super().__init__(weight=check_positive("rkd_distance", "weight", weight))
         self.weight: float = self.hyperparams["weight"]
 
-    def forward(self, student_feature: Tensor, teacher_feature: Tensor) -> Tensor:
+    def compute(self, student_feature: Tensor, teacher_feature: Tensor) -> LossOutput:
         student, teacher = _embeddings(self, student_feature, teacher_feature)
         loss = self.weight * _rkd_term(distance_potential, student, teacher, min_samples=2)
-        self._record(distance=loss)
-        return loss
+        return LossOutput(loss, named_parts(distance=loss))
 
 
 @FEATURE_LOSSES.register("rkd_angle")
@@ -208,11 +206,10 @@ class RKDAngleLoss(FeatureLoss):
         super().__init__(weight=check_positive("rkd_angle", "weight", weight))
         self.weight: float = self.hyperparams["weight"]
 
-    def forward(self, student_feature: Tensor, teacher_feature: Tensor) -> Tensor:
+    def compute(self, student_feature: Tensor, teacher_feature: Tensor) -> LossOutput:
         student, teacher = _embeddings(self, student_feature, teacher_feature)
         loss = self.weight * _rkd_term(angle_potential, student, teacher, min_samples=3)
-        self._record(angle=loss)
-        return loss
+        return LossOutput(loss, named_parts(angle=loss))
 
 
 @FEATURE_LOSSES.register("rkd")
@@ -221,7 +218,7 @@ class RKDLoss(FeatureLoss):
 
     Park, Kim, Lu, Cho, "Relational Knowledge Distillation", CVPR 2019; ``L_D`` and ``L_A`` exactly as in
     ``rkd_distance`` and ``rkd_angle`` (with weight 1). Defaults 25 and 50, the CIFAR setting of the CRD benchmark
-    (Tian et al., ICLR 2020). ``last_parts``: {"distance": weighted L_D, "angle": weighted L_A}.
+    (Tian et al., ICLR 2020). Named parts: {"distance": weighted L_D, "angle": weighted L_A}.
     """
 
     name = "rkd"
@@ -234,12 +231,11 @@ class RKDLoss(FeatureLoss):
         self.distance_weight: float = self.hyperparams["distance_weight"]
         self.angle_weight: float = self.hyperparams["angle_weight"]
 
-    def forward(self, student_feature: Tensor, teacher_feature: Tensor) -> Tensor:
+    def compute(self, student_feature: Tensor, teacher_feature: Tensor) -> LossOutput:
         student, teacher = _embeddings(self, student_feature, teacher_feature)
         distance = self.distance_weight * _rkd_term(distance_potential, student, teacher, min_samples=2)
         angle = self.angle_weight * _rkd_term(angle_potential, student, teacher, min_samples=3)
-        self._record(distance=distance, angle=angle)
-        return distance + angle
+        return LossOutput(distance + angle, named_parts(distance=distance, angle=angle))
 
 
 # -- sp ----------------------------------------------------------------------------------------------------------
@@ -270,12 +266,11 @@ class SimilarityPreservingLoss(FeatureLoss):
         super().__init__(gamma=check_positive("sp", "gamma", gamma))
         self.gamma: float = self.hyperparams["gamma"]
 
-    def forward(self, student_feature: Tensor, teacher_feature: Tensor) -> Tensor:
+    def compute(self, student_feature: Tensor, teacher_feature: Tensor) -> LossOutput:
         student, teacher = _embeddings(self, student_feature, teacher_feature)
         n = student.shape[0]
         loss = self.gamma / (n * n) * (similarity_matrix(teacher) - similarity_matrix(student)).pow(2).sum()
-        self._record(similarity=loss)
-        return loss
+        return LossOutput(loss, named_parts(similarity=loss))
 
 
 # -- pairwise ----------------------------------------------------------------------------------------------------
@@ -332,12 +327,11 @@ class PairwiseRelationLoss(FeatureLoss):
         self.criterion: str = self.hyperparams["criterion"]
         self.weight: float = self.hyperparams["weight"]
 
-    def forward(self, student_feature: Tensor, teacher_feature: Tensor) -> Tensor:
+    def compute(self, student_feature: Tensor, teacher_feature: Tensor) -> LossOutput:
         student, teacher = _embeddings(self, student_feature, teacher_feature)
         if student.shape[0] < 2:
             zero = zero_loss(student)
-            self._record(relation=zero)
-            return zero
+            return LossOutput(zero, named_parts(relation=zero))
         r_s, r_t = pair_relation(student, self.phi), pair_relation(teacher, self.phi)
         if self.criterion == "l1":
             value = (r_t - r_s).abs().mean()
@@ -348,5 +342,4 @@ class PairwiseRelationLoss(FeatureLoss):
             p_t = torch.softmax(sign * r_t, dim=1)
             value = -(p_t * torch.log_softmax(sign * r_s, dim=1)).sum(dim=1).mean()
         loss = self.weight * value
-        self._record(relation=loss)
-        return loss
+        return LossOutput(loss, named_parts(relation=loss))

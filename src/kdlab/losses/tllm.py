@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ConfigError
-from .base import LOSSES, ResponseLoss
+from .base import LOSSES, LossOutput, ResponseLoss, named_parts
 from .checks import check_positive, check_unit_interval
-from .functional import blend, soft_kl
+from .functional import blend, soft_kl_per_sample
 from .kd import KDLoss
 
 
@@ -65,7 +65,7 @@ class TLLMLoss(ResponseLoss):
     before it sees logits). Search space: ``kd``'s (temperature x alpha); the class set comes from an analysis,
     not from tuning.
 
-    ``last_parts``: {"ce": CE over all samples, "kd": T^2 * KL averaged over the distillable samples (0 when
+    Named parts: {"ce": CE over all samples, "kd": T^2 * KL averaged over the distillable samples (0 when
     there are none), "distillable_fraction": N_d / N}.
     """
 
@@ -92,25 +92,25 @@ class TLLMLoss(ResponseLoss):
         excluded[self.undistillable_classes] = True
         return ~excluded[targets]
 
-    def forward(self, student_logits: Tensor, teacher_logits: Tensor | None, targets: Tensor) -> Tensor:
+    def compute(self, student_logits: Tensor, teacher_logits: Tensor | None, targets: Tensor) -> LossOutput:
         student, teacher, y = self._inputs(student_logits, teacher_logits, targets)
         assert teacher is not None
-        t = self.temperature
-        keep = self.distillable_mask(y, student.shape[1])
-        n, n_keep = y.shape[0], int(keep.sum())
-        # The two groups are computed with kd's and ce's own formulas and weighted by their share of the batch,
-        # so a batch that is all distillable gives kd's loss bit for bit, and one that is all undistillable ce's.
-        total = student.new_zeros(())
-        kd_part = student.new_zeros(())
-        if n_keep:
-            # no indexing when the whole batch is distillable (the common case when few classes are removed)
-            z_s, z_t, y_d = (student, teacher, y) if n_keep == n else (student[keep], teacher[keep], y[keep])
-            kd_part = t * t * soft_kl(torch.log_softmax(z_t / t, dim=-1), torch.log_softmax(z_s / t, dim=-1))
-            total = total + blend(F.cross_entropy(z_s, y_d), kd_part, self.alpha) * (n_keep / n)
-        if n_keep < n:
-            drop = ~keep
-            z_u, y_u = (student, y) if n_keep == 0 else (student[drop], y[drop])
-            total = total + F.cross_entropy(z_u, y_u) * ((n - n_keep) / n)
-        self._record(ce=F.cross_entropy(student.detach(), y), kd=kd_part,
-                     distillable_fraction=torch.tensor(n_keep / n if n else 1.0))
-        return total
+        t, alpha = self.temperature, self.alpha
+        ce = F.cross_entropy(student, y)
+        kl = soft_kl_per_sample(torch.log_softmax(teacher / t, dim=-1), torch.log_softmax(student / t, dim=-1))
+        kd_all = t * t * kl.mean()  # kd's term over the whole batch, computed as kd computes it
+        if not self.undistillable_classes:
+            return LossOutput(blend(ce, kd_all, alpha),
+                              named_parts(ce=ce, kd=kd_all, distillable_fraction=ce.new_ones(())))
+        # The per-sample form of the docstring, with the batch's mask as weights: nothing here depends on how many
+        # samples are distillable, so no step waits for the device to count them. A batch that is all distillable
+        # (all undistillable) selects kd's (ce's) own value, bit for bit.
+        keep = self.distillable_mask(y, student.shape[1]).to(student.dtype)
+        n = max(y.shape[0], 1)
+        n_keep = keep.sum()
+        per_sample = F.cross_entropy(student, y, reduction="none")
+        per_sample = per_sample + keep * alpha * (t * t * kl - per_sample)
+        everyone, no_one = n_keep == n, n_keep == 0
+        total = torch.where(everyone, blend(ce, kd_all, alpha), torch.where(no_one, ce, per_sample.sum() / n))
+        kd_part = torch.where(everyone, kd_all, t * t * (keep * kl).sum() / n_keep.clamp(min=1))
+        return LossOutput(total, named_parts(ce=ce, kd=kd_part, distillable_fraction=n_keep / n))

@@ -31,17 +31,26 @@ accuracy for nastiness, so selecting by validation accuracy would pick the least
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+import torch
 from pydantic import Field
 
 from ..config import (Component, DataConfig, OptimConfig, RunConfig, ScheduleConfig, Section, TeacherConfig,
-                      TrainConfig, apply_overrides, check_components, parse_config, read_yaml)
+                      TrainConfig, apply_overrides, parse_config, read_yaml)
+from ..data import TensorLoader
+from ..distill import load_teacher
 from ..errors import ConfigError
 from ..io import atomic_write_json
+from ..models import load_model_weights, predict_logits
+from ..recipe import run, run_or_reuse
 from ..store import Job
+from ..train import evaluate
+from ..validate import check_components
+from .source import load_splits, model_data_config, resolve_model
 
 log = logging.getLogger("kdlab")
 
@@ -100,10 +109,6 @@ class NastyTeacherJob(Job):
         """Train (or resume, or reuse) the nasty run in ``out_dir`` through the recipe (which locks the directory);
         evaluate it once; return the summary with ``protected`` (the content of protected.json) and whether this
         call trained it."""
-        import json
-
-        from ..recipe import run_or_reuse
-
         summary, trained = run_or_reuse(self.run, out_dir, progress=progress, teacher_cache_dir=teacher_cache_dir,
                                         identity=self, wait=True)
         protected = Path(out_dir) / "protected.json"
@@ -128,8 +133,6 @@ def load_nasty_config(config: str | Path | dict[str, Any], overrides: list[str] 
 
 def build_nasty_run(cfg: NastyConfig) -> RunConfig:
     """Resolve the teacher and adversary and return the validated RunConfig of the nasty run."""
-    from .source import model_data_config, resolve_model
-
     teacher = resolve_model(cfg.teacher, "teacher")
     adversary = resolve_model(cfg.adversary, "adversary") if cfg.adversary is not None else teacher
     if adversary.spec.get("num_classes") != teacher.spec.get("num_classes"):
@@ -158,13 +161,6 @@ def evaluate_protection(run_cfg: RunConfig, run_dir: str | Path, teacher_weights
 
     Writes ``<run_dir>/protected.json`` (the protected weights and these numbers) and returns its content.
     """
-    import torch
-
-    from ..data import TensorLoader
-    from ..distill import load_teacher
-    from ..train import evaluate, load_model_weights, predict_logits
-    from .source import load_splits
-
     d = run_cfg.data
     splits = load_splits(d, d.train_subset)
     weights = protected_weights(run_dir)
@@ -201,8 +197,6 @@ def protect_nasty(config: str | Path | dict[str, Any], out: str | Path, override
     ``protected``: the content of ``<out>/protected.json`` (protected weights = last epoch, its test accuracy,
     the teacher's, the accuracy drop and the mean tau^2 KL(nasty || adversary) on the test split).
     """
-    from ..recipe import run
-
     cfg = load_nasty_config(config, overrides)
     run_cfg = build_nasty_run(cfg)
     summary = run(run_cfg, out, progress=progress)
@@ -215,6 +209,4 @@ def protect_nasty(config: str | Path | dict[str, Any], out: str | Path, override
 
 
 def _resolved_weights(source: str) -> str:
-    from .source import resolve_model
-
     return str(resolve_model(source, "teacher").weights)

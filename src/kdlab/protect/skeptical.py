@@ -49,9 +49,13 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from ..config import RunConfig, Section, check_components
+from ..config import RunConfig, Section
+from ..distill import FeatureTaps, StepOutput, freeze, infer_feature_shapes
 from ..distill.distiller import teacher_batch_logits
 from ..errors import ConfigError
+from ..losses import ResponseLoss
+from ..recipe import run_or_reuse
+from ..validate import check_components
 
 log = logging.getLogger("kdlab")
 
@@ -82,27 +86,29 @@ class AuxiliaryHead(nn.Module):
 class SkepticalObjective(nn.Module):
     """Student + auxiliary head at ``tap`` + response loss at that head + CE at the final head (formula in the module doc).
 
-    Usable with :func:`kdlab.train.fit`: ``student`` is the model that is evaluated and exported, ``loss`` is the
-    response loss applied to the auxiliary head, and ``forward(x, y, index) -> (objective, final_logits)``. The
-    teacher (or its cached logits, indexed by ``index``) is never a registered submodule, so it is not in
-    ``parameters()``, ``state_dict()`` or ``train()``. After each call ``loss.last_parts`` holds the response loss's
-    parts prefixed ``aux_`` plus ``final_ce`` (and ``self_distill`` when on), so the training log shows all terms.
+    An :class:`~kdlab.distill.objective.Objective` for :func:`kdlab.train.fit`: ``student`` is the model that is
+    evaluated and exported, ``loss`` is the response loss applied to the auxiliary head, and a step returns the
+    objective, the final head's logits and the parts: the response loss's parts prefixed ``aux_`` plus ``final_ce``
+    (and ``self_distill`` when on), so the training log shows all terms. The teacher (or its cached logits, indexed by
+    ``index``) is never a registered submodule, so it is not in ``parameters()``, ``state_dict()`` or ``train()``.
     The forward hook on the tap stays installed while the objective lives; ``close()`` removes it.
+
+    The self-distillation temperature T is the response loss's ``temperature`` (1 for a loss without one), read when
+    the objective is built and at every ``set_epoch``: a learned temperature (ctkd) is followed epoch by epoch, so no
+    step waits for the device to read it.
     """
 
-    def __init__(self, student: nn.Module, loss: nn.Module, tap: str, in_shape: Sequence[int], num_classes: int,
+    def __init__(self, student: nn.Module, loss: ResponseLoss, tap: str, in_shape: Sequence[int], num_classes: int,
                  teacher: nn.Module | None = None, teacher_logits: Tensor | None = None, hidden: int = 128,
                  ce_weight: float = 1.0, kd_weight: float = 1.0, self_distill: float = 0.0) -> None:
         super().__init__()
-        from ..distill import FeatureTaps, freeze, infer_feature_shapes
-
         for key, value in (("ce_weight", ce_weight), ("kd_weight", kd_weight), ("self_distill", self_distill)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 raise ConfigError(f"skeptical.{key}={value!r} is not allowed; must be a number >= 0")
         if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 0:
             raise ConfigError(f"skeptical.hidden={hidden!r} is not allowed; must be an integer >= 0 (0 = linear head)")
-        if getattr(loss, "requires_teacher", True) and teacher is None and teacher_logits is None:
-            raise ValueError(f"loss '{getattr(loss, 'name', type(loss).__name__)}' needs a teacher or cached logits")
+        if loss.requires_teacher and teacher is None and teacher_logits is None:
+            raise ValueError(f"loss '{loss.name}' needs a teacher or cached logits")
         self.student = student
         self.loss = loss
         self.tap = tap
@@ -112,40 +118,44 @@ class SkepticalObjective(nn.Module):
         self.__dict__["teacher"] = freeze(teacher) if teacher is not None else None
         self.__dict__["teacher_logits"] = teacher_logits
         self.__dict__["_taps"] = FeatureTaps(student, [tap])
+        self.self_distill_temperature = _temperature(loss)
 
     def set_epoch(self, epoch: int) -> None:
         """Forward the epoch to the response loss (for losses that depend on training progress)."""
-        if hasattr(self.loss, "set_epoch"):
-            self.loss.set_epoch(epoch)
+        self.loss.set_epoch(epoch)
+        self.self_distill_temperature = _temperature(self.loss)
 
     def teacher_outputs(self, x: Tensor, index: Tensor) -> Tensor:
         """The teacher's logits of this batch: cached rows ``index``, or the frozen teacher run without gradient."""
         return teacher_batch_logits(self.teacher, self.teacher_logits, x, index)
 
-    def forward(self, x: Tensor, y: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
-        """(objective, final-head logits) of a batch; see the class and module docstrings for the formula."""
+    def forward(self, x: Tensor, y: Tensor, index: Tensor) -> StepOutput:
+        """Objective, final-head logits and parts of a batch; see the class and module docstrings for the formula."""
         final = self.student(x)
         aux = self.aux_head(self._taps[self.tap])
         self._taps.clear()  # drop the reference to this batch's feature; the graph keeps what backward needs
-        needs_teacher = getattr(self.loss, "requires_teacher", True)
-        teacher = self.teacher_outputs(x, index) if needs_teacher else None
-        kd = self.loss(aux, teacher, y)
-        parts = {f"aux_{k}": v for k, v in dict(getattr(self.loss, "last_parts", {}) or {}).items()}
+        teacher = self.teacher_outputs(x, index) if self.loss.requires_teacher else None
+        kd, kd_parts = self.loss.compute(aux, teacher, y)
+        parts = {f"aux_{k}": v for k, v in kd_parts.items()}
         ce = F.cross_entropy(final, y)
         objective = self.kd_weight * kd + self.ce_weight * ce
-        parts["final_ce"] = float(ce.detach())
+        parts["final_ce"] = ce.detach()
         if self.self_distill > 0:
-            t = float(getattr(self.loss, "temperature", 1.0))
+            t = self.self_distill_temperature
             log_final = torch.log_softmax(final / t, dim=-1)
             sd = (log_final.exp() * (log_final - torch.log_softmax(aux / t, dim=-1))).sum(-1).mean()
             objective = objective + self.self_distill * sd
-            parts["self_distill"] = float(sd.detach())
-        self.loss.last_parts = parts
-        return objective, final
+            parts["self_distill"] = sd.detach()
+        return StepOutput(objective, final, parts)
 
     def close(self) -> None:
         """Remove the forward hook from the student (idempotent)."""
         self._taps.remove()
+
+
+def _temperature(loss: ResponseLoss) -> float:
+    # a response loss's temperature hyperparameter where it has one (kd, dkd, ...; ctkd's is learned), else 1
+    return float(getattr(loss, "temperature", 1.0))
 
 
 # --------------------------------------------------------------------------------------------- one run
@@ -222,13 +232,11 @@ def run_skeptical(cfg: SkepticalRunConfig, out_dir: str | Path, *, progress: boo
 
 def _run_skeptical(cfg: SkepticalRunConfig, out_dir: str | Path, *, progress: bool | None = None,
                    teacher_cache_dir: str | Path | None = None, wait: bool = False) -> tuple[dict[str, Any], bool]:
-    from ..recipe import run_or_reuse
-
     check_skeptical(cfg)
     sk = cfg.skeptical
 
-    def skeptical_objective(run_cfg: RunConfig, student: nn.Module, loss: nn.Module, data: Any,
-                            teacher: nn.Module | None, teacher_logits: Tensor | None) -> nn.Module:
+    def skeptical_objective(run_cfg: RunConfig, student: nn.Module, loss: ResponseLoss, data: Any,
+                            teacher: nn.Module | None, teacher_logits: Tensor | None) -> SkepticalObjective:
         return SkepticalObjective(student, loss, sk.tap, data.in_shape, data.num_classes,
                                   teacher=None if teacher_logits is not None else teacher,
                                   teacher_logits=teacher_logits, hidden=sk.hidden, ce_weight=sk.ce_weight,

@@ -14,8 +14,11 @@ from typing import Any
 from torch import nn
 
 from ..config import Component, DataConfig, RunConfig, TeacherConfig, parse_config, read_yaml
+from ..data import load_dataset
 from ..errors import ConfigError
 from ..io import read_safetensors_metadata
+from ..models import load_model_weights
+from ..recipe import CONFIG
 
 PROTECTED = "protected.json"  # written by protect_nasty into its run dir: names the exported (protected) weights
 
@@ -59,8 +62,6 @@ class ModelSource:
 
     def load(self) -> nn.Module:
         """The model with its weights, in eval mode."""
-        from ..train import load_model_weights
-
         model = load_model_weights(self.weights)
         model.eval()
         return model
@@ -74,8 +75,6 @@ def resolve_model(source: str | Path, key: str = "model") -> ModelSource:
     run's ``checkpoints/`` folder also picks up that run's config (for the data it was trained on).
     Raises ConfigError naming ``key`` and the value when neither exists or the file has no model spec.
     """
-    from ..recipe import CONFIG
-
     path = Path(source)
     run_dir: Path | None = None
     if path.is_dir():
@@ -109,8 +108,6 @@ def resolve_model(source: str | Path, key: str = "model") -> ModelSource:
 
 def _read_run_config(run_dir: Path) -> RunConfig | None:
     """The RunConfig of a run directory (the ``run`` part of a skeptical or nasty run), or None."""
-    from ..recipe import CONFIG
-
     path = run_dir / CONFIG
     if not path.is_file():
         return None
@@ -150,7 +147,5 @@ def model_data_config(source: ModelSource, overrides: dict[str, Any], key: str =
 
 def load_splits(data: DataConfig, train_subset: int | None = None) -> Any:
     """The dataset splits of ``data`` (with ``train_subset``), normalised as every run on it."""
-    from ..data import load_dataset
-
     return load_dataset(data.name, data_dir=data.data_dir, val_size=data.val_size, seed=data.seed,
                         train_subset=train_subset, **data.options)

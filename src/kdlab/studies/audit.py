@@ -20,6 +20,7 @@ Claims (one pair per probe) are declared below; their rules are generated into d
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -27,10 +28,14 @@ from typing import Any
 import torch
 from pydantic import Field, field_validator
 
+from ..analysis import affinity_consistency
+from ..analysis.profile import profile_model
 from ..analysis.stats import mean_std, paired_by_seed
 from ..analysis.verdict import Claim, NotApplicable, Rule, decide, paired_measurement, verdict_word
 from ..config import Component, DataConfig
+from ..distill import resolve_tap
 from ..errors import ConfigError
+from ..models import create_model, predict_logits
 from ..protect.skeptical import SkepticalConfig, SkepticalHeadOptions, SkepticalRunConfig
 from ..protect.source import ModelSource, load_splits, model_data_config, resolve_model
 from ..report import Report
@@ -38,7 +43,7 @@ from ..report.format import format_interval, format_pm, model_name
 from ..store import RunStore
 from .base import STUDIES
 from .common import StageConfig, stage_run_config
-from .driver import Planned, RunSet, Study, StudyConfig, Wave
+from .driver import Planned, RunSet, Study, StudyConfig, Wave, run_study
 from .nasty import dark_knowledge_figure
 
 
@@ -115,8 +120,6 @@ AUDIT_PRESETS: dict[str, dict[str, Any]] = {
 
 def first_tap(model: Component, num_classes: int, in_shape: Any) -> str:
     """The shallowest feature tap of ``model`` (kdlab models list their taps shallow to deep)."""
-    from ..models import create_model
-
     built = create_model(model.name, num_classes, in_shape, **model.options)
     taps = list(getattr(built, "feature_taps", {}))
     if not taps:
@@ -137,9 +140,6 @@ def skeptical_label(temperature: float) -> str:
 def profile_models(source: ModelSource, reference: ModelSource | None, data_cfg: DataConfig,
                    temperatures: list[float]) -> dict[str, Any]:
     """Test accuracy, dark-knowledge statistics (train and test splits) and affinity of the model and the reference."""
-    from ..analysis import affinity_consistency
-    from ..analysis.profile import profile_model
-
     splits = load_splits(data_cfg)
     out: dict[str, Any] = {"class_names": list(splits.class_names)}
     affinities = {}
@@ -171,8 +171,6 @@ def _summary_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
 @torch.inference_mode()
 def mean_kl_on(a: ModelSource, b: ModelSource, x: torch.Tensor, temperatures: list[float]) -> dict[str, float]:
     """Mean over samples of tau^2 * KL(softmax(z_a / tau) || softmax(z_b / tau)) per temperature (as the nasty loss)."""
-    from ..train import predict_logits
-
     za, zb = predict_logits(a.load(), x), predict_logits(b.load(), x)
     out = {}
     for t in temperatures:
@@ -213,9 +211,6 @@ def plan(cfg: AuditConfig, store: RunStore) -> list[Wave]:
 
 def check_taps(cfg: AuditConfig, planned: list[Planned]) -> None:
     """Every skeptical tap exists in its probe model (before any training)."""
-    from ..distill import resolve_tap
-    from ..models import create_model
-
     source = resolve_model(cfg.model, "model")
     num_classes, in_shape = int(source.spec["num_classes"]), source.spec["in_shape"]
     seen = set()
@@ -401,9 +396,5 @@ def audit_distillability(model: str | Path, out: str | Path, preset: str | None 
     """Audit how well ``model`` (a kdlab run directory or weights file) resists distillation; write results.json,
     plots, report.md and report.html into ``out``. ``overrides``: ``key=value`` strings over the defaults (see
     :class:`AuditConfig`; e.g. ``reference=runs/normal``, ``seeds=[0,1]``). Returns the results."""
-    import json
-
-    from .driver import run_study
-
     return run_study(AUDIT, out=out, preset=preset, overrides=[f"model={json.dumps(str(model))}", *overrides],
                      progress=progress)

@@ -27,9 +27,13 @@ from typing import Any, Literal
 import torch
 from pydantic import Field, field_validator, model_validator
 
+from ..analysis import consistency_matrix, spearman_correlation
+from ..analysis.profile import profile_model, teacher_report_fields
 from ..analysis.stats import bootstrap_over_groups, mean_std, paired_by_seed
 from ..analysis.verdict import Claim, Measurement, NotApplicable, Rule, decide, paired_measurement
-from ..config import Component, DataConfig, Section
+from ..config import Component, DataConfig, Section, TeacherConfig
+from ..data import load_dataset
+from ..distill import load_teacher
 from ..report import Report
 from ..report.format import format_interval, format_params, format_pm, model_name
 from ..store import RunStore
@@ -220,11 +224,6 @@ def plan(cfg: CapacityStudyConfig, store: RunStore) -> list[Wave]:
 def _profile(cfg: CapacityStudyConfig, runs: RunSet) -> dict[tuple[int, int], dict[str, Any]]:
     """Dark knowledge and affinity of every teacher (capacity x teacher seed) on the students' training inputs (what
     is distilled) and on test."""
-    from ..analysis.profile import profile_model
-    from ..config import TeacherConfig
-    from ..data import load_dataset
-    from ..distill import load_teacher
-
     d = cfg.data
     data = load_dataset(d.name, data_dir=d.data_dir, val_size=d.val_size, seed=d.seed,
                         train_subset=cfg.student.train_subset, **d.options)
@@ -249,8 +248,6 @@ def select_chain(runs: RunSet, method: str, teacher: int) -> int | None:
 
 def analyse(cfg: CapacityStudyConfig, runs: RunSet) -> dict[str, Any]:
     """Teachers (with their dark knowledge per teacher seed), students, the teacher x method table, TAKD chains."""
-    from ..analysis.profile import teacher_report_fields
-
     profiles = _profile(cfg, runs)
     first = cfg.teacher_seeds[0]
     names = []
@@ -386,8 +383,6 @@ def _group_bootstrap(results: dict[str, Any], statistic, values_of) -> dict[str,
 
 
 def _derived_std_trend(results: dict[str, Any]) -> Measurement:
-    from ..analysis import spearman_correlation
-
     key = str(float(results["config"]["claim_temperature"]))
     params = [t["params"] for t in results["teachers"]]
 
@@ -403,8 +398,6 @@ def _derived_std_trend(results: dict[str, Any]) -> Measurement:
 
 
 def _affinity_agreement(results: dict[str, Any]) -> Measurement:
-    from ..analysis import consistency_matrix
-
     def min_spearman(groups: list[list[Any]]) -> float:
         mean = [torch.tensor(g, dtype=torch.float64).mean(0) for g in groups]
         m = consistency_matrix(mean, stat="spearman")
@@ -668,8 +661,6 @@ def report(results: dict[str, Any]) -> Report:
 
 
 def _consistency(teachers: list[dict[str, Any]]) -> list[list[float]]:
-    from ..analysis import consistency_matrix
-
     return consistency_matrix([torch.tensor(t["affinity"], dtype=torch.float64) for t in teachers],
                               stat="spearman").tolist()
 

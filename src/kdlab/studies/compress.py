@@ -14,7 +14,7 @@ arXiv 1710.09282, 2017). From one teacher, students at each budget (a fraction o
   (Hinton, Vinyals & Dean, 2015);
 - ``scratch``: the same small model trained with cross-entropy only.
 
-The compressed models are fine-tuned (:class:`kdlab.compress.finetune.CompressFinetuneJob`, a run-store job) and the
+The compressed models are fine-tuned (:class:`CompressFinetuneJob`, a run-store job) and the
 small models trained for the same number of epochs on the same data (budgets and defaults in docs/studies/compress.md,
 where the claims' rules are generated from the declarations below). Accuracy against parameters and MACs on one
 Pareto plot, mean ± std over seeds, and claims as paired differences with 95% t intervals.
@@ -22,21 +22,30 @@ Pareto plot, mean ± std over seeds, and claims as paired differences with 95% t
 
 from __future__ import annotations
 
+import copy
 import math
 from fractions import Fraction
-from typing import Any, Literal, Union
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
 from ..analysis.stats import mean_std, paired_by_seed
 from ..analysis.verdict import Claim, NotApplicable, Rule, paired_measurement
 from ..compress.budget import COMPRESSION_METHODS, CompressionOptions, compress_to_budget, size_to_budget
-from ..compress.finetune import CompressFinetuneJob
+from ..compress.finetune import finetune
 from ..config import Component, DataConfig, OptimConfig, RunConfig, ScheduleConfig, Section, TrainConfig
+from ..data import TensorLoader, load_dataset
+from ..distill import cached_teacher_logits, freeze, teacher_weights_path
 from ..errors import ConfigError
+from ..losses import build as build_loss
+from ..models import count_params, create_model, load_model_weights
 from ..report import Report
+from ..report.figures import PALETTE
 from ..report.format import format_interval, format_pm, model_name
-from ..store import RunStore
+from ..store import Job, RunStore
+from ..train import evaluate
+from ..validate import check_components
 from .base import STUDIES
 from .common import StageConfig, stage_run_config
 from .driver import Planned, RunSet, Study, StudyConfig, Wave
@@ -157,9 +166,6 @@ def plan_budgets(cfg: CompressStudyConfig) -> list[dict[str, Any]]:
     """Per budget: target parameters, the sized student model, and a dry run of every compression method on an
     untrained teacher (reachability depends on the architecture only), so a budget no method can reach is a
     ConfigError before anything trains."""
-    from ..data import load_dataset
-    from ..models import count_params, create_model
-
     d = cfg.data
     data = load_dataset(d.name, data_dir=d.data_dir, val_size=d.val_size, seed=d.seed, train_subset=None,
                         **d.options)
@@ -199,6 +205,52 @@ def _finetune_run_config(cfg: CompressStudyConfig, seed: int) -> RunConfig:
     return RunConfig(data=cfg.data.model_copy(update={"train_subset": s.train_subset}), model=cfg.teacher.model,
                      loss=cfg.compression.finetune_loss, optim=s.finetune_optim, schedule=s.schedule,
                      train=TrainConfig(epochs=s.epochs, batch_size=s.batch_size, seed=seed))
+
+
+class CompressFinetuneJob(Job):
+    """A trained teacher compressed to a parameter budget, then fine-tuned: a run-store job.
+
+    ``teacher_run``: the teacher's run directory; ``method``: magnitude, structured or lowrank
+    (:func:`kdlab.compress.budget.compress_to_budget`); ``target_params``: the budget; ``options``: how each method
+    compresses and the fine-tuning loss; ``run``: the fine-tuning recipe (its data with the training subset, optimiser,
+    schedule, epochs, batch size and seed; its ``model`` is the teacher's, recorded). The summary adds
+    ``pre_finetune_test_accuracy`` and ``compression`` (what the method did: sparsity, widths or ranks).
+    """
+
+    kind: ClassVar[str] = "compress_finetune"
+    teacher_run: str
+    method: Literal["magnitude", "structured", "lowrank"]
+    target_params: int
+    options: CompressionOptions
+    run: RunConfig
+
+    def check(self) -> None:
+        """Registry names and options of the fine-tuning run and its loss."""
+        check_components(self.run)
+        try:
+            build_loss(self.options.finetune_loss.name, **self.options.finetune_loss.options)
+        except ConfigError as exc:
+            raise ConfigError(f"compression.finetune_loss: {exc}") from None
+
+    def train(self, out_dir: Path, *, progress: bool | None = None,
+              teacher_cache_dir: str | Path | None = None) -> dict[str, Any]:
+        """Compress the teacher (deterministic, so a resumed run rebuilds the same model) and fine-tune it in
+        ``out_dir`` (called under the directory's lock by :meth:`kdlab.store.Job.run_or_reuse`)."""
+        d = self.run.data
+        data = load_dataset(d.name, data_dir=d.data_dir, val_size=d.val_size, seed=d.seed,
+                            train_subset=d.train_subset, **d.options)
+        teacher = load_model_weights(teacher_weights_path(self.teacher_run))
+        # compression is deterministic: a resumed run rebuilds the same model (and masks) before loading its state
+        model, info = compress_to_budget(self.method, teacher, self.target_params, self.options)
+        pre = evaluate(model, TensorLoader(data.test, 1024))["accuracy"]
+        loss = build_loss(self.options.finetune_loss.name, **self.options.finetune_loss.options)
+        logits = None
+        if loss.requires_teacher:
+            logits = cached_teacher_logits(freeze(copy.deepcopy(teacher)), data.train.x, data.train.fingerprint(),
+                                           cache_dir=teacher_cache_dir)
+        return finetune(model, data.train, data.val, self.run, out_dir, test=data.test, loss=loss,
+                        teacher_logits=logits, progress=progress,
+                        summary_extra={"pre_finetune_test_accuracy": pre, "compression": info})
 
 
 def plan(cfg: CompressStudyConfig, store: RunStore) -> list[Wave]:
@@ -419,8 +471,6 @@ def report(results: dict[str, Any]) -> Report:
 
 
 def _colour(i: int) -> str:
-    from ..report.figures import PALETTE
-
     return PALETTE[i % len(PALETTE)]
 
 

@@ -28,12 +28,15 @@ from typing import Any, Callable, Sequence
 from pydantic import Field
 from tqdm.auto import tqdm
 
-from ..config import RunConfig, Section, check_components
+from ..analysis.verdict import verdict_word
+from ..config import RunConfig, Section
 from ..errors import ConfigError
 from ..executor import ExecutorConfig, executor_from_config
 from ..io import atomic_write_json
 from ..report import Report
 from ..store import RunStore
+from ..validate import check_components
+from .base import STUDIES
 from .common import command_line, load_study_config
 
 log = logging.getLogger("kdlab")
@@ -208,8 +211,6 @@ def render_report(study: Study, results: dict[str, Any]) -> Report:
 
 def rerender(out: str | Path) -> list[str]:
     """Rebuild report.md, report.html and the figures of the study in ``out`` from its results.json alone."""
-    from .base import STUDIES
-
     out = Path(out)
     path = out / RESULTS
     if not path.is_file():
@@ -230,8 +231,6 @@ def _validate(planned: Planned) -> None:
 
 
 def _print_summary(results: dict[str, Any], out: Path) -> None:
-    from ..analysis.verdict import verdict_word
-
     print(f"\n{results['study']} study ({results.get('dataset', '')}): {results['runs_trained']} runs trained, "
           f"{results['runs_reused']} reused, {results['seconds']:.0f} s")
     for claim in results["claims"]:

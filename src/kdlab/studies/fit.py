@@ -30,15 +30,24 @@ import math
 from pathlib import Path
 from typing import Any, ClassVar
 
+import torch
 from pydantic import Field, field_validator
 
+from ..analysis import fit_verdict, kfold_indices, recommend_capacity, sweep_verdicts
 from ..analysis.stats import mean_std, paired_difference
 from ..analysis.verdict import Claim, Measurement, NotApplicable, Rule, paired_measurement
-from ..config import Component, DataConfig, RunConfig, Section, check_components, parse_config
+from ..compress.finetune import finetune
+from ..config import Component, DataConfig, RunConfig, Section, parse_config
+from ..data import TensorLoader, load_dataset
+from ..distill.teacher import load_epoch_weights
 from ..errors import ConfigError, KdlabError
+from ..models import create_model, load_model_weights
 from ..report import Report
+from ..report.figures import PALETTE
 from ..report.format import format_interval, format_pm, model_name
 from ..store import Job, RunStore
+from ..train import evaluate
+from ..validate import check_components
 from .base import STUDIES
 from .common import StageConfig, stage_run_config
 from .driver import Planned, RunSet, Study, StudyConfig, Wave
@@ -196,13 +205,6 @@ class KFoldJob(Job):
     def train(self, out_dir: Path, *, progress: bool | None = None,
               teacher_cache_dir: str | Path | None = None) -> dict[str, Any]:
         """Train the run on every fold but ``fold`` and score it on ``fold`` (called under the directory's lock)."""
-        import torch
-
-        from ..analysis import kfold_indices
-        from ..compress.finetune import finetune
-        from ..data import load_dataset
-        from ..models import create_model
-
         d = self.run.data
         data = load_dataset(d.name, data_dir=d.data_dir, val_size=d.val_size, seed=d.seed,
                             train_subset=d.train_subset, **d.options)
@@ -257,9 +259,6 @@ def plan(cfg: FitStudyConfig, store: RunStore) -> list[Wave]:
 
 def check_models(cfg: FitStudyConfig, planned: list[Planned]) -> None:
     """Build every model once (a dropout of 2 or a width of 0 is refused by the model factories) before training."""
-    from ..data import load_dataset
-    from ..models import create_model
-
     def build(key: str, model: Component, data) -> None:
         try:
             create_model(model.name, data.num_classes, data.in_shape, **model.options)
@@ -330,8 +329,6 @@ def _verdict_inputs(curves: dict[str, list[float]]) -> dict[str, list[float]]:
 
 def _sweep_entries(cfg: FitStudyConfig, models: list[Component], run_set: RunSet) -> list[dict[str, Any]]:
     """Per model: seed-mean curves, the verdict on them, per-seed verdicts, and summary statistics over seeds."""
-    from ..analysis import fit_verdict, sweep_verdicts
-
     thresholds = cfg.verdict.model_dump()
     runs = [[{**r.summary, "curves": read_curves(r.run_dir)} for r in
              (run_set.one(role="sweep", model=i, seed=seed) for seed in cfg.seeds)] for i in range(len(models))]
@@ -376,8 +373,6 @@ def _pick_regularised(cfg: FitStudyConfig, sweep: list[dict[str, Any]]) -> list[
 
 def _recommend(cfg: FitStudyConfig, entries: list[dict[str, Any]], key: str) -> dict[str, Any]:
     """Smallest model within ``tolerance`` of the best mean score; tolerance = one standard error of the best."""
-    from ..analysis import recommend_capacity
-
     scores = [{"val_accuracy": e[key]["mean"], "params": e["params"]} for e in entries]
     best = max(range(len(entries)), key=lambda i: entries[i][key]["mean"])
     n = entries[best][key]["n"]
@@ -394,8 +389,6 @@ def _recommend(cfg: FitStudyConfig, entries: list[dict[str, Any]], key: str) -> 
 
 
 def _load_eval_data(cfg: FitStudyConfig):
-    from ..data import load_dataset
-
     d = cfg.data
     return load_dataset(d.name, data_dir=d.data_dir, val_size=d.val_size, seed=d.seed,
                         train_subset=cfg.sweep.train_subset, **d.options)
@@ -408,9 +401,6 @@ def _evaluate_point(model, data, epoch: int, val_accuracy: float) -> dict[str, A
     still moving), which understates how well a dropout model fits its training data; the gap of an arm is therefore
     ``train accuracy in eval mode - validation accuracy`` of the model that arm returns.
     """
-    from ..data import TensorLoader
-    from ..train import evaluate, load_model_weights
-
     if isinstance(model, (str, Path)):
         model = load_model_weights(model)
     train = evaluate(model, TensorLoader(data.train, 1024))["accuracy"]
@@ -444,9 +434,6 @@ def point_verdict(train_accuracy: float, val_accuracy: float, reference: float,
 def _regularise(cfg: FitStudyConfig, index: int, entry: dict[str, Any], run_set: RunSet, data,
                 reference: float) -> dict[str, Any]:
     """The arms of one model: none (last epoch), early stopping (from the curves), and each remedy (last epoch)."""
-    from ..distill.teacher import load_epoch_weights
-    from ..train import load_model_weights
-
     thresholds = cfg.verdict.model_dump()
     patience = cfg.regularise.patience
     runs = [run_set.one(role="sweep", model=index, seed=seed) for seed in cfg.seeds]
@@ -524,8 +511,6 @@ def _cross_validate(cfg: FitStudyConfig, run_set: RunSet) -> dict[str, Any]:
     unbiased). Per model: the seed-mean score of each fold, then mean ± std over the k folds and the standard error
     std / sqrt(k). Verdict: the rules on the fold-and-seed-mean curves (held-out fold as validation).
     """
-    from ..analysis import recommend_capacity, sweep_verdicts
-
     cv = cfg.cv
     models = [_capacity_model(cv, c) for c in cv.capacities]
     entries, curves_per_model = [], []
@@ -819,8 +804,6 @@ def _regularisation_figure(reg: dict[str, Any]) -> dict[str, Any]:
 
 
 def _colour(i: int) -> str:
-    from ..report.figures import PALETTE
-
     return PALETTE[i % len(PALETTE)]
 
 

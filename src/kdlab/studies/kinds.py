@@ -26,7 +26,12 @@ from pydantic import Field, field_validator, model_validator
 from ..analysis.stats import mean_std, paired_by_seed
 from ..analysis.verdict import Claim, NotApplicable, Rule, paired_measurement
 from ..config import Component, DataConfig, FeatureTermConfig, RunConfig, Section
+from ..data import load_dataset
+from ..distill import build_objective, freeze
+from ..distill.schemes import born_again_configs
 from ..errors import ConfigError
+from ..losses import build as build_loss
+from ..models import create_model
 from ..report import Report
 from ..report.format import format_interval, format_pm, model_name
 from ..store import RunStore
@@ -193,8 +198,6 @@ def method_run_configs(cfg: KindsStudyConfig, method: KindsMethod, seed: int, te
         return [_with(base, features=[t.model_dump(mode="json") for t in method.features],
                       hint_epochs=method.hint_epochs)]
     if method.scheme.name == "ban":
-        from ..distill.schemes import born_again_configs
-
         ce = stage_run_config(cfg.student, cfg.data, seed)
         return born_again_configs(ce, method.scheme.options.get("generations", 2), store.path, loss=method.loss)
     options = dict(method.scheme.options)
@@ -209,11 +212,6 @@ def method_run_configs(cfg: KindsStudyConfig, method: KindsMethod, seed: int, te
 def check_models_fit(cfg: KindsStudyConfig, planned: list[Planned]) -> None:
     """Build every distinct method's objective on fresh models: taps, shapes, adapters, heads are checked before any
     training (a bad tap fails now, not after the teacher has trained)."""
-    from ..data import load_dataset
-    from ..distill import build_objective, freeze
-    from ..losses import build as build_loss
-    from ..models import create_model
-
     d = cfg.data
     data = load_dataset(d.name, data_dir=d.data_dir, val_size=d.val_size, seed=d.seed, train_subset=None, **d.options)
     teacher = freeze(create_model(cfg.teacher.model.name, data.num_classes, data.in_shape, **cfg.teacher.model.options))

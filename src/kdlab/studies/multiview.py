@@ -26,7 +26,14 @@ from torch import Tensor, nn
 
 from ..analysis.stats import binomial_interval, mean_std, paired_difference
 from ..analysis.verdict import Claim, Measurement, Rule, paired_measurement
+from ..compress.finetune import finetune
 from ..config import Component, Section
+from ..data import ArrayDataset
+from ..data.multiview import MultiViewData
+from ..data.seeding import derive_seed, generator_for
+from ..errors import ConfigError
+from ..losses import build as build_loss
+from ..models import load_model_weights, predict_logits
 from ..report import Report
 from ..report.format import format_pm
 from ..store import Job, RunStore
@@ -140,9 +147,6 @@ def build_net(data: MultiViewDataConfig, net: NetConfig) -> PatchSmoothReLUNet:
 
 def multiview_data(d: MultiViewDataConfig, seed: int):
     """The multi-view distribution of ``seed`` and its training, test and probe samples (fixed by the seed)."""
-    from ..data.multiview import MultiViewData
-    from ..data.seeding import generator_for
-
     data = MultiViewData(d.num_classes, d.num_patches, d.patch_dim, d.patches_per_feature,
                          noise_std=d.noise_norm / math.sqrt(d.patch_dim), other_strength=d.other_strength, seed=seed)
     train = data.sample(d.n_train, generator_for(seed, "multiview-train"))
@@ -168,11 +172,6 @@ class MultiViewFitJob(Job):
 
     def train(self, out_dir: Path, *, progress: bool | None = None,
               teacher_cache_dir: str | Path | None = None) -> dict[str, Any]:
-        from ..compress.finetune import finetune
-        from ..data import ArrayDataset
-        from ..data.seeding import derive_seed
-        from ..losses import build as build_loss
-
         _, train, _, _ = multiview_data(self.data, self.seed)
         teacher_logits = None
         if self.teacher_runs:
@@ -192,23 +191,17 @@ class MultiViewFitJob(Job):
 
 def load_net(run_dir: str, data: MultiViewDataConfig, net: NetConfig) -> PatchSmoothReLUNet:
     """The trained patch network saved in ``run_dir``, in eval mode."""
-    from ..train import load_model_weights
-
     model = load_model_weights(Path(run_dir) / "model.safetensors", build_net(data, net))
     model.eval()
     return model
 
 
 def _logits(net: nn.Module, x: Tensor) -> Tensor:
-    from ..train import predict_logits
-
     return predict_logits(net, x)
 
 
 def check_net(cfg: MultiViewStudyConfig, planned: list[Planned]) -> None:
     """Bad network options fail before any data or training."""
-    from ..errors import ConfigError
-
     try:
         build_net(cfg.data, cfg.net)
     except ValueError as exc:

@@ -24,9 +24,15 @@ from typing import Any, Literal
 import torch
 from pydantic import Field
 
+from ..analysis import affinity_consistency
+from ..analysis.profile import profile_model, teacher_report_fields
 from ..analysis.stats import mean_std, paired_by_seed, paired_proportion_difference
 from ..analysis.verdict import Claim, Measurement, NotApplicable, Rule, decide, paired_measurement
 from ..config import Component, DataConfig, OptimConfig, ScheduleConfig, Section, TeacherConfig
+from ..data import load_dataset
+from ..distill import load_teacher, resolve_tap
+from ..errors import ConfigError
+from ..models import create_model, predict_logits
 from ..protect.nasty import NastyTeacherJob, nasty_run_config, protected_weights
 from ..protect.skeptical import SkepticalConfig, SkepticalHeadOptions, SkepticalRunConfig
 from ..report import Report
@@ -151,10 +157,6 @@ def teacher_sources(teacher_dir: Path, model: Component, nasty_dir: Path) -> dic
 
 def check_tap(cfg: NastyStudyConfig, planned: list[Planned]) -> None:
     """The skeptical tap exists in the student model (ConfigError naming student.tap otherwise), before training."""
-    from ..distill import resolve_tap
-    from ..errors import ConfigError
-    from ..models import create_model
-
     # tap names of kdlab models depend on the architecture options only, not on the input size
     try:
         model = create_model(cfg.student.model.name, 10, (1, 28, 28), **cfg.student.model.options)
@@ -167,12 +169,6 @@ def check_tap(cfg: NastyStudyConfig, planned: list[Planned]) -> None:
 def _profile_teachers(cfg: NastyStudyConfig, sources: dict[str, TeacherConfig]) -> dict[str, Any]:
     """Dark knowledge of both teachers on the students' training inputs and on test; affinity; KL; outputs by rank;
     the paired per-sample accuracy difference of the two teachers on test."""
-    from ..analysis import affinity_consistency
-    from ..analysis.profile import profile_model
-    from ..data import load_dataset
-    from ..distill import load_teacher
-    from ..train import predict_logits
-
     d = cfg.data
     data = load_dataset(d.name, data_dir=d.data_dir, val_size=d.val_size, seed=d.seed,
                         train_subset=cfg.student.train_subset, **d.options)
@@ -203,8 +199,6 @@ def _profile_teachers(cfg: NastyStudyConfig, sources: dict[str, TeacherConfig]) 
 
 def analyse(cfg: NastyStudyConfig, runs: RunSet) -> dict[str, Any]:
     """Both teachers' accuracy and dark knowledge, the students' table and the paired differences."""
-    from ..analysis.profile import teacher_report_fields
-
     teacher, nasty = runs.one(role="teacher"), runs.one(role="nasty")
     protection = nasty.summary["protected"]
     profiles = _profile_teachers(cfg, teacher_sources(Path(teacher.run_dir), cfg.teacher.model,

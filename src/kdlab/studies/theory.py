@@ -31,10 +31,21 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
+from ..analysis import spearman_correlation
+from ..analysis.ntk import NTKParamMLP, empirical_ntk, linearized_predictions, ntk_drift
 from ..analysis.stats import bootstrap_over_groups, mean_std, paired_difference
+from ..analysis.theory import (augmented_layer_norms, generalization_bound, margin_rademacher_bound, mlp_linears,
+                               norm_grid_class, risk_variance)
 from ..analysis.verdict import Claim, Measurement, Rule
+from ..compress.finetune import finetune
 from ..config import Component, OptimConfig, RunConfig, ScheduleConfig, Section, TrainConfig
+from ..data import ArrayDataset, GaussianMixture
+from ..data.seeding import derive_seed, generator_for
 from ..errors import ConfigError
+from ..io import atomic_write_json
+from ..losses import build as build_loss
+from ..models import count_params, create_model, load_model_weights, predict_logits
+from ..recipe import SUMMARY
 from ..report import Report
 from ..report.format import format_pm, model_name
 from ..store import Job, RunStore
@@ -160,9 +171,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def check_models(cfg: TheoryStudyConfig, planned: list[Planned]) -> None:
     """Build every model once on a dummy shape so bad options fail before anything trains."""
-    from ..losses import build as build_loss
-    from ..models import create_model
-
     k, d = cfg.mixture.num_classes, cfg.mixture.dim
     create_model(cfg.bound.teacher.model.name, k, [d], **cfg.bound.teacher.model.options)
     for i, capacity in enumerate(cfg.bound.capacities):
@@ -189,15 +197,11 @@ def stage_run_config(stage: TrainStage, seed: int, loss: Component | None = None
 
 def mixture_of(m: MixtureConfig):
     """The Gaussian mixture a config describes."""
-    from ..data import GaussianMixture
-
     return GaussianMixture(m.num_classes, m.dim, m.separation, m.sigma, m.seed)
 
 
 def mixture_sample(m: MixtureConfig, n: int, stream: str) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` points of the mixture from the named random stream (the same points for the same name)."""
-    from ..data.seeding import generator_for
-
     return mixture_of(m).sample(n, generator_for(m.seed, stream))
 
 
@@ -221,12 +225,6 @@ class MixtureFitJob(Job):
 
     def train(self, out_dir: Path, *, progress: bool | None = None,
               teacher_cache_dir: str | Path | None = None) -> dict[str, Any]:
-        from ..compress.finetune import finetune
-        from ..data import ArrayDataset
-        from ..losses import build as build_loss
-        from ..models import create_model
-        from ..train import load_model_weights, predict_logits
-
         x, y = mixture_sample(self.mixture, self.n_train, self.stream)
         teacher_logits = None
         if self.teacher_run is not None:
@@ -250,11 +248,6 @@ class NTKJob(Job):
 
     def train(self, out_dir: Path, *, progress: bool | None = None,
               teacher_cache_dir: str | Path | None = None) -> dict[str, Any]:
-        from ..analysis.ntk import NTKParamMLP, empirical_ntk, linearized_predictions, ntk_drift
-        from ..data.seeding import derive_seed
-        from ..io import atomic_write_json
-        from ..recipe import SUMMARY
-
         c, k = self.ntk, self.mixture.num_classes
         x_tr, y_tr = mixture_sample(self.mixture, c.n_train, "ntk-train")
         x_te, y_te = mixture_sample(self.mixture, c.n_test, "ntk-test")
@@ -313,19 +306,12 @@ def _label(model: Component, capacity: dict[str, Any], params: int | None = None
 
 
 def _load(run: Any) -> nn.Module:
-    from ..train import load_model_weights
-
     model = load_model_weights(Path(run.run_dir) / "model.safetensors")
     model.eval()
     return model
 
 
 def _bound_part(cfg: TheoryStudyConfig, runs: RunSet) -> dict[str, Any]:
-    from ..analysis.theory import (augmented_layer_norms, generalization_bound, margin_rademacher_bound,
-                                   mlp_linears, norm_grid_class)
-    from ..models import count_params
-    from ..train import predict_logits
-
     b, k = cfg.bound, cfg.mixture.num_classes
     x_tr, y_tr = mixture_sample(cfg.mixture, b.n_train, "theory-train")
     x_te, y_te = mixture_sample(cfg.mixture, b.n_test, "theory-test")
@@ -377,8 +363,6 @@ def _bound_part(cfg: TheoryStudyConfig, runs: RunSet) -> dict[str, Any]:
 
 
 def _variance_part(cfg: TheoryStudyConfig, runs: RunSet, bound: dict[str, Any]) -> dict[str, Any]:
-    from ..analysis.theory import risk_variance
-
     v, b = cfg.variance, cfg.bound
     predictor = _load(runs.one(role="student", architecture=0, seed=b.seeds[0]))
     teacher = _load(runs.one(role="teacher"))
@@ -480,8 +464,6 @@ def _smallest_bound(results: dict[str, Any]) -> Measurement:
 def _rho_over_seeds(values_of, sizes_of, what: str):
     """Spearman correlation of a size with a per-seed quantity, bootstrapped over seeds within each size."""
     def measure(results: dict[str, Any]) -> Measurement:
-        from ..analysis import spearman_correlation
-
         sizes, groups = sizes_of(results), values_of(results)
 
         def rho(sample: list[list[float]]) -> float:

@@ -27,9 +27,17 @@ from typing import Any, Literal
 import torch
 from pydantic import Field, field_validator, model_validator
 
+from ..analysis import spearman_correlation
 from ..analysis.stats import mean_std, paired_by_seed, paired_difference
+from ..analysis.undistillable import (bootstrap_detection_counts, class_gain, confusion_shift, per_class_accuracy,
+                                      shift_destinations, teacher_class_profile, undistillable_classes)
 from ..analysis.verdict import Claim, Measurement, NotApplicable, Rule, paired_measurement
-from ..config import Component, DataConfig
+from ..config import Component, DataConfig, TeacherConfig
+from ..data import load_dataset
+from ..distill import load_teacher
+from ..distill.teacher import teacher_weights_path
+from ..losses import build as build_loss
+from ..models import load_model_weights, predict_logits
 from ..report import Report
 from ..report.format import format_interval, format_params, format_pm, model_name
 from ..store import RunStore
@@ -140,8 +148,6 @@ def _gain(cfg: UndistillableStudyConfig, num_classes: int):
     confidence = _class_confidence(cfg, num_classes)
 
     def gain(a: torch.Tensor, b: torch.Tensor, labels: torch.Tensor):
-        from ..analysis.undistillable import class_gain
-
         return class_gain(a, b, labels, num_classes, interval=cfg.interval, confidence=confidence,
                           num_bootstrap=cfg.num_bootstrap, seed=0)
     return gain
@@ -154,8 +160,6 @@ def _predictions(cfg: UndistillableStudyConfig, runs: RunSet, split: Any, **tags
 
 def _detect(cfg: UndistillableStudyConfig, runs: RunSet, data) -> tuple[list[Any], list[list[int]]]:
     """Per teacher: the per-class gain on the detection split and the classes the rule flags."""
-    from ..analysis.undistillable import undistillable_classes
-
     split = {"val": data.val, "test": data.test}[cfg.detect_split]
     gain = _gain(cfg, data.num_classes)
     ce = _predictions(cfg, runs, split, method="ce")
@@ -169,9 +173,7 @@ def _detect(cfg: UndistillableStudyConfig, runs: RunSet, data) -> tuple[list[Any
 
 def _tllm_component(kd: Component, classes: list[int]) -> Component:
     """The TLLM loss matching ``kd`` (same temperature and alpha, resolved to kd's defaults) with ``classes``."""
-    from ..losses import build
-
-    hp = build("kd", **kd.options).hyperparams
+    hp = build_loss("kd", **kd.options).hyperparams
     return Component(name="tllm", temperature=hp["temperature"], alpha=hp["alpha"],
                      undistillable_classes=sorted(int(c) for c in classes))
 
@@ -183,8 +185,6 @@ def _class_confidence(cfg: UndistillableStudyConfig, num_classes: int) -> float:
 
 
 def _load_data(cfg: UndistillableStudyConfig):
-    from ..data import load_dataset
-
     d = cfg.data
     # the students' training subset is the distill set; val and test do not depend on it
     return load_dataset(d.name, data_dir=d.data_dir, val_size=d.val_size, seed=d.seed,
@@ -193,16 +193,12 @@ def _load_data(cfg: UndistillableStudyConfig):
 
 def _weights(summary: dict[str, Any]) -> Path:
     """The run's best-validation weights (summary["weights"]; the run directory's copy if the path moved)."""
-    from ..distill.teacher import teacher_weights_path
-
     path = Path(summary["weights"])
     return path if path.is_file() else teacher_weights_path(summary["run_dir"])
 
 
 def _predict(summary: dict[str, Any], x: torch.Tensor) -> torch.Tensor:
     """Predicted classes [N] of the trained model of ``summary`` on inputs ``x``."""
-    from ..train import load_model_weights, predict_logits
-
     return predict_logits(load_model_weights(_weights(summary)), x).argmax(dim=1)
 
 
@@ -213,11 +209,6 @@ def _stack(rows: list[torch.Tensor]) -> torch.Tensor:
 def _profile_teachers(cfg: UndistillableStudyConfig, teacher_dirs: list[Path], data,
                       detected: list[list[int]]) -> list[dict[str, Any]]:
     """Each teacher's per-class statistics: dark knowledge on the distill set (what is distilled), accuracy on test."""
-    from ..analysis.undistillable import per_class_accuracy, teacher_class_profile
-    from ..config import TeacherConfig
-    from ..distill import load_teacher
-    from ..train import predict_logits
-
     temperature = float(cfg.kd.options.get("temperature", 4.0))
     profiles = []
     for run_dir, classes in zip(teacher_dirs, detected):
@@ -251,10 +242,6 @@ def _student_record(teacher: str | None, method: str, loss: Component, seed: int
 
 def analyse(cfg: UndistillableStudyConfig, runs: RunSet) -> dict[str, Any]:
     """Per teacher: per-class gains on both splits, detected classes, what KD does to them, TLLM."""
-    from ..analysis import spearman_correlation
-    from ..analysis.undistillable import bootstrap_detection_counts, confusion_shift, shift_destinations, \
-        undistillable_classes
-
     data = _load_data(cfg)
     names = list(data.class_names)
     gain = _gain(cfg, data.num_classes)

@@ -1,14 +1,26 @@
 """The one training loop, for supervised and distillation training alike.
 
-``fit`` trains ``distiller`` (any module whose ``forward(x, y, index)`` returns ``(loss, student_logits)`` and whose
-``student`` attribute is the model to evaluate) for ``cfg.train.epochs`` epochs, evaluates each epoch, writes
-``metrics.jsonl``, best/last student weights and a resumable checkpoint. Calling it again on the same run directory
-continues after the last complete epoch; the result equals an uninterrupted run (same seed, CPU).
+``fit`` trains an :class:`~kdlab.distill.objective.Objective` for ``train.epochs`` epochs: every epoch is one
+:func:`train_epoch`, then the student is evaluated on the validation loader, and every ``train.checkpoint_every``
+epochs (and after the last, and after each of ``train.keep_epochs``) :func:`~kdlab.train.fit_state.save_progress`
+writes ``metrics.jsonl``, the best and last student weights and a resumable checkpoint. Called again on the same run
+directory, ``fit`` continues after the last checkpoint (:func:`~kdlab.train.fit_state.resume`) and ends with exactly
+the weights of an uninterrupted run (same seed, CPU).
+
+Host reads. A step never reads a tensor on the host: its loss, logits and loss parts are kept on the device
+(:class:`~kdlab.train.totals.EpochTotals`) and summed at a refresh, every ``REFRESH_STEPS`` steps, where the running
+loss is read once (the progress bar shows it; the NaN guard checks it), and at the end of the epoch, where every
+statistic is read once.
+
+NaN guard. When the running loss of the epoch is not finite at a refresh or at the end of the epoch, ``fit`` stops
+with :class:`~kdlab.errors.TrainingDiverged`. The epoch is never checkpointed, so the last good checkpoint stays
+``latest`` and a rerun resumes from it. Granularity: the guard sees a non-finite loss at the first refresh at or
+after the step that produced it, so up to ``REFRESH_STEPS - 1`` more steps may run (their updates are lost with the
+epoch); the message names the window of steps.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import sys
@@ -16,167 +28,124 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
-from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from ..config import RunConfig
+from ..config import OptimConfig, ScheduleConfig, TrainConfig
+from ..data import TensorLoader
+from ..distill.objective import Objective
 from ..errors import KdlabError, TrainingDiverged
-from ..io import atomic_write_text
+from ..layout import CHECKPOINTS
 from . import distributed
-from .checkpoint import CHECKPOINTS, load_latest_checkpoint, save_checkpoint, save_model_weights
-from .device import autocast_context, grad_scaler, use_channels_last
 from .evaluate import evaluate
-from .optim import build_optimizer, lr_factor, set_lr
-from .seeding import rng_state, set_rng_state
+from .fit_state import resume, save_progress
+from .step import TrainStep
+from .totals import EpochStats, EpochTotals
 
 log = logging.getLogger("kdlab")
 
-METRICS = "metrics.jsonl"
+REFRESH_STEPS = 20  # steps between two host reads of the running loss (progress bar, NaN guard)
 
 
-def fit(distiller: nn.Module, train_loader, val_loader, cfg: RunConfig, run_dir: str | Path,
-        *, metadata: dict[str, Any] | None = None, progress: bool | None = None,
+def fit(objective: Objective, train_loader: TensorLoader, val_loader: TensorLoader | None, run_dir: str | Path, *,
+        train: TrainConfig, optim: OptimConfig, schedule: ScheduleConfig, metadata: dict[str, Any] | None = None,
+        progress: bool | None = None,
         on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Train, evaluate each epoch, checkpoint; returns ``{"best_epoch", "best_val_accuracy", "history"}``."""
+    """Train, evaluate each epoch, checkpoint; returns ``{"best_epoch", "best_val_accuracy", "history"}``.
+
+    The best epoch is the one with the highest validation accuracy (the lowest training loss without a validation
+    set). ``metadata`` goes into the saved weights; ``on_epoch_end(record)`` runs after each epoch's checkpoint.
+    """
     run_dir = Path(run_dir)
-    student = distiller.student
-    optimizer = build_optimizer(distiller.parameters(), cfg.optim)
-    ranks = distributed.current()
-    # under torchrun the same Distiller runs wrapped in DDP, which averages gradients over ranks in backward()
-    # find_unused_parameters: hint stages, scheduled-off terms and auxiliary heads leave some parameters unused
-    device = next(student.parameters()).device  # the recipe moved the objective to train.device
-    step_module = (DistributedDataParallel(distiller, device_ids=[device.index] if device.type == "cuda" else None,
-                                           find_unused_parameters=True) if ranks.enabled else distiller)
-    epochs, base_lr = cfg.train.epochs, cfg.optim.lr
-    steps_per_epoch = len(train_loader)
-    if steps_per_epoch == 0:
-        raise KdlabError("the training loader yields no batch: the training set is smaller than one batch with drop_last")
-    show = ranks.is_main and _want_progress(progress if progress is not None else cfg.train.progress)
-    channels_last = use_channels_last(cfg.train.channels_last, student)
-    if channels_last:  # the student and every trained module of the objective (peers, adapters, heads)
-        distiller.to(memory_format=torch.channels_last)
-    autocast = autocast_context(device, cfg.train.precision)
-    scaler = grad_scaler(device, cfg.train.precision)  # a pass-through unless precision is fp16
-
-    start_epoch, best_acc, best_epoch, history = 0, -math.inf, -1, []
-    best_weights: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None
-    resumed = load_latest_checkpoint(run_dir)
-    if resumed is not None:
-        tensors, state = resumed
-        distiller.load_state_dict(tensors, strict=True)
-        optimizer.load_state_dict(state["optimizer"])
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
-        start_epoch, best_acc, best_epoch = state["epoch"] + 1, state["best_val_accuracy"], state["best_epoch"]
-        history = [h for h in _read_metrics(run_dir) if h["epoch"] <= state["epoch"] + 1]
-        log.info("resuming %s after epoch %d/%d", run_dir, start_epoch, epochs)
-
-    for epoch in range(start_epoch, epochs):
-        distiller.train()
-        if hasattr(distiller, "set_epoch"):
-            distiller.set_epoch(epoch)
-        train_loader.set_epoch(epoch)
-        started = time.perf_counter()
-        loss_sum = torch.zeros((), dtype=torch.float64)
-        correct, seen = 0, 0
-        parts_sum: dict[str, float] = {}
-        bar = tqdm(train_loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}", leave=False,
-                   disable=not show, dynamic_ncols=True, file=sys.stderr)
-        for i, (x, y, index) in enumerate(bar):
-            step = epoch * steps_per_epoch + i
-            set_lr(optimizer, base_lr * lr_factor(step, steps_per_epoch, epochs, cfg.schedule, base_lr))
-            if device.type != "cpu":
-                x, y, index = (t.to(device, non_blocking=True) for t in (x, y, index))
-            if channels_last and x.dim() == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast:
-                loss, logits = step_module(x, y, index)
-            loss = loss.float()
-            value = loss.item()
-            if not math.isfinite(value):
-                raise TrainingDiverged(
-                    f"loss became {value} at epoch {epoch + 1}, step {i + 1} (parts: {_parts(distiller)}); "
-                    f"stopped. The last good checkpoint is kept in {run_dir / CHECKPOINTS} "
-                    f"(epoch {epoch if epoch > 0 else 'none'}). Lower optim.lr or check the inputs.")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)  # with fp16: unscales, and skips the step if a gradient overflowed
-            scaler.update()
-            n = len(y)
-            loss_sum += value * n
-            correct += (logits.detach().argmax(1) == y).sum().item()
-            seen += n
-            for key, part in _parts(distiller).items():
-                parts_sum[key] = parts_sum.get(key, 0.0) + part * n
-            if show and i % 20 == 0:
-                bar.set_postfix(loss=f"{value:.4f}")
-        bar.close()
-        train_time = time.perf_counter() - started
-        if ranks.enabled:
-            keys = sorted(parts_sum)
-            totals = distributed.all_reduce_sum([loss_sum.item(), correct, seen, *(parts_sum[k] for k in keys)])
-            loss_sum, correct, seen = torch.tensor(totals[0], dtype=torch.float64), int(totals[1]), int(totals[2])
-            parts_sum = dict(zip(keys, totals[3:]))
-        val = evaluate(student, val_loader) if val_loader is not None and len(val_loader.dataset) else None
-        record = {
-            "epoch": epoch + 1,
-            "lr": optimizer.param_groups[0]["lr"],
-            "train_loss": loss_sum.item() / seen,
-            "train_accuracy": correct / seen,
-            **{f"train_{k}": v / seen for k, v in parts_sum.items()},
-            "val_loss": val["loss"] if val else None,
-            "val_accuracy": val["accuracy"] if val else None,
-            "epoch_seconds": train_time,
-        }
-        history.append(record)
-        score = val["accuracy"] if val else -record["train_loss"]
+    if len(train_loader) == 0:
+        raise KdlabError("the training loader yields no batch: the training set is smaller than one batch with "
+                         "drop_last")
+    is_main = distributed.current().is_main
+    show = is_main and _want_progress(progress if progress is not None else train.progress)
+    step = TrainStep(objective, train, optim, schedule, steps_per_epoch=len(train_loader))
+    state = resume(run_dir, objective, step)
+    for epoch in range(state.epochs_done, train.epochs):
+        stats, seconds = train_epoch(step, train_loader, epoch, run_dir, show)
+        val = evaluate(objective.student, val_loader) if val_loader is not None and len(val_loader.dataset) else None
+        record = epoch_record(epoch, step.lr, stats, val, seconds)
         meta = {**(metadata or {}), "epoch": epoch + 1, "val_accuracy": record["val_accuracy"]}
-        if score > best_acc:
-            best_acc, best_epoch = score, epoch + 1
-            # kept in memory and written with the next checkpoint, so best.safetensors always matches `state.pt`
-            best_weights = ({k: v.detach().clone() for k, v in student.state_dict().items()}, dict(meta))
-        is_checkpoint = ((epoch + 1) % cfg.train.checkpoint_every == 0 or epoch + 1 == epochs
-                         or epoch + 1 in cfg.train.keep_epochs)
-        if ranks.is_main and is_checkpoint:
-            if best_weights is not None:
-                save_model_weights(run_dir / CHECKPOINTS / "best.safetensors", student, best_weights[1],
-                                   state_dict=best_weights[0])
-            save_model_weights(run_dir / CHECKPOINTS / "last.safetensors", student, meta)
-            atomic_write_text(run_dir / METRICS, "".join(json.dumps(h) + "\n" for h in history))
-            save_checkpoint(run_dir, epoch, _trainable_state(distiller), {
-                "epoch": epoch, "optimizer": optimizer.state_dict(), "rng": rng_state(),
-                "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-                "best_val_accuracy": best_acc, "best_epoch": best_epoch,
-            }, keep_epochs=cfg.train.keep_epochs)
-        if is_checkpoint:
-            best_weights = None
+        state.add_epoch(record, val["accuracy"] if val else -stats.loss, objective.student, meta)
+        if (epoch + 1) % train.checkpoint_every == 0 or epoch + 1 in (train.epochs, *train.keep_epochs):
+            if is_main:
+                save_progress(run_dir, objective, step, state, meta, train.keep_epochs)
+            state.unsaved_best = None
             distributed.barrier()
-        if ranks.is_main:
-            log.info("epoch %d/%d  loss %.4f  train acc %.4f  val acc %s  (%.1fs)", epoch + 1, epochs,
-                     record["train_loss"], record["train_accuracy"],
-                     f"{record['val_accuracy']:.4f}" if val else "-", train_time)
+        if is_main:
+            log.info("epoch %d/%d  loss %.4f  train acc %.4f  val acc %s  (%.1fs)", epoch + 1, train.epochs,
+                     stats.loss, stats.accuracy, f"{val['accuracy']:.4f}" if val else "-", seconds)
         if on_epoch_end is not None:
             on_epoch_end(record)
-    return {"best_epoch": best_epoch, "best_val_accuracy": best_acc, "history": history}
+    return {"best_epoch": state.best_epoch, "best_val_accuracy": state.best_score, "history": state.history}
 
 
-def _trainable_state(distiller: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in distiller.state_dict().items() if isinstance(v, torch.Tensor)}
+def train_epoch(step: TrainStep, loader: TensorLoader, epoch: int, run_dir: Path,
+                show: bool) -> tuple[EpochStats, float]:
+    """One epoch of updates (0-based ``epoch``); its statistics over all ranks and its training seconds.
+
+    Raises TrainingDiverged when the running loss is not finite at a refresh or at the end of the epoch.
+    """
+    step.objective.train()
+    step.objective.set_epoch(epoch)
+    loader.set_epoch(epoch)
+    totals = EpochTotals()
+    started = time.perf_counter()
+    steps = len(loader)
+    bar = tqdm(loader, total=steps, desc=f"epoch {epoch + 1}/{step.epochs}", leave=False, disable=not show,
+               dynamic_ncols=True, file=sys.stderr)
+    for i, (x, y, index) in enumerate(bar):
+        x, y, index = step.to_device(x, y, index)
+        totals.add(step(x, y, index, epoch * steps + i), y)
+        if (i + 1) % REFRESH_STEPS == 0 and i + 1 < steps:
+            running = _guarded(totals.running_loss(), epoch, i + 1, run_dir)
+            bar.set_postfix(loss=f"{running:.4f}")
+    bar.close()
+    stats = totals.read()
+    _guarded(stats.loss, epoch, steps, run_dir)
+    return distributed_stats(stats), time.perf_counter() - started
 
 
-def _parts(distiller: nn.Module) -> dict[str, float]:
-    loss = getattr(distiller, "loss", None)
-    return dict(getattr(loss, "last_parts", {}) or {})
+def distributed_stats(stats: EpochStats) -> EpochStats:
+    """The epoch's statistics over every rank's samples (unchanged in a single process)."""
+    if not distributed.current().enabled:
+        return stats
+    keys = sorted(stats.parts)
+    totals = distributed.all_reduce_sum([stats.loss * stats.seen, stats.accuracy * stats.seen, float(stats.seen),
+                                         *(stats.parts[k] * stats.seen for k in keys)])
+    seen = totals[2]
+    return EpochStats(loss=totals[0] / seen, accuracy=totals[1] / seen,
+                      parts={k: v / seen for k, v in zip(keys, totals[3:])}, seen=int(seen))
 
 
-def _read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / METRICS
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def epoch_record(epoch: int, lr: float, stats: EpochStats, val: dict[str, Any] | None,
+                 seconds: float) -> dict[str, Any]:
+    """One line of ``metrics.jsonl``: 1-based epoch, last learning rate, training means (loss parts as
+    ``train_<part>``), validation loss and accuracy (None without a validation set), training seconds."""
+    return {
+        "epoch": epoch + 1,
+        "lr": lr,
+        "train_loss": stats.loss,
+        "train_accuracy": stats.accuracy,
+        **{f"train_{k}": v for k, v in stats.parts.items()},
+        "val_loss": val["loss"] if val else None,
+        "val_accuracy": val["accuracy"] if val else None,
+        "epoch_seconds": seconds,
+    }
+
+
+def _guarded(running_loss: float, epoch: int, steps_done: int, run_dir: Path) -> float:
+    """``running_loss`` if finite, else TrainingDiverged naming the steps since the previous (finite) refresh."""
+    if math.isfinite(running_loss):
+        return running_loss
+    previous_refresh = (steps_done - 1) // REFRESH_STEPS * REFRESH_STEPS
+    window = f"steps {previous_refresh + 1}-{steps_done}"
+    raise TrainingDiverged(
+        f"loss became {running_loss} at epoch {epoch + 1}, within {window} (the running loss is checked every "
+        f"{REFRESH_STEPS} steps); stopped. The last good checkpoint is kept in {run_dir / CHECKPOINTS} "
+        f"(epoch {epoch if epoch > 0 else 'none'}). Lower optim.lr or check the inputs.")
 
 
 def _want_progress(flag: bool | None) -> bool:

@@ -6,9 +6,10 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from ..config import RunConfig, check_components, parse_config
+from ..config import RunConfig, parse_config
 from ..errors import ConfigError
 from ..space import Space
+from ..validate import check_components
 
 #: The config key that carries a run's seed; the tuner sets it from the tuning and final seeds.
 SEED_KEY = "train.seed"

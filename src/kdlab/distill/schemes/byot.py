@@ -35,11 +35,13 @@ from torch import Tensor, nn
 
 from ...config import RunConfig, Section
 from ...errors import ConfigError
+from ...losses import LossOutput, ResponseLoss
 from ...losses.functional import soft_kl
 from ..adapters import infer_feature_shapes
 from ..aux_heads import head_key, make_aux_heads
 from ..hooks import FeatureTaps, resolve_tap
-from . import SCHEMES, Scheme, require_teacher_free
+from ..objective import StepOutput
+from .base import SCHEMES, Scheme, require_teacher_free
 
 
 class BYOTOptions(Section):
@@ -53,10 +55,10 @@ class BYOTOptions(Section):
 
 
 class SelfDistillationLoss(nn.Module):
-    """The BYOT objective above. ``last_parts``: the supervised loss's parts for the deepest classifier, then
-    ``<tap>_ce``, ``<tap>_kl``, ``<tap>_hint`` per auxiliary head (unweighted values)."""
+    """The BYOT objective above. Named parts (:meth:`compute`): the supervised loss's parts for the deepest
+    classifier, then ``<tap>_ce``, ``<tap>_kl``, ``<tap>_hint`` per auxiliary head (unweighted values)."""
 
-    def __init__(self, supervised: nn.Module, taps: Sequence[str], alpha: float = 0.3, hint_weight: float = 0.03,
+    def __init__(self, supervised: ResponseLoss, taps: Sequence[str], alpha: float = 0.3, hint_weight: float = 0.03,
                  temperature: float = 3.0) -> None:
         super().__init__()
         self.supervised = supervised
@@ -64,13 +66,18 @@ class SelfDistillationLoss(nn.Module):
         self.alpha = float(alpha)
         self.hint_weight = float(hint_weight)
         self.temperature = float(temperature)
-        self.last_parts: dict[str, float] = {}
 
     def forward(self, final_logits: Tensor, final_feature: Tensor, aux_logits: Sequence[Tensor],
                 aux_features: Sequence[Tensor], targets: Tensor) -> Tensor:
+        """The objective L."""
+        return self.compute(final_logits, final_feature, aux_logits, aux_features, targets).loss
+
+    def compute(self, final_logits: Tensor, final_feature: Tensor, aux_logits: Sequence[Tensor],
+                aux_features: Sequence[Tensor], targets: Tensor) -> LossOutput:
+        """The objective L and its parts (detached)."""
         t = self.temperature
-        total = self.supervised(final_logits, None, targets)
-        parts = dict(getattr(self.supervised, "last_parts", {}) or {})
+        total, parts = self.supervised.compute(final_logits, None, targets)
+        parts = dict(parts)
         log_target = torch.log_softmax(final_logits.detach().float() / t, dim=-1)
         target_feature = final_feature.detach().float()
         for tap, z, f in zip(self.taps, aux_logits, aux_features, strict=True):
@@ -78,14 +85,13 @@ class SelfDistillationLoss(nn.Module):
             kl = soft_kl(log_target, torch.log_softmax(z.float() / t, dim=-1))
             hint = (f.float() - target_feature).pow(2).sum(dim=1).mean()
             total = total + (1 - self.alpha) * ce + self.alpha * kl + self.hint_weight * hint
-            parts.update({f"{tap}_ce": float(ce.detach()), f"{tap}_kl": float(kl.detach()),
-                          f"{tap}_hint": float(hint.detach())})
-        self.last_parts = parts
-        return total
+            parts.update({f"{tap}_ce": ce.detach(), f"{tap}_kl": kl.detach(), f"{tap}_hint": hint.detach()})
+        return LossOutput(total, parts)
 
 
 class SelfDistillation(nn.Module):
-    """The BYOT objective module: ``student`` plus ``heads`` (trained, not exported); ``forward -> (L, z_C)``.
+    """The BYOT objective (an :class:`~kdlab.distill.objective.Objective`): ``student`` plus ``heads`` (trained, not
+    exported); a step returns L, the deepest classifier's logits z_C and the loss's parts.
 
     Forward hooks read the taps; :meth:`close` removes them.
     """
@@ -100,7 +106,8 @@ class SelfDistillation(nn.Module):
         self.final_tap = final_tap
         self.__dict__["features"] = FeatureTaps(student, list(dict.fromkeys([*self.aux_taps, final_tap])))
 
-    def forward(self, x: Tensor, y: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, y: Tensor, index: Tensor) -> StepOutput:
+        """One batch: the student, its taps, and every auxiliary head."""
         logits = self.student(x)
         try:
             final = self.features[self.final_tap]
@@ -108,8 +115,8 @@ class SelfDistillation(nn.Module):
             outputs = [self.heads[head_key(tap)](self.features[tap]) for tap in self.aux_taps]
         finally:
             self.features.clear()
-        loss = self.loss(logits, final, [z for _, z in outputs], [f for f, _ in outputs], y)
-        return loss, logits
+        loss, parts = self.loss.compute(logits, final, [z for _, z in outputs], [f for f, _ in outputs], y)
+        return StepOutput(loss, logits, parts)
 
     def set_epoch(self, epoch: int) -> None:
         """Nothing depends on the epoch."""
@@ -129,7 +136,7 @@ def _check(cfg: RunConfig, options: BYOTOptions) -> None:
     require_teacher_free("byot", cfg, "the deepest classifier's supervised term")
 
 
-def _build(options: BYOTOptions, student: nn.Module, loss: nn.Module, num_classes: int,
+def _build(options: BYOTOptions, student: nn.Module, loss: ResponseLoss, num_classes: int,
            in_shape: Sequence[int]) -> SelfDistillation:
     taps = list(options.taps) if options.taps is not None else default_taps(student)
     if not taps:

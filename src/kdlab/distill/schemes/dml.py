@@ -27,8 +27,10 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from ...config import Component, RunConfig, Section
+from ...losses import LossOutput, ResponseLoss
 from ...losses.functional import soft_kl
-from . import SCHEMES, Scheme, build_models, check_models, require_teacher_free
+from ..objective import StepOutput
+from .base import SCHEMES, Scheme, build_models, check_models, require_teacher_free
 
 
 class DMLOptions(Section):
@@ -41,23 +43,28 @@ class DMLOptions(Section):
 class MutualLearningLoss(nn.Module):
     """sum_k [ L_sup(z_k, y) + weight * T^2 * KL(mean_{l != k} p_l || p_k) ] over the peers' logits ``z_k``.
 
-    ``last_parts``: ``ce`` and ``kl`` for peer 0 (the student), ``ce_peer<k>`` and ``kl_peer<k>`` for the others.
+    Named parts (:meth:`compute`): ``ce`` and ``kl`` for peer 0 (the student), ``ce_peer<k>`` and ``kl_peer<k>`` for
+    the others.
     """
 
-    def __init__(self, supervised: nn.Module, temperature: float = 1.0, weight: float = 1.0) -> None:
+    def __init__(self, supervised: ResponseLoss, temperature: float = 1.0, weight: float = 1.0) -> None:
         super().__init__()
         self.supervised = supervised
         self.temperature = float(temperature)
         self.weight = float(weight)
-        self.last_parts: dict[str, float] = {}
 
     def forward(self, logits: Sequence[Tensor], targets: Tensor) -> Tensor:
+        """The objective L."""
+        return self.compute(logits, targets).loss
+
+    def compute(self, logits: Sequence[Tensor], targets: Tensor) -> LossOutput:
+        """The objective L and its parts (detached)."""
         if len(logits) < 2:
             raise ValueError(f"mutual learning needs at least 2 peers, got {len(logits)}")
         t = self.temperature
         log_probs = [torch.log_softmax(z.float() / t, dim=-1) for z in logits]
         total = logits[0].new_zeros((), dtype=torch.float32)
-        parts: dict[str, float] = {}
+        parts: dict[str, Tensor] = {}
         for k, z in enumerate(logits):
             # log of the mean of the other peers' distributions, in log space (stable): the fixed target of peer k
             others = torch.stack([lp.detach() for l, lp in enumerate(log_probs) if l != k])
@@ -66,13 +73,13 @@ class MutualLearningLoss(nn.Module):
             sup = self.supervised(z, None, targets)
             total = total + sup + self.weight * kl
             suffix = "" if k == 0 else f"_peer{k}"
-            parts[f"ce{suffix}"], parts[f"kl{suffix}"] = float(sup.detach()), float(kl.detach())
-        self.last_parts = parts
-        return total
+            parts[f"ce{suffix}"], parts[f"kl{suffix}"] = sup.detach(), kl.detach()
+        return LossOutput(total, parts)
 
 
 class MutualLearning(nn.Module):
-    """The DML objective: ``student`` (peer 0) and ``peers`` (the others) all train; ``forward -> (L, z_0)``."""
+    """The DML objective (an :class:`~kdlab.distill.objective.Objective`): ``student`` (peer 0) and ``peers`` (the
+    others) all train; a step returns L, the student's logits z_0 and the loss's parts."""
 
     def __init__(self, student: nn.Module, peers: Sequence[nn.Module], loss: MutualLearningLoss) -> None:
         super().__init__()
@@ -80,9 +87,11 @@ class MutualLearning(nn.Module):
         self.peers = nn.ModuleList(peers)
         self.loss = loss
 
-    def forward(self, x: Tensor, y: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, y: Tensor, index: Tensor) -> StepOutput:
+        """One batch through every peer."""
         logits = [self.student(x), *(peer(x) for peer in self.peers)]
-        return self.loss(logits, y), logits[0]
+        loss, parts = self.loss.compute(logits, y)
+        return StepOutput(loss, logits[0], parts)
 
     def set_epoch(self, epoch: int) -> None:
         """Nothing depends on the epoch."""
@@ -96,7 +105,7 @@ def _check(cfg: RunConfig, options: DMLOptions) -> None:
     check_models("scheme.peers", options.peers)
 
 
-def _build(options: DMLOptions, student: nn.Module, loss: nn.Module, num_classes: int,
+def _build(options: DMLOptions, student: nn.Module, loss: ResponseLoss, num_classes: int,
            in_shape: Sequence[int]) -> MutualLearning:
     # built after the student, so peer 0 starts from the same weights as every other method's student of this seed
     peers = build_models("scheme.peers", options.peers, num_classes, in_shape)

@@ -20,7 +20,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...config import Component, RunConfig, Section
-from . import SCHEMES, Scheme, build_models, check_models
+from ...losses import LossOutput, ResponseLoss
+from ..objective import StepOutput
+from .base import SCHEMES, Scheme, build_models, check_models
 
 
 class JointOptions(Section):
@@ -29,28 +31,30 @@ class JointOptions(Section):
 
 
 class JointLoss(nn.Module):
-    """``CE(z_t, y) + student_loss(z_s, z_t.detach(), y)``; ``last_parts``: the student loss's parts and
-    ``teacher_ce``."""
+    """``CE(z_t, y) + student_loss(z_s, z_t.detach(), y)``; named parts (:meth:`compute`): the student loss's parts
+    and ``teacher_ce``."""
 
-    def __init__(self, student_loss: nn.Module) -> None:
+    def __init__(self, student_loss: ResponseLoss) -> None:
         super().__init__()
         self.student_loss = student_loss
-        self.last_parts: dict[str, float] = {}
 
     def forward(self, student_logits: Tensor, teacher_logits: Tensor, targets: Tensor) -> Tensor:
+        """The objective L."""
+        return self.compute(student_logits, teacher_logits, targets).loss
+
+    def compute(self, student_logits: Tensor, teacher_logits: Tensor, targets: Tensor) -> LossOutput:
+        """The objective L and its parts (detached)."""
         teacher_ce = F.cross_entropy(teacher_logits.float(), targets)
-        student = self.student_loss(student_logits, teacher_logits.detach(), targets)
-        self.last_parts = {**(getattr(self.student_loss, "last_parts", {}) or {}),
-                           "teacher_ce": float(teacher_ce.detach())}
-        return teacher_ce + student
+        student = self.student_loss.compute(student_logits, teacher_logits.detach(), targets)
+        return LossOutput(teacher_ce + student.loss, {**student.parts, "teacher_ce": teacher_ce.detach()})
 
     def set_epoch(self, epoch: int) -> None:
-        if hasattr(self.student_loss, "set_epoch"):
-            self.student_loss.set_epoch(epoch)
+        """The student loss's own schedule, if it has one."""
+        self.student_loss.set_epoch(epoch)
 
 
 class JointTraining(nn.Module):
-    """The objective of teacher and student trained together; ``forward -> (L, student_logits)``."""
+    """The objective of teacher and student trained together (an :class:`~kdlab.distill.objective.Objective`)."""
 
     def __init__(self, student: nn.Module, teacher: nn.Module, loss: JointLoss) -> None:
         super().__init__()
@@ -58,11 +62,14 @@ class JointTraining(nn.Module):
         self.teacher = teacher
         self.loss = loss
 
-    def forward(self, x: Tensor, y: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, y: Tensor, index: Tensor) -> StepOutput:
+        """One batch through student and teacher."""
         student_logits = self.student(x)
-        return self.loss(student_logits, self.teacher(x), y), student_logits
+        loss, parts = self.loss.compute(student_logits, self.teacher(x), y)
+        return StepOutput(loss, student_logits, parts)
 
     def set_epoch(self, epoch: int) -> None:
+        """The student loss's schedule follows the epoch."""
         self.loss.set_epoch(epoch)
 
     def close(self) -> None:
@@ -73,7 +80,7 @@ def _check(cfg: RunConfig, options: JointOptions) -> None:
     check_models("scheme.teacher", [options.teacher])
 
 
-def _build(options: JointOptions, student: nn.Module, loss: nn.Module, num_classes: int,
+def _build(options: JointOptions, student: nn.Module, loss: ResponseLoss, num_classes: int,
            in_shape: Sequence[int]) -> JointTraining:
     # built after the student, so the student starts from the same weights as every other method's of this seed
     (teacher,) = build_models("scheme.teacher", [options.teacher], num_classes, in_shape)
