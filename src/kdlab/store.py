@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 
 from .config import RunConfig, Section
 from .recipe import SUMMARY, claim_run_dir, run_or_reuse
+from .train.checkpoint import remove_stale_temp_files
 
 log = logging.getLogger("kdlab")
 
@@ -65,8 +66,6 @@ class Job(Section):
     def run_or_reuse(self, out_dir: Path, *, progress: bool | None = None,
                      teacher_cache_dir: str | Path | None = None) -> tuple[dict[str, Any], bool]:
         """The job's summary in ``out_dir`` and whether this call trained it (False: it was finished there)."""
-        from .train.checkpoint import remove_stale_temp_files
-
         out_dir = Path(out_dir)
         lock, finished = claim_run_dir(out_dir, self, wait=True)
         if finished is not None:

@@ -86,7 +86,7 @@ def binomial_interval(successes: int, trials: int, confidence: float = 0.95) -> 
     low = Beta^-1((1-c)/2; k, n-k+1) (0 when k = 0), high = Beta^-1((1+c)/2; k+1, n-k) (1 when k = n) (Clopper &
     Pearson, "The use of confidence or fiducial limits illustrated in the case of the binomial", Biometrika 1934).
     """
-    from scipy.stats import beta
+    from scipy.stats import beta  # lazily: scipy is slow to import (as in t_quantile)
 
     if trials < 1 or not 0 <= successes <= trials:
         raise ValueError(f"binomial_interval needs 0 <= successes <= trials and trials >= 1, got {successes}/{trials}")
@@ -103,7 +103,7 @@ def paired_proportion_difference(a: Sequence[float], b: Sequence[float], confide
     mean d +- z_{(1+c)/2} * std(d, ddof=1) / sqrt(N) (the paired-proportions setting of McNemar, "Note on the
     sampling error of the difference between correlated proportions or percentages", Psychometrika 1947).
     """
-    from scipy.stats import norm
+    from scipy.stats import norm  # lazily: scipy is slow to import (as in t_quantile)
 
     d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
     if d.size < 2:

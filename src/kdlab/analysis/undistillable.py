@@ -311,7 +311,7 @@ def bootstrap_detection_counts(kd_predictions: Sequence[Tensor], ce_predictions:
     size) is then its sampling spread over evaluation sets (Efron & Tibshirani, "An Introduction to the Bootstrap",
     1993). None with one seed (no t interval, nothing is ever detected).
     """
-    from scipy.stats import t as student_t
+    from scipy.stats import t as student_t  # lazily: scipy (installed with scikit-learn) is slow to import
 
     labels = _check_labels(labels, num_classes)
     ce = _check_predictions("ce_predictions", ce_predictions, labels, num_classes)

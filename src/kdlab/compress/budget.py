@@ -18,6 +18,9 @@ from pydantic import Field
 
 from ..config import Component, Section
 from ..errors import ConfigError
+from ..models import count_params, create_model
+from .lowrank import lowrank_to_budget
+from .pruning import magnitude_prune_to_budget, nonzero_params, structured_prune_to_budget
 
 COMPRESSION_METHODS = ("magnitude", "structured", "lowrank")
 
@@ -40,8 +43,6 @@ def size_to_budget(family: Component, size_option: str, target_params: int, num_
     Parameters grow with the size option (width), so doubling finds an upper end and bisection the largest size
     that fits. Returns ``(size, params)``; ConfigError when size 1 already exceeds the budget.
     """
-    from ..models import count_params, create_model
-
     def params(size: int) -> int:
         return count_params(create_model(family.name, num_classes, in_shape, **{**family.options, size_option: size}))
 
@@ -67,8 +68,6 @@ def compress_to_budget(method: str, teacher, target_params: int, options: Compre
     (part of the fine-tuning run's identity) and the result (sparsity, widths or ranks). The teacher is not modified.
     ValueError / NotImplementedError when the method cannot reach the budget.
     """
-    from ..compress import lowrank_to_budget, magnitude_prune_to_budget, nonzero_params, structured_prune_to_budget
-
     if method == "magnitude":
         model = copy.deepcopy(teacher)
         report = magnitude_prune_to_budget(model, target_params, prune_head=options.magnitude_prune_head)

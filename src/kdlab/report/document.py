@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..io import atomic_write_text
+from .figures import draw_figure
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
@@ -143,8 +144,6 @@ class Report:
 
     def write(self, out_dir: str | Path) -> tuple[Path, Path]:
         """Draw the figures, then write report.md and the self-contained report.html into ``out_dir``."""
-        from .figures import draw_figure
-
         out_dir = Path(out_dir)
         for kind, value in self.blocks:
             if kind == "figure":
