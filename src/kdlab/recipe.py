@@ -25,7 +25,7 @@ from .distill import Objective, build_objective, cached_teacher_logits, compile_
 from .distill.teacher import resolve_weights_file
 from .errors import ConfigError, KdlabError, describe_os_error
 from .io import atomic_write_json, atomic_write_text, check_output_dir
-from .losses import ResponseLoss
+from .losses import LOSSES, ResponseLoss
 from .losses import build as build_loss
 from .models import count_macs, count_params, create_model, load_model_weights
 from .models.weights import state_dict_mismatch
@@ -85,6 +85,7 @@ def run_or_reuse(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None =
     identity = identity if identity is not None else cfg
     finished = finished_summary(out_dir, identity)  # read-only: a finished run is reused without loading anything
     if finished is not None:
+        check_loss_revision(finished, cfg, out_dir)
         log.info("%s is already finished; reusing it", out_dir)
         return finished, False
     check_output_dir(out_dir)
@@ -170,6 +171,7 @@ def run_or_reuse(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None =
             "dataset": data.name,
             "model": cfg.model.as_dict(),
             "loss": cfg.loss.as_dict(),
+            "loss_revision": loss_revision(cfg),
             "teacher": cfg.teacher.model_dump(mode="json") if cfg.teacher else None,
             "features": [term.model_dump(mode="json") for term in cfg.features],
             "scheme": cfg.scheme.as_dict() if cfg.scheme else None,
@@ -193,6 +195,27 @@ def run_or_reuse(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None =
     finally:
         if lock is not None:
             lock.release()
+
+
+def loss_revision(cfg: RunConfig) -> int:
+    """The revision of ``cfg``'s loss arithmetic (:attr:`kdlab.losses.ResponseLoss.revision`)."""
+    return LOSSES.get(cfg.loss.name).revision_for(cfg.loss.options)
+
+
+def check_loss_revision(summary: dict[str, Any], cfg: RunConfig, out_dir: Path) -> None:
+    """Refuse to reuse a finished run whose loss was computed by an older revision of kdlab's arithmetic.
+
+    A run's identity is its config; when kdlab changes what a loss computes for the same options (a corrected
+    formula, a schedule-scaled default), an old run would otherwise come back under the new meaning. Summaries
+    written before revisions existed carry none and count as revision 1.
+    """
+    had, now = int(summary.get("loss_revision", 1)), loss_revision(cfg)
+    if had != now:
+        raise ConfigError(
+            f"'{out_dir}' holds a finished run of loss '{cfg.loss.name}' trained with revision {had} of its "
+            f"arithmetic; this kdlab computes revision {now} for the same options (see the loss's docstring and "
+            "`revision`), so the run is not reused. Delete that run directory (or point the store elsewhere) to "
+            "train it again")
 
 
 def first_checkpoint_bytes(distiller: nn.Module, student: nn.Module) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -60,6 +62,12 @@ class ATSLoss(ResponseLoss):
     search_space = Space({"tau_gt": TAUS, "tau_other": TAUS, "alpha": ALPHAS}, ("tau_gt > tau_other",))
     control_spaces = {"symmetric": Space({"tau_gt": TAUS, "tau_other": TAUS, "alpha": ALPHAS},
                                          ("tau_gt == tau_other",))}
+
+    @classmethod
+    def revision_for(cls, options: dict[str, Any]) -> int:
+        """2 with ``standardize: true`` (since the z-score divides by the sample std, K - 1, as the released code of
+        logit standardisation does; revision 1 divided by K), else 1."""
+        return 2 if options.get("standardize") else 1
 
     def __init__(
         self,

@@ -49,6 +49,9 @@ class ResponseLoss(nn.Module):
             loss with nothing to tune.
         control_spaces: named spaces of the method's controls, e.g. ATS's ``symmetric`` (tau_gt = tau_other).
         total_epochs: how many epochs the student trains, once ``set_schedule`` was called (None before).
+        revision: the version of what the loss computes for given options; bumped (with a note of why) whenever
+            kdlab changes a loss's arithmetic or a default without changing its options, so that the run store never
+            hands back a run trained with the old arithmetic under the same config (see :meth:`revision_for`).
 
     The teacher's logits are detached: the teacher is a fixed target, never trained through the loss.
     Half-precision logits are promoted to float32 before any softmax, so the loss is float32 (or float64).
@@ -58,6 +61,13 @@ class ResponseLoss(nn.Module):
     requires_teacher: ClassVar[bool] = True
     search_space: ClassVar[Space] = Space({})
     control_spaces: ClassVar[dict[str, Space]] = {}
+    revision: ClassVar[int] = 1
+
+    @classmethod
+    def revision_for(cls, options: dict[str, Any]) -> int:
+        """The revision of this loss with ``options`` (the loss's config options): ``revision`` unless a subclass
+        changed only some of its configurations (then only those carry the new revision)."""
+        return cls.revision
 
     def __init__(self, **hyperparams: Any) -> None:
         super().__init__()

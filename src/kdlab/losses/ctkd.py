@@ -106,6 +106,8 @@ class CTKDLoss(ResponseLoss):
     search_space = Space({"curriculum_fraction": (10 / 240, 20 / 240, 40 / 240, 80 / 240),
                           "alpha": (0.5, 0.7, 0.9)})
 
+    revision = 2  # curriculum given as a fraction of training (10/240 by default) instead of 10 epochs
+
     def __init__(
         self,
         t_min: float = 1.0,

@@ -117,6 +117,8 @@ class DKDLoss(ResponseLoss):
     name = "dkd"
     search_space = Space({"beta": (0.5, 1.0, 2.0, 4.0, 8.0), "temperature": (1.0, 2.0, 4.0)})
 
+    revision = 2  # warm-up given as a fraction of training (20/240 by default) instead of 20 epochs; standardize divides by K - 1
+
     def __init__(
         self,
         alpha: float = 1.0,

@@ -142,6 +142,8 @@ class ISATSLoss(ResponseLoss):
     name = "isats"
     search_space = Space({"tau_gt": (2.0, 4.0, 8.0), "tau_min": (1.0, 2.0), "alpha": ALPHAS}, ("tau_gt > tau_min",))
 
+    revision = 2  # the wrong-class temperature grid stops at tau_gt (ATS's rule); revision 1 searched up to 10
+
     def __init__(
         self,
         tau_gt: float = 4.0,

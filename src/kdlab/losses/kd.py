@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -45,6 +47,12 @@ class KDLoss(ResponseLoss):
 
     name = "kd"
     search_space = Space({"temperature": (1.0, 2.0, 4.0, 8.0), "alpha": (0.5, 0.7, 0.9)})
+
+    @classmethod
+    def revision_for(cls, options: dict[str, Any]) -> int:
+        """2 with ``standardize: true`` (since the z-score divides by the sample std, K - 1, as the released code of
+        logit standardisation does; revision 1 divided by K), else 1."""
+        return 2 if options.get("standardize") else 1
 
     def __init__(self, temperature: float = 4.0, alpha: float = 0.9, standardize: bool = False) -> None:
         super().__init__(

@@ -50,6 +50,8 @@ class LogitStdLoss(ResponseLoss):
     name = "logit_std"
     search_space = Space({"temperature": (1.0, 2.0, 3.0, 4.0), "kd_weight": (1.0, 3.0, 9.0)})
 
+    revision = 2  # the z-score divides by the sample std (K - 1) by default, as the released code; revision 1 divided by K
+
     def __init__(self, temperature: float = 2.0, kd_weight: float = 9.0, ce_weight: float = 0.1,
                  std: str = "sample") -> None:
         super().__init__(
