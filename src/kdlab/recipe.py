@@ -19,7 +19,7 @@ import yaml
 from torch import nn
 
 from . import compress  # noqa: F401  (registers the pruned and low-rank architectures: a teacher may be one)
-from .config import RunConfig, parse_yaml
+from .config import Component, RunConfig, parse_yaml
 from .data import TensorLoader, build_augment, load_dataset
 from .distill import Objective, build_objective, cached_teacher_logits, compile_for_inference, load_teacher
 from .distill.teacher import resolve_weights_file
@@ -197,22 +197,25 @@ def run_or_reuse(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None =
             lock.release()
 
 
-def loss_revision(cfg: RunConfig) -> int:
-    """The revision of ``cfg``'s loss arithmetic (:attr:`kdlab.losses.ResponseLoss.revision`)."""
-    return LOSSES.get(cfg.loss.name).revision_for(cfg.loss.options)
+def loss_revision(cfg: RunConfig | Component) -> int:
+    """The revision of the loss arithmetic (:attr:`kdlab.losses.ResponseLoss.revision`) of a RunConfig's loss, or of
+    a loss given as its Component (a store job's)."""
+    loss = cfg.loss if isinstance(cfg, RunConfig) else cfg
+    return LOSSES.get(loss.name).revision_for(loss.options)
 
 
-def check_loss_revision(summary: dict[str, Any], cfg: RunConfig, out_dir: Path) -> None:
+def check_loss_revision(summary: dict[str, Any], cfg: RunConfig | Component, out_dir: Path) -> None:
     """Refuse to reuse a finished run whose loss was computed by an older revision of kdlab's arithmetic.
 
     A run's identity is its config; when kdlab changes what a loss computes for the same options (a corrected
     formula, a schedule-scaled default), an old run would otherwise come back under the new meaning. Summaries
     written before revisions existed carry none and count as revision 1.
     """
-    had, now = int(summary.get("loss_revision", 1)), loss_revision(cfg)
+    loss = cfg.loss if isinstance(cfg, RunConfig) else cfg
+    had, now = int(summary.get("loss_revision", 1)), loss_revision(loss)
     if had != now:
         raise ConfigError(
-            f"'{out_dir}' holds a finished run of loss '{cfg.loss.name}' trained with revision {had} of its "
+            f"'{out_dir}' holds a finished run of loss '{loss.name}' trained with revision {had} of its "
             f"arithmetic; this kdlab computes revision {now} for the same options (see the loss's docstring and "
             "`revision`), so the run is not reused. Delete that run directory (or point the store elsewhere) to "
             "train it again")

@@ -28,8 +28,8 @@ import logging
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .config import RunConfig, Section
-from .recipe import SUMMARY, claim_run_dir, run_or_reuse
+from .config import Component, RunConfig, Section
+from .recipe import SUMMARY, check_loss_revision, claim_run_dir, run_or_reuse
 from .train.checkpoint import remove_stale_temp_files
 
 log = logging.getLogger("kdlab")
@@ -41,8 +41,10 @@ class Job(Section):
     Subclasses set ``kind`` (part of the digest, so two job types never share a directory) and implement
     ``train(out_dir, progress=..., teacher_cache_dir=...)``; :meth:`run_or_reuse` gives it what every run gets from
     :func:`kdlab.recipe.run`: the directory locked for the run's life (another user waits, then reuses it), a
-    finished run returned as it is, a directory holding another job refused, a killed attempt's temp files removed.
-    ``train`` must resume an interrupted run from the checkpoints it finds. Jobs travel to executor workers
+    finished run returned as it is, a directory holding another job refused, a killed attempt's temp files removed,
+    and, for a job that trains a response loss (:meth:`trained_loss`), a finished run of another revision of that
+    loss's arithmetic refused (its summary records ``loss_revision``, as :func:`kdlab.compress.finetune.finetune`
+    writes it). ``train`` must resume an interrupted run from the checkpoints it finds. Jobs travel to executor workers
     pickled, so their class must be importable by module path.
     """
 
@@ -63,12 +65,20 @@ class Job(Section):
         """Raise ConfigError (naming the key, the value and what is allowed) when the job cannot run; called on every
         planned job before anything trains. Fields are already validated by their types."""
 
+    def trained_loss(self) -> Component | None:
+        """The response loss this job trains with, whose revision its summary records; None (the default) for a job
+        that trains none."""
+        return None
+
     def run_or_reuse(self, out_dir: Path, *, progress: bool | None = None,
                      teacher_cache_dir: str | Path | None = None) -> tuple[dict[str, Any], bool]:
         """The job's summary in ``out_dir`` and whether this call trained it (False: it was finished there)."""
         out_dir = Path(out_dir)
         lock, finished = claim_run_dir(out_dir, self, wait=True)
         if finished is not None:
+            loss = self.trained_loss()
+            if loss is not None:
+                check_loss_revision(finished, loss, out_dir)
             return finished, False
         try:
             remove_stale_temp_files(out_dir)  # of a killed earlier attempt

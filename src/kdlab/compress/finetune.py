@@ -72,7 +72,8 @@ def finetune(model: nn.Module, train, val, cfg: RunConfig, run_dir: str | Path, 
     weights read through their masks, :func:`kdlab.compress.nonzero_params`), ``macs`` (dense), ``effective_macs``,
     ``best_epoch``, ``best_val_accuracy``, ``final`` (last epoch's train/val accuracy and loss), ``test_accuracy``
     and ``test_loss`` (None without ``test``), ``weights`` (a file :func:`kdlab.models.load_model_weights` rebuilds
-    without help: pruning masks are baked in), plus ``summary_extra``.
+    without help: pruning masks are baked in), ``loss_revision`` (the revision of the loss's arithmetic,
+    :attr:`kdlab.losses.ResponseLoss.revision`), plus ``summary_extra``.
     """
     if keep not in ("best", "last"):
         raise ValueError(f"keep={keep!r} is not allowed; allowed: 'best', 'last'")
@@ -111,6 +112,9 @@ def finetune(model: nn.Module, train, val, cfg: RunConfig, run_dir: str | Path, 
         "num_train": len(train),
         "seconds": time.perf_counter() - started,
         "weights": str(weights),
+        # what the store checks before reusing the run (kdlab.store.Job.trained_loss); the resolved hyperparameters
+        # carry every option a revision depends on (standardize)
+        "loss_revision": type(loss).revision_for(loss.hyperparams),
         **(summary_extra or {}),
     }
     atomic_write_json(run_dir / SUMMARY, summary)

@@ -224,6 +224,10 @@ class CompressFinetuneJob(Job):
     options: CompressionOptions
     run: RunConfig
 
+    def trained_loss(self) -> Component:
+        """The fine-tuning loss (its revision is checked before a finished run is reused)."""
+        return self.options.finetune_loss
+
     def check(self) -> None:
         """Registry names and options of the fine-tuning run and its loss."""
         check_components(self.run)

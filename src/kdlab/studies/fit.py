@@ -196,6 +196,11 @@ class KFoldJob(Job):
     fold: int
     fold_seed: int
 
+    def trained_loss(self) -> Component:
+        """CE: :func:`kdlab.compress.finetune.finetune`'s default, which :meth:`train` uses (the run's loss section is
+        CE too, :func:`_cv_job`)."""
+        return Component(name="ce")
+
     def check(self) -> None:
         """Registry names and options of the run, and a fold inside [0, k)."""
         check_components(self.run)

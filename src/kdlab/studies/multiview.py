@@ -170,6 +170,10 @@ class MultiViewFitJob(Job):
     loss: Component = Field(default_factory=lambda: Component(name="ce"))
     teacher_runs: list[str] = Field(default_factory=list)
 
+    def trained_loss(self) -> Component:
+        """The loss it trains with (its revision is checked before a finished run is reused)."""
+        return self.loss
+
     def train(self, out_dir: Path, *, progress: bool | None = None,
               teacher_cache_dir: str | Path | None = None) -> dict[str, Any]:
         _, train, _, _ = multiview_data(self.data, self.seed)

@@ -223,6 +223,10 @@ class MixtureFitJob(Job):
     seed: int
     teacher_run: str | None = None
 
+    def trained_loss(self) -> Component:
+        """The loss it trains with (its revision is checked before a finished run is reused)."""
+        return self.loss
+
     def train(self, out_dir: Path, *, progress: bool | None = None,
               teacher_cache_dir: str | Path | None = None) -> dict[str, Any]:
         x, y = mixture_sample(self.mixture, self.n_train, self.stream)
