@@ -39,11 +39,6 @@ LAYERS: list[tuple[str, ...]] = [  # "kdlab" is the root package (its version on
     ("kdlab.cli", "kdlab.__main__"),
 ]
 
-# Upward or cyclic edges tolerated for now: none since the distillability audit became a study (issue 15). An edge
-# listed here must name the issue that removes it, and is reported once it no longer exists.
-ALLOWED: set[tuple[str, str]] = set()
-
-
 # ------------------------------------------------------------------------------------------------ the checker
 
 
@@ -145,11 +140,6 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return sorted(groups)
 
 
-def without(graph: dict[str, set[str]], edges: Iterable[tuple[str, str]]) -> dict[str, set[str]]:
-    drop = set(edges)
-    return {a: {b for b in targets if (a, b) not in drop} for a, targets in graph.items()}
-
-
 # ------------------------------------------------------------------------------------------------ the tests
 
 
@@ -162,20 +152,14 @@ def test_every_module_has_a_layer() -> None:
     assert not missing, f"declare these modules' layer in LAYERS (and docs/architecture.md): {missing}"
 
 
-def test_allowlist_holds_no_stale_edge() -> None:
-    graph = import_edges(SRC)
-    stale = [edge for edge in ALLOWED if edge[1] not in graph.get(edge[0], set())]
-    assert not stale, f"allowlisted edges that no longer exist (delete them from ALLOWED): {stale}"
-
-
 def test_no_import_goes_up_a_layer() -> None:
-    bad = [edge for edge in upward_edges(import_edges(SRC), LAYERS) if edge not in ALLOWED]
+    bad = upward_edges(import_edges(SRC), LAYERS)
     assert not bad, "imports against the layer order (importer -> imported):\n" + "\n".join(
         f"  {a} -> {b}" for a, b in bad)
 
 
 def test_no_import_cycle() -> None:
-    found = cycles(without(import_edges(SRC), ALLOWED))
+    found = cycles(import_edges(SRC))
     assert not found, "import cycles:\n" + "\n".join("  " + " <-> ".join(group) for group in found)
 
 
@@ -196,18 +180,18 @@ def _plant(src: Path, module_file: str, line: str, inside_function: bool = False
 
 
 def test_checker_finds_a_planted_upward_import(src_copy: Path) -> None:
-    assert upward_edges(without(import_edges(src_copy), ALLOWED), LAYERS) == []
+    assert upward_edges(import_edges(src_copy), LAYERS) == []
     _plant(src_copy, "losses/kd.py", "from ..train.loop import fit", inside_function=True)
-    assert upward_edges(without(import_edges(src_copy), ALLOWED), LAYERS) == [
+    assert upward_edges(import_edges(src_copy), LAYERS) == [
         ("kdlab.losses.kd", "kdlab.train"), ("kdlab.losses.kd", "kdlab.train.loop")]
 
 
 def test_checker_finds_a_planted_cycle(src_copy: Path) -> None:
-    assert cycles(without(import_edges(src_copy), ALLOWED)) == []
+    assert cycles(import_edges(src_copy)) == []
     # two modules of one layer importing each other: legal by layer, caught as a cycle
     _plant(src_copy, "models/mlp.py", "from . import cnn")
     _plant(src_copy, "models/cnn.py", "from .mlp import MLP", inside_function=True)
-    assert cycles(without(import_edges(src_copy), ALLOWED)) == [["kdlab.models.cnn", "kdlab.models.mlp"]]
+    assert cycles(import_edges(src_copy)) == [["kdlab.models.cnn", "kdlab.models.mlp"]]
 
 
 def test_checker_finds_an_undeclared_module(src_copy: Path) -> None:
