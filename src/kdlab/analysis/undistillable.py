@@ -44,6 +44,14 @@ INTERVAL_METHODS = ("t", "bootstrap")
 # ---------------------------------------------------------------------------------------------- inputs
 
 
+
+def resample_weights(n: int, num_bootstrap: int, generator: torch.Generator) -> torch.Tensor:
+    """Bootstrap weights [num_bootstrap, n]: row b counts how often each of n items is drawn (n draws with
+    replacement) divided by n, so ``weights @ values`` is the resampled mean of every replicate at once."""
+    draws = torch.randint(0, n, (num_bootstrap, n), generator=generator)
+    return torch.zeros(num_bootstrap, n, dtype=torch.float64).scatter_add_(
+        1, draws, torch.ones(num_bootstrap, n, dtype=torch.float64)) / n
+
 def _check_labels(labels: Tensor, num_classes: int) -> Tensor:
     if not isinstance(labels, Tensor) or labels.dim() != 1 or labels.is_floating_point() or labels.dtype == torch.bool:
         raise ValueError(f"labels must be an integer tensor of shape [N], got {_describe(labels)}")
@@ -223,9 +231,7 @@ def _bootstrap_interval(kd: Tensor, ce: Tensor, labels: Tensor, num_classes: int
     # d[s, i] in {-1, 0, 1}: sample i is right under KD and wrong under CE (1), the reverse (-1), or neither
     d = (kd == labels).to(torch.float64) - (ce == labels).to(torch.float64)
     # seed weights W[b, s] = how often seed s is drawn in replicate b, divided by S
-    seed_draws = torch.randint(0, s, (num_bootstrap, s), generator=g)
-    w = torch.zeros(num_bootstrap, s, dtype=torch.float64).scatter_add_(
-        1, seed_draws, torch.ones(num_bootstrap, s, dtype=torch.float64)) / s
+    w = resample_weights(s, num_bootstrap, g)
     low = torch.full((num_classes,), math.nan, dtype=torch.float64)
     high = low.clone()
     q = torch.tensor([(1 - confidence) / 2, (1 + confidence) / 2], dtype=torch.float64)
@@ -234,9 +240,7 @@ def _bootstrap_interval(kd: Tensor, ce: Tensor, labels: Tensor, num_classes: int
         n_c = idx.numel()
         if n_c == 0:
             continue
-        draws = torch.randint(0, n_c, (num_bootstrap, n_c), generator=g)
-        m = torch.zeros(num_bootstrap, n_c, dtype=torch.float64).scatter_add_(
-            1, draws, torch.ones(num_bootstrap, n_c, dtype=torch.float64)) / n_c
+        m = resample_weights(n_c, num_bootstrap, g)
         # g*_b = sum_s W[b,s] * sum_i M[b,i] * d[s, idx_i]
         replicates = ((w @ d[:, idx]) * m).sum(dim=1)
         low[c], high[c] = torch.quantile(replicates, q)
@@ -331,9 +335,7 @@ def bootstrap_detection_counts(kd_predictions: Sequence[Tensor], ce_predictions:
         n_c = idx.numel()
         if n_c == 0:
             continue
-        draws = torch.randint(0, n_c, (num_bootstrap, n_c), generator=g)
-        weights = torch.zeros(num_bootstrap, n_c, dtype=torch.float64).scatter_add_(
-            1, draws, torch.ones(num_bootstrap, n_c, dtype=torch.float64)) / n_c
+        weights = resample_weights(n_c, num_bootstrap, g)
         accuracy_ce = weights @ right_ce[:, idx].T                      # [B, S]
         for ti, right in enumerate(right_kd):
             gain = weights @ right[:, idx].T - accuracy_ce              # [B, S]
