@@ -44,7 +44,6 @@ INTERVAL_METHODS = ("t", "bootstrap")
 # ---------------------------------------------------------------------------------------------- inputs
 
 
-
 def resample_weights(n: int, num_bootstrap: int, generator: torch.Generator) -> torch.Tensor:
     """Bootstrap weights [num_bootstrap, n]: row b counts how often each of n items is drawn (n draws with
     replacement) divided by n, so ``weights @ values`` is the resampled mean of every replicate at once."""
