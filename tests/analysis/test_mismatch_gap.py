@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy.stats import t as student_t
 
-from kdlab.analysis.mismatch_gap import (difference_interval, map_verdicts, mismatch_gap, one_sided_p_values,
-                                         select_best_kd)
+from kdlab.analysis.mismatch_gap import (adjusted_bounds, difference_interval, family_verdicts, map_verdicts,
+                                         mismatch_gap, one_sided_p_values, select_best_kd)
 
 
 def table(rows: list[list[float]]) -> dict[int, dict[int, float]]:
@@ -195,3 +195,45 @@ def test_a_cell_significant_alone_can_be_undecided_in_a_family() -> None:
     holm_family = map_verdicts({"a": cell(0.02), "b": cell(0.001)}, method="holm")
     assert holm_family["cells"]["a"]["holds"] is True  # Holm: 0.02 * 1 after 0.001 * 2; max(0.002, 0.02) = 0.02
     assert holm_family["adjusted_confidence"] is None
+
+
+def interval(gap: float, se: float | None, dof: float | None = 20.0, reason: str | None = None) -> dict:
+    """A hand-made difference_interval result (the fields the verdicts read)."""
+    return {"gap": gap, "se": se, "dof": dof, "reason": reason}
+
+
+def test_family_verdicts_decide_by_bh_and_their_adjusted_interval_gives_the_same_verdict() -> None:
+    # t = (G - delta) / se: a 8, b -5, c 0.2 (undecided), d without interval (null, not tested)
+    intervals = {"a": interval(0.05, 0.005), "b": interval(0.0, 0.002), "c": interval(0.012, 0.01),
+                 "d": interval(0.02, None, None, reason="1 teacher seed(s) on one side")}
+    out = family_verdicts(intervals, 0.01)
+    v = out["verdicts"]
+    assert [v[k]["holds"] for k in "abcd"] == [True, False, None, None]
+    assert v["d"]["reason"] == "1 teacher seed(s) on one side" and v["d"]["adjusted_interval"]["low"] is None
+    family = out["family"]
+    assert family["num_tested"] == 3 and family["num_null"] == 1
+    assert family["selected"] == {"present": 1, "absent": 1} and family["holm_selected"] == {"present": 1, "absent": 1}
+    # one cell selected per direction out of 3 at q = 0.025: both bounds at 1 - 0.025 / 3 (Benjamini & Yekutieli)
+    level = 1 - 0.025 / 3
+    assert family["adjusted_confidence"] == {"present": pytest.approx(level), "absent": pytest.approx(level)}
+    q = student_t.ppf(level, 20.0)
+    assert v["a"]["adjusted_interval"]["low"] == pytest.approx(0.05 - q * 0.005, rel=1e-9)
+    assert v["b"]["adjusted_interval"]["high"] == pytest.approx(0.0 + q * 0.002, rel=1e-9)
+    # the interval rule on the adjusted interval is BH's verdict: low > delta present, high <= delta absent
+    for key in "abc":
+        bounds = v[key]["adjusted_interval"]
+        rule = True if bounds["low"] > 0.01 else False if bounds["high"] <= 0.01 else None
+        assert rule is v[key]["holds"]
+    # Holm's p-values ride along: the smallest of 3 p-values times 3
+    p_a = 1 - student_t.cdf(8.0, 20.0)
+    assert v["a"]["holm_p"]["present"] == pytest.approx(3 * p_a, rel=1e-6)
+    assert v["a"]["bh_p"]["present"] == pytest.approx(3 * p_a, rel=1e-6)
+
+
+def test_adjusted_bounds_without_variance_and_without_interval() -> None:
+    assert adjusted_bounds(interval(0.0, 0.0, math.inf), 0.99, 0.99)["low"] == 0.0
+    none = adjusted_bounds(interval(0.02, None, None), 0.99, 0.98)
+    assert none == {"low": None, "high": None, "lower_confidence": 0.99, "upper_confidence": 0.98}
+    bounds = adjusted_bounds(interval(0.03, 0.01, 5.0), 0.975, 0.9)
+    assert bounds["low"] == pytest.approx(0.03 - student_t.ppf(0.975, 5.0) * 0.01, rel=1e-9)
+    assert bounds["high"] == pytest.approx(0.03 + student_t.ppf(0.9, 5.0) * 0.01, rel=1e-9)

@@ -48,6 +48,9 @@ def test_rule_text_is_generated_from_the_rule():
     assert Rule("within", 0.01, "points", 100).text(0.9) == (
         "holds if the 90% interval lies within ±1 points; does not hold if it lies entirely outside ±1 points; "
         "undecided otherwise")
+    assert Rule(">", 0.01, "points", 100).text(interval="BH-adjusted interval") == (
+        "holds if the BH-adjusted interval lies above 1 points; does not hold if it lies at or below 1 points; "
+        "undecided otherwise")
     assert Rule("<=", -0.8).text() == ("holds if the 95% interval lies at or below -0.8; does not hold if it lies "
                                         "above -0.8; undecided otherwise")
 

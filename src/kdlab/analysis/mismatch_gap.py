@@ -30,7 +30,8 @@ import numpy as np
 from .multiplicity import adjusted_p_values, fcr_adjusted_confidence
 from .stats import t_quantile
 
-__all__ = ["VERDICTS", "difference_interval", "map_verdicts", "mismatch_gap", "one_sided_p_values", "select_best_kd"]
+__all__ = ["VERDICTS", "adjusted_bounds", "difference_interval", "family_verdicts", "map_verdicts", "mismatch_gap",
+           "one_sided_p_values", "select_best_kd"]
 
 # {teacher_seed: {student_seed: accuracy}}
 SeedTable = Mapping[int, Mapping[int, float]]
@@ -234,3 +235,51 @@ def map_verdicts(cells: Mapping[str, Mapping[str, Any]], *, alpha: float = 0.05,
                   if tested and method == "bh" else None)
     return {"cells": out, "num_tested": len(tested), "num_null": len(cells) - len(tested), "alpha": alpha,
             "method": method, "selected": selected, "adjusted_confidence": confidence}
+
+
+def adjusted_bounds(interval: Mapping[str, Any], lower_confidence: float, upper_confidence: float) -> dict[str, Any]:
+    """One-sided bounds of a statistic, each at its own confidence: low = G - t_{c_low, nu} se and
+    high = G + t_{c_high, nu} se (``interval`` from :func:`difference_interval`; None bounds without one).
+
+    With the confidences of :func:`map_verdicts` (``adjusted_confidence``: 1 - R q / m per direction, R cells
+    selected of m at q = alpha / 2), [low, high] is the false-coverage-rate adjusted interval of Benjamini &
+    Yekutieli (JASA 2005): its lower bound clears delta exactly when BH calls the cell "present" (p_present <= R q /
+    m), its upper bound lies at or below delta exactly when BH calls it "absent", so the interval rule on it gives
+    the map's verdict. A statistic with se = 0 (the best teacher is the largest) has low = high = G.
+    """
+    gap, se, dof = interval.get("gap"), interval.get("se"), interval.get("dof")
+    out = {"lower_confidence": lower_confidence, "upper_confidence": upper_confidence}
+    if gap is None or se is None:
+        return {"low": None, "high": None, **out}
+    if se == 0.0:
+        return {"low": gap, "high": gap, **out}
+    return {"low": gap - t_quantile(lower_confidence, dof) * se, "high": gap + t_quantile(upper_confidence, dof) * se,
+            **out}
+
+
+def family_verdicts(intervals: Mapping[str, Mapping[str, Any]], threshold: float, *,
+                    alpha: float = 0.05) -> dict[str, Any]:
+    """Verdicts over a family of statistics against one threshold: BH (the decision), Holm (a sensitivity
+    column that never changes a verdict), and each member's BH-adjusted interval (:func:`adjusted_bounds`).
+
+    ``intervals``: {key: :func:`difference_interval` result}. Returns ``{"verdicts": {key: {holds, verdict,
+    reason, p_values, bh_p, holm_p, adjusted_interval}}, "family": {num_tested, num_null, selected,
+    adjusted_confidence, alpha, method}}``. Per key: holds = True if BH-corrected p(H0: statistic <= threshold)
+    <= alpha / 2, False if BH-corrected p(H0: statistic >= threshold) <= alpha / 2, None otherwise
+    (:func:`map_verdicts`).
+    """
+    members = {key: {**dict(iv), "threshold": threshold, "p_values": one_sided_p_values(iv, threshold)}
+               for key, iv in intervals.items()}
+    bh = map_verdicts(members, alpha=alpha, method="bh")
+    holm = map_verdicts(members, alpha=alpha, method="holm")
+    confidence = bh["adjusted_confidence"] or {"present": 1 - alpha / 2, "absent": 1 - alpha / 2}
+    verdicts = {}
+    for key, member in members.items():
+        verdict = bh["cells"][key]
+        verdicts[key] = {"holds": verdict["holds"], "verdict": verdict["verdict"], "reason": verdict["reason"],
+                         "p_values": member["p_values"], "bh_p": verdict["adjusted_p"],
+                         "holm_p": holm["cells"][key]["adjusted_p"],
+                         "adjusted_interval": adjusted_bounds(member, confidence["present"], confidence["absent"])}
+    family = {k: bh[k] for k in ("num_tested", "num_null", "selected", "adjusted_confidence", "alpha", "method")}
+    family["holm_selected"] = holm["selected"]
+    return {"verdicts": verdicts, "family": family}

@@ -56,16 +56,17 @@ class Rule:
         text = "0" if text in ("-0", "") else text
         return f"{text} {self.unit}".rstrip()
 
-    def text(self, confidence: float = 0.95) -> str:
+    def text(self, confidence: float = 0.95, interval: str | None = None) -> str:
         """The rule in words, e.g. "holds if the 95% interval lies above 0 points; does not hold if it lies at or
-        below 0 points; undecided otherwise"."""
-        level = f"{confidence * 100:g}%"
+        below 0 points; undecided otherwise". ``interval`` names an interval that is not a plain confidence
+        interval at ``confidence`` (e.g. "BH-adjusted interval", whose level depends on the family)."""
+        name = interval or f"{confidence * 100:g}% interval"
         if self.op == "within":
             m = self.number(self.threshold)
-            return (f"holds if the {level} interval lies within ±{m}; does not hold if it lies entirely outside "
+            return (f"holds if the {name} lies within ±{m}; does not hold if it lies entirely outside "
                     f"±{m}; undecided otherwise")
         t = self.number(self.threshold)
-        return (f"holds if the {level} interval lies {_WORDS[self.op]} {t}; does not hold if it lies "
+        return (f"holds if the {name} lies {_WORDS[self.op]} {t}; does not hold if it lies "
                 f"{_WORDS[_NEGATION[self.op]]} {t}; undecided otherwise")
 
 
@@ -140,7 +141,8 @@ class Claim:
     ``statistic`` says in words what is measured; ``rule`` how it is decided; ``measure(results)`` computes it from a
     study's results (a :class:`Measurement`, or :class:`NotApplicable` when ``precondition`` is absent);
     ``selection`` says what is chosen, and on which split, before the statistic is read (None: nothing is chosen).
-    ``source``: the paper the claim comes from.
+    ``source``: the paper the claim comes from. ``interval`` names the interval the rule reads when it is not the
+    plain ``confidence`` interval (e.g. an interval adjusted for the many cells of a map).
     """
 
     id: str
@@ -152,10 +154,11 @@ class Claim:
     selection: str | None = None
     source: str = ""
     confidence: float = 0.95
+    interval: str | None = None
 
     def rule_text(self) -> str:
         """The decision rule in words (generated from ``rule``; the same text goes to reports and docs)."""
-        return self.rule.text(self.confidence)
+        return self.rule.text(self.confidence, self.interval)
 
     def evaluate(self, results: dict[str, Any]) -> dict[str, Any]:
         """The claim's entry in results.json: verdict, rule, statistic, estimate, interval, n, selections, evidence."""
