@@ -13,9 +13,11 @@ and each panel has a ``type``:
 - ``bars``: ``categories`` and ``series`` = [{"label", "values", "errors", "color" or "colors", "alpha"}] (grouped
   side by side), ``hlines`` as above;
 - ``intervals``: ``rows`` = [{"label", "mean", "low", "high", "color"}] (a point with its interval per row; NaN
-  interval = point only), ``vspans`` = [{"from", "to", "label", "color"}];
-- ``heatmap``: ``matrix`` (NaN cells blank), ``xlabels``, ``ylabels``, ``vmin``, ``vmax``, ``cmap``, ``annotate``,
-  ``colorbar`` (its label).
+  interval = point only), ``vspans`` = [{"from", "to", "label", "color"}], ``vlines`` as above;
+- ``heatmap``: ``matrix`` (NaN cells blank), ``xlabels``, ``ylabels``, ``vmin``, ``vmax``, ``cmap``, ``annotate``
+  (``format``: the annotation's format string), ``colorbar`` (its label; ``colorbar_location``: "right" or
+  "bottom"), ``hatch`` (a matrix of booleans: those entries hatched), ``outline`` ([[row, col], ...]: those entries
+  framed), ``row_notes`` (one string per row, written in the right margin).
 
 Every panel may set ``title``, ``xlabel``, ``ylabel``, ``xscale`` / ``yscale`` ("log", "log2"), ``xticks`` ([values,
 labels]), ``ylim``, ``legend`` ("best", "right", "none"). Studies build specs from results.json alone, so a report
@@ -30,6 +32,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import NullFormatter
 
 from .plots import save_figure
@@ -145,27 +148,38 @@ def _intervals(fig: Any, ax: Any, panel: dict[str, Any]) -> None:
         else:
             ax.errorbar(mean, i, xerr=[[mean - low], [high - mean]], fmt="o", color=colour, capsize=3)
     ax.axvline(panel.get("zero", 0.0), color="k", linewidth=0.8)
-    ax.set_yticks(range(len(rows)), [r["label"] for r in rows])
+    _reference_lines(ax, panel)
+    ax.set_yticks(range(len(rows)), [r["label"] for r in rows], fontsize=panel.get("label_size", 10))
     ax.set_ylim(len(rows) - 0.5, -0.5)
 
 
 def _heatmap(fig: Any, ax: Any, panel: dict[str, Any]) -> None:
     values = np.asarray([_finite(row) for row in panel["matrix"]], dtype=float)
     image = ax.imshow(np.ma.masked_invalid(values), cmap=panel.get("cmap", "viridis"), vmin=panel.get("vmin"),
-                      vmax=panel.get("vmax"))
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label=panel.get("colorbar", ""))
-    ax.set_xticks(range(values.shape[1]), panel.get("xlabels", range(values.shape[1])), rotation=45, ha="right",
-                  fontsize=8)
+                      vmax=panel.get("vmax"), aspect=panel.get("aspect", "equal"))
+    location = panel.get("colorbar_location", "right")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04 if location == "right" else 0.25, label=panel.get("colorbar", ""),
+                 location=location, shrink=1.0 if location == "right" else 0.6)
+    ax.set_xticks(range(values.shape[1]), panel.get("xlabels", range(values.shape[1])), rotation=panel.get(
+        "xtick_rotation", 45), ha="right" if panel.get("xtick_rotation", 45) else "center", fontsize=8)
     ax.set_yticks(range(values.shape[0]), panel.get("ylabels", range(values.shape[0])), fontsize=8)
+    for (i, j), hatched in np.ndenumerate(np.asarray(panel.get("hatch") or np.zeros(values.shape, bool))):
+        if hatched:
+            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor="#777",
+                                   linewidth=0))
+    for i, j in panel.get("outline", []):
+        ax.add_patch(Rectangle((j - 0.46, i - 0.46), 0.92, 0.92, fill=False, edgecolor="k", linewidth=2.2))
+    for i, note in enumerate(panel.get("row_notes", [])):
+        ax.text(values.shape[1] - 0.35, i, note, ha="left", va="center", fontsize=7.5, clip_on=False)
     if panel.get("annotate") and values.size <= 400:
         vmin = panel.get("vmin", np.nanmin(values) if np.isfinite(values).any() else 0.0)
         vmax = panel.get("vmax", np.nanmax(values) if np.isfinite(values).any() else 1.0)
         for (i, j), v in np.ndenumerate(values):
             if not math.isnan(v):
                 dark = (v - vmin) / max(vmax - vmin, 1e-12) < 0.5 if panel.get("cmap", "viridis") == "viridis" \
-                    else abs(v) > 0.6
-                ax.text(j, i, panel.get("format", "{:.2f}").format(v), ha="center", va="center", fontsize=7,
-                        color="w" if dark else "k")
+                    else abs(v) > 0.6 * max(abs(vmin), abs(vmax))
+                ax.text(j, i, panel.get("format", "{:.2f}").format(v), ha="center", va="center",
+                        fontsize=panel.get("annotate_size", 7), color="w" if dark else "k")
 
 
 _DRAW = {"lines": _lines, "bars": _bars, "intervals": _intervals, "heatmap": _heatmap}
