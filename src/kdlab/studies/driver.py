@@ -140,6 +140,9 @@ class Study:
     # extra checks of the whole plan before anything trains (taps exist, models build, budgets reachable...)
     check: Callable[[Any, list[Planned]], None] | None = None
     description: str = ""
+    # claims declared as a template whose instances a declared selection picks from the results (the cells a
+    # pre-registered rule sends to remedies): selected_claims(cfg, results) -> claims, decided like ``claims``
+    selected_claims: Callable[[Any, dict[str, Any]], list[Any]] | None = None
 
     def load_config(self, config: str | Path | None = None, preset: str | None = None,
                     overrides: Sequence[str] = ()) -> Any:
@@ -189,7 +192,10 @@ def run_study(study: Study, config: str | Path | None = None, out: str | Path | 
     bar.close()
 
     results: dict[str, Any] = {"study": study.name, **study.analyse(cfg, runs)}
-    results["claims"] = [claim.evaluate(results) for claim in study.claims(cfg)]
+    claims = list(study.claims(cfg))
+    if study.selected_claims is not None:
+        claims += study.selected_claims(cfg, results)
+    results["claims"] = [claim.evaluate(results) for claim in claims]
     results.update(seconds=time.perf_counter() - started, runs_trained=store.trained, runs_reused=store.reused,
                    command=command_line(), executor={"name": cfg.executor.name, "workers": cfg.executor.workers})
     # the report is rendered from what results.json holds (a JSON round trip), exactly as `kdlab report` does
