@@ -4,7 +4,7 @@ Each study module registers its entry point into :data:`kdlab.studies.base.STUDI
 registers them all (adding a study is one file plus its line below).
 """
 
-from . import audit, baseline, capacity, compress, fit, kinds, multiview, nasty, theory, undistillable  # noqa: F401
+from . import audit, baseline, capacity, capacity_map, compress, fit, kinds, multiview, nasty, theory, undistillable  # noqa: F401
 from .base import STUDIES
 from .driver import Study, rerender, run_study
 

@@ -3,8 +3,8 @@
 The declaration mirrors docs/studies/capacity-map.md, which fixed it before any map run; change one, change both.
 A *cell* is one (dataset, family, teacher training length, labelled-set size, student size); inside a cell every
 teacher size of the family, with every teacher seed, teaches the cell's student with every student seed at every KD
-temperature, and the mismatch gap (kdlab.analysis.mismatch_gap) is computed from those tables. Nothing imports this
-module yet: the capacity-map study will, once the study driver (issue 15) and the tuning engine (issue 16) exist.
+temperature, and the mismatch gap (kdlab.analysis.mismatch_gap) is computed from those tables. The capacity-map study
+(:mod:`kdlab.studies.capacity_map`) takes its grid from here.
 """
 
 from __future__ import annotations
