@@ -3,6 +3,7 @@ from earlier results (a tuning stage whose selection on validation feeds the nex
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -112,3 +113,18 @@ def test_a_built_wave_is_validated_before_it_trains(tmp_path, tiny_run, monkeypa
                   progress=False)
     # the trial wave trained (the final wave could not be known before it); nothing of the bad wave did
     assert len(list((tmp_path / "runs").iterdir())) == 1
+
+
+def test_selected_claims_are_instantiated_from_the_results_and_decided_like_the_declared_ones(tmp_path, tiny_run):
+    def per_chosen_lr(cfg: ToyConfig, results: dict[str, Any]) -> list[Claim]:
+        # a template claim, one instance per selection the results hold (here: the chosen learning rate)
+        return [Claim(f"chosen|{results['chosen_lr']}", f"the student tuned at lr {results['chosen_lr']} beats 0.05",
+                      "tuned student test accuracy - 0.05", Rule(">", 0.05), lambda r: paired_measurement(r["final"]))]
+
+    study = dataclasses.replace(TOY, selected_claims=per_chosen_lr)
+    overrides = [f"base={json.dumps(_base(tiny_run))}", "lrs=[0.1]"]
+    results = run_study(study, out=tmp_path, overrides=overrides, progress=False)
+    assert [c["id"] for c in results["claims"]] == ["learns", "chosen|0.1"]
+    low, high = results["final"]["low"], results["final"]["high"]
+    assert results["claims"][1]["holds"] is (True if low > 0.05 else False if high <= 0.05 else None)
+    assert results["claims"][1]["rule"].startswith("holds if the 95% interval lies above 0.05")
