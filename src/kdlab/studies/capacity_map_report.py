@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..analysis.verdict import verdict_word
 from ..report import Report
 from ..report.format import format_params
 
@@ -24,7 +25,6 @@ __all__ = ["gap_heatmap_panels", "report", "where_mismatch_appears"]
 
 # derived std is read at the temperature KD is most often run at (the pre-registration's plot 2)
 PROFILE_TAU = 4.0
-VERDICT_WORDS = {"present": "present", "absent": "absent", "undecided": "undecided"}
 
 
 def _pts(value: float | None, signed: bool = True) -> str:
@@ -268,10 +268,13 @@ def _per_teacher_rows(results: dict[str, Any]) -> list[list[str]]:
 
 def _remedy_section(rep: Report, results: dict[str, Any]) -> None:
     rep.heading("Remedies where the gap appears")
-    for line in _remedy_lines(results):
-        rep.paragraph(line)
     if not results["remedies"]:
+        rep.paragraph(_remedy_lines(results)[0])
         return
+    rep.paragraph("Each remedy distils the cell's student from the largest teacher L; its configuration (of 3) is "
+                  "chosen on validation; intervals are marginal 95% variance-components intervals, verdicts are read "
+                  "on the BH-adjusted intervals over the (cell, remedy) pairs of each statistic (gain > 0, minus "
+                  "best KD from B > -delta, ATS minus its symmetric control > 0).")
     delta = results["grid"]["threshold"]
     panels = []
     for cell, remedies in results["remedies"].items():
@@ -284,22 +287,22 @@ def _remedy_section(rep: Report, results: dict[str, Any]) -> None:
             def decided(statistic: str) -> str:
                 if statistic not in stats:
                     return "—"
-                return f"{_interval(stats[statistic])} {verdicts[statistic]['verdict']}"
+                return f"{_interval(stats[statistic])} {verdict_word(verdicts[statistic]['holds'])}"
 
             configs = ", ".join(f"{v * 100:.2f}" for v in stats["val_accuracy"])
             rows.append([name, str(stats["values"]), configs, _pts(stats["test_accuracy"], signed=False),
                          decided("gain"), decided("closes"), decided("asymmetry")])
             for statistic, label in (("gain", "gain over KD from L"), ("closes", "minus best KD from B")):
                 entry = stats[statistic]
-                forest.append({"label": f"{name}: {label} ({verdicts[statistic]['verdict']})",
+                forest.append({"label": f"{name}: {label} ({verdict_word(verdicts[statistic]['holds'])})",
                                "mean": entry["gap"] * 100,
                                "low": math.nan if entry["low"] is None else entry["low"] * 100,
                                "high": math.nan if entry["high"] is None else entry["high"] * 100,
                                "color": "#4c78a8" if statistic == "gain" else "#f58518"})
         rep.heading(cell, 3)
         rep.table(["remedy", "chosen configuration (validation)", "validation accuracy per configuration (%)",
-                   "test accuracy (%)", "gain over KD from L [95%] verdict", "minus best KD from B [95%] verdict",
-                   "ATS minus symmetric [95%] verdict"], rows)
+                   "test accuracy (%)", "gain over KD from L [95%], verdict", "minus best KD from B [95%], verdict",
+                   "ATS minus symmetric [95%], verdict"], rows)
         panels.append({"type": "intervals", "rows": forest, "title": cell, "xlabel": "points (test accuracy)",
                        "vlines": [{"x": -delta * 100, "label": "-delta", "style": "--", "color": "#b3261e"}],
                        "label_size": 8, "legend": "none"})
