@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +13,8 @@ from kdlab.analysis.mismatch_gap import difference_interval
 from kdlab.cli import main
 from kdlab.store import RunStore
 from kdlab.studies import STUDIES, run_study
-from kdlab.studies.capacity_map import CAPACITY_MAP, CapacityMapConfig, claims, plan, remedy_claims
+from kdlab.studies.capacity_map import (CAPACITY_MAP, PREREGISTRATION, CapacityMapConfig, claims, plan,
+                                       preregistered_text, remedy_claims)
 from kdlab.studies.capacity_map_grid import PRESETS, plan_cells, run_counts
 from kdlab.studies.capacity_map_stats import (cell_statistics, choose_configuration, decide_cells, decide_remedies,
                                               remedy_statistics)
@@ -48,6 +51,17 @@ def results_of(gaps: dict[str, dict]) -> dict:
     decisions = decide_cells(gaps, QUICK.threshold, QUICK.alpha)
     return {"cells": [{"key": key, "gap": gap, "verdict": decisions["verdicts"][key]} for key, gap in gaps.items()],
             "family": decisions["family"]}
+
+
+# SHA-256 of docs/studies/capacity-map.md as committed before any map run (3b64485, c186657; 2026-12-03): the
+# pre-registered text may gain dated addenda below it, never a change above them
+PREREGISTERED_SHA256 = "5532a4e9b8ff9936d03e881f67cba9e665173a1b5202762252a6ea3efccd91f5"
+
+
+def test_the_preregistered_text_is_unchanged() -> None:
+    document = (Path(__file__).resolve().parents[2] / PREREGISTRATION).read_text()
+    assert hashlib.sha256(preregistered_text(document).encode()).hexdigest() == PREREGISTERED_SHA256
+    assert preregistered_text("rule\n## Addendum 2026-12-04\nlater") == "rule"
 
 
 def test_cell_statistics_by_hand() -> None:
@@ -185,7 +199,7 @@ def test_quick_preset_end_to_end_with_remedies_and_a_byte_identical_rebuild(tmp_
                                      "report.md", "report.html"]
     markdown = (tmp_path / "report.md").read_text()
     assert markdown.startswith("# kdlab capacity map — QUICK PRESET, not the map")
-    assert saved["preregistration"]["path"] == "docs/studies/capacity-map.md"
+    assert saved["preregistration"]["sha256"] == PREREGISTERED_SHA256
     before = {name: (tmp_path / name).read_bytes() for name in saved["report_files"]}
     for name in before:
         (tmp_path / name).unlink()

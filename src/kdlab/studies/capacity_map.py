@@ -42,6 +42,8 @@ from .capacity_map_teachers import profile_teachers
 from .driver import Planned, RunSet, Study, StudyConfig, Wave
 
 PREREGISTRATION = "docs/studies/capacity-map.md"
+# where the pre-registered text ends and the dated addenda begin
+ADDENDUM = "\n## Addendum"
 VALIDATION = "validation accuracy (mean over teacher and student seeds)"
 POINTS = {"unit": "points", "scale": 100.0}
 CHO = "Cho & Hariharan, On the Efficacy of Knowledge Distillation, ICCV 2019"
@@ -306,13 +308,21 @@ def _ce(grid: MapGrid, index: dict[tuple, Any], cell: Cell) -> dict[str, Any]:
     return {"mean": mean, "std": std, "n": len(values), "test_by_seed": {str(r): v for r, v in test.items()}}
 
 
+def preregistered_text(document: str) -> str:
+    """The pre-registered part of the design document: everything before its first dated addendum (the addenda
+    record what came later and never change the text above them)."""
+    return document.split(ADDENDUM, 1)[0]
+
+
 def _preregistration() -> dict[str, Any] | None:
-    """The pre-registration's text and SHA-256 when the study runs from a repository checkout (else None)."""
+    """The design document's text, the SHA-256 of its pre-registered part (:func:`preregistered_text`) and of the
+    whole, when the study runs from a repository checkout (else None)."""
     path = Path(__file__).resolve().parents[3] / PREREGISTRATION
     if not path.is_file():
         return None
     text = path.read_text()
-    return {"path": PREREGISTRATION, "sha256": hashlib.sha256(text.encode()).hexdigest(), "text": text}
+    return {"path": PREREGISTRATION, "sha256": hashlib.sha256(preregistered_text(text).encode()).hexdigest(),
+            "document_sha256": hashlib.sha256(text.encode()).hexdigest(), "text": text}
 
 
 def _grid_summary(grid: MapGrid, index: dict[tuple, Any]) -> dict[str, Any]:

@@ -340,8 +340,9 @@ def report(results: dict[str, Any]) -> Report:
                       "(docs/studies/capacity-map.md).")
     pre = results.get("preregistration")
     rep.paragraph("Design, statistic, threshold and decision rules were declared before any map run in "
-                  + (f"{pre['path']} (SHA-256 {pre['sha256']} when this ran; the text is kept in results.json "
-                     "unchanged)." if pre else "docs/studies/capacity-map.md (not found when this ran)."))
+                  + (f"{pre['path']}, kept unchanged (SHA-256 of the pre-registered text, before its dated "
+                     f"addenda: {pre['sha256']}; the whole document as it was when this ran is in results.json)."
+                     if pre else "docs/studies/capacity-map.md (not found when this ran)."))
     rep.heading("Where capacity mismatch appears")
     for line in where_mismatch_appears(results):
         rep.paragraph(line)
