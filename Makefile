@@ -12,7 +12,7 @@ STORE  ?= runs/store
 WORKERS ?= $(shell $(PYTHON) -c "import os; print(os.cpu_count() or 1)")
 ARGS   ?=
 
-.PHONY: venv run test test-fast data bench bench-torchdistill clean
+.PHONY: venv run capacity-map test test-fast data bench bench-torchdistill clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,12 @@ data: venv
 run: data
 	$(BIN)/kdlab study capacity --out $(OUT) --set store=$(STORE) --executor pool --workers $(WORKERS) $(ARGS)
 	$(BIN)/kdlab study undistillable --out $(OUT)/undistillable --set store=$(STORE) --executor pool \
+		--workers $(WORKERS) $(ARGS)
+
+# the pre-registered capacity map (docs/studies/capacity-map.md; hours on 2 cores): rerun to resume from its store
+MAP_STORE ?= /work/stores/capacity-map
+capacity-map: data
+	$(BIN)/kdlab study capacity-map --out reports/capacity-map --set store=$(MAP_STORE) --executor pool \
 		--workers $(WORKERS) $(ARGS)
 
 # the platform lines first: a float-tolerance failure on another processor is diagnosable from the log alone

@@ -10,9 +10,14 @@ KD run of every student size at every labelled-set size, through the same ``reci
 each; prints seconds per teacher epoch and per student run, the load average before and after (the machine is
 shared), and the grid's budget in core-seconds from those timings.
 
+quick: runs the study's quick preset (``kdlab study capacity-map --preset quick``) end to end in a fresh run store
+and prints its wall time, the runs it trained and their mean core-seconds by role; the full map's time is projected
+from ``throughput`` (the quick preset's runs are far smaller than the map's).
+
 Usage:
   python benchmarks/bench_capacity_map.py difficulty [--epochs 30] [--widths 16,64,256,1024] [--set key=value ...]
   python benchmarks/bench_capacity_map.py throughput [--epochs 2] [--preset full|quick] [--only fashion_mnist/mlp]
+  python benchmarks/bench_capacity_map.py quick [--workers 2]
 """
 
 from __future__ import annotations
@@ -31,8 +36,10 @@ from kdlab import recipe
 from kdlab.analysis.bayes_distance import compare_with_bayes
 from kdlab.config import RunConfig
 from kdlab.data import load_dataset
-from kdlab.studies.capacity_map_grid import PRESETS, FamilyGrid, MapGrid, budget, run_counts
 from kdlab.models import load_model_weights
+from kdlab.studies import run_study
+from kdlab.studies.capacity_map import CAPACITY_MAP
+from kdlab.studies.capacity_map_grid import PRESETS, FamilyGrid, MapGrid, budget, run_counts
 
 
 def run_config(data: dict[str, Any], model: dict[str, Any], epochs: int, *, loss: dict | None = None,
@@ -142,6 +149,22 @@ def throughput(args: argparse.Namespace) -> None:
               "workers (before remedies)")
 
 
+def quick(args: argparse.Namespace) -> None:
+    executor = ["executor.name=pool", f"executor.workers={args.workers}"] if args.workers > 1 else []
+    print(f"quick preset, {args.workers} worker(s); load average before: {os.getloadavg()}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        results = run_study(CAPACITY_MAP, out=Path(tmp), preset="quick", overrides=executor, progress=False)
+        wall = time.perf_counter() - started
+    spent = results["budget"]["core_seconds"]["by_role"]
+    planned = run_counts(PRESETS["quick"])
+    counts = {"teacher": planned["teachers"], "kd": planned["kd_students"], "ce": planned["ce_students"]}
+    print(f"quick preset: {wall:.1f} s wall in this process ({results['runs_trained']} runs trained; the study's own "
+          f"clock {results['seconds']:.1f} s); load average after: {os.getloadavg()}")
+    print("core-seconds per run by role: " + ", ".join(f"{role} {seconds / counts[role]:.2f} s"
+                                                       for role, seconds in spent.items() if role in counts))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="part", required=True)
@@ -157,8 +180,10 @@ def main() -> None:
     t.add_argument("--preset", choices=sorted(PRESETS), default="full")
     t.add_argument("--only", type=lambda s: s.split(","), default=None,
                    help="comma-separated dataset/family, e.g. hierarchical_mixture/mlp")
+    q = sub.add_parser("quick")
+    q.add_argument("--workers", type=int, default=1, help="pool workers (1: the local executor)")
     args = parser.parse_args()
-    difficulty(args) if args.part == "difficulty" else throughput(args)
+    {"difficulty": difficulty, "throughput": throughput, "quick": quick}[args.part](args)
 
 
 if __name__ == "__main__":
