@@ -150,6 +150,7 @@ def throughput(args: argparse.Namespace) -> None:
 
 
 def quick(args: argparse.Namespace) -> None:
+    """The study's quick preset end to end in a fresh store: wall time and core-seconds per run by role."""
     executor = ["executor.name=pool", f"executor.workers={args.workers}"] if args.workers > 1 else []
     print(f"quick preset, {args.workers} worker(s); load average before: {os.getloadavg()}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:

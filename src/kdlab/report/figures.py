@@ -158,8 +158,9 @@ def _heatmap(fig: Any, ax: Any, panel: dict[str, Any]) -> None:
     image = ax.imshow(np.ma.masked_invalid(values), cmap=panel.get("cmap", "viridis"), vmin=panel.get("vmin"),
                       vmax=panel.get("vmax"), aspect=panel.get("aspect", "equal"))
     location = panel.get("colorbar_location", "right")
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04 if location == "right" else 0.25, label=panel.get("colorbar", ""),
-                 location=location, shrink=1.0 if location == "right" else 0.6)
+    right = location == "right"
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04 if right else 0.25, label=panel.get("colorbar", ""),
+                 location=location, shrink=1.0 if right else 0.6)
     ax.set_xticks(range(values.shape[1]), panel.get("xlabels", range(values.shape[1])), rotation=panel.get(
         "xtick_rotation", 45), ha="right" if panel.get("xtick_rotation", 45) else "center", fontsize=8)
     ax.set_yticks(range(values.shape[0]), panel.get("ylabels", range(values.shape[0])), fontsize=8)
