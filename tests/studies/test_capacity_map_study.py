@@ -1,5 +1,6 @@
-"""The capacity-map study: its plan against the declared grid, its statistics and claims on hand-made accuracy tables
-(true, false, undecided and not applicable), and the quick preset end to end with a byte-identical report rebuild."""
+"""The capacity-map study: its plan against the declared grid (and TAKD's assistants and the remedies' trials), its
+statistics and claims on hand-made accuracy tables (true, false, undecided and not applicable), the pre-registered
+text pinned, and the quick preset end to end with a byte-identical report rebuild."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from kdlab.analysis.mismatch_gap import difference_interval
 from kdlab.cli import main
 from kdlab.store import RunStore
 from kdlab.studies import STUDIES, run_study
-from kdlab.studies.capacity_map import (CAPACITY_MAP, PREREGISTRATION, CapacityMapConfig, claims, plan,
-                                       preregistered_text, remedy_claims)
-from kdlab.studies.capacity_map_grid import PRESETS, plan_cells, run_counts
+from kdlab.studies.capacity_map import (CAPACITY_MAP, PREREGISTRATION, CapacityMapConfig, _assistant_jobs,
+                                       _remedy_plans, claims, plan, preregistered_text, remedy_claims)
+from kdlab.studies.capacity_map_grid import PRESETS, Cell, plan_cells, run_counts
+from kdlab.studies.capacity_map_plan import family_of, teacher_config
 from kdlab.studies.capacity_map_stats import (cell_statistics, choose_configuration, decide_cells, decide_remedies,
                                               remedy_statistics)
 
@@ -208,3 +210,32 @@ def test_quick_preset_end_to_end_with_remedies_and_a_byte_identical_rebuild(tmp_
     again = run_study(CAPACITY_MAP, out=tmp_path, preset="quick", overrides=overrides, progress=False)
     assert again["runs_trained"] == 0 and again["runs_reused"] == saved["runs_trained"]
     assert again["cells"] == results["cells"]
+
+
+def test_takd_assistants_and_remedy_trials_are_built_from_the_largest_teacher(tmp_path) -> None:
+    grid, store = PRESETS["full"], RunStore(tmp_path)
+    family = family_of(grid, "fashion_mnist", "mlp")
+    largest = {s: store.path(teacher_config(grid, family, family.teachers[-1], s)) for s in grid.teacher_seeds}
+    early = _assistant_jobs(grid, store, family, "early")
+    # the 3 intermediate sizes x 3 teacher seeds, each distilled from the largest teacher of its seed at epoch 3
+    assert sorted({label for label, _ in early}) == ["mlp-w128-d2", "mlp-w32-d2", "mlp-w512-d2"]
+    assert all(job.teacher.run == str(largest[s]) and job.teacher.epoch == 3 and job.train.keep_epochs == [3]
+               for (_, s), job in early.items())
+    cell = Cell("fashion_mnist", "mlp", "early", 1000, "linear")
+    cfg = CapacityMapConfig.model_validate({})
+    plans = {(name, index): trial_plans for name, index, trial_plans in _remedy_plans(cfg, store, cell, 4.0)}
+    assert sorted({name for name, _ in plans}) == sorted(cfg.remedies) and len(plans) == 8 * 3
+    for (name, index), trial_plans in plans.items():
+        for seed, trial_plan in trial_plans.items():
+            jobs = trial_plan.run_configs()
+            assert [job.train.seed for job in jobs] == list(grid.student_seeds)  # one run per student seed
+            teacher = jobs[0].teacher
+            if name == "takd":  # the student learns from the assistant of that seed, at the cell's length
+                assert teacher.run == str(store.path(early[(family.teachers[1 + index].label, seed)]))
+            else:
+                assert teacher.run == str(largest[seed])
+            assert teacher.epoch == 3
+    assert plans[("eskd", 2)][0].run_configs()[0].teacher.stop_fraction == 0.75
+    assert plans[("ats", 0)][0].run_configs()[0].loss.as_dict() == {
+        "name": "ats", "tau_gt": 4.0, "tau_other": 2.0, "tau_student": 1.0, "alpha": 0.5}
+    assert plans[("dkd", 0)][0].run_configs()[0].loss.as_dict()["beta"] == 8.0
