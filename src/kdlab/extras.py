@@ -3,6 +3,7 @@ ConfigError (exit 2) naming the extra that installs it, raised while the config 
 
     extra          packages                 what needs it
     hf             transformers             model.source: huggingface (and a Hugging Face checkpoint directory)
+    datasets       datasets                 data.name: hf_dataset (a DatasetDict saved to disk)
     tensorboard    tensorboard              train.log: [tensorboard]
     timm           timm                     model.source: timm
     torchvision    torchvision              model.source: torchvision
@@ -18,7 +19,7 @@ from types import ModuleType
 
 from .errors import ConfigError
 
-EXTRA_OF = {"transformers": "hf", "tensorboard": "tensorboard", "timm": "timm", "torchvision": "torchvision"}
+EXTRA_OF = {"transformers": "hf", "datasets": "datasets", "tensorboard": "tensorboard", "timm": "timm", "torchvision": "torchvision"}
 
 
 def require(module: str, purpose: str, package: str | None = None) -> ModuleType:

@@ -23,7 +23,7 @@ from .registry import did_you_mean
 
 def check_components(cfg: RunConfig) -> None:
     """Check registry names and options (dataset, models, loss), external model sources and the optional packages
-    the config needs (transformers, timm, torchvision, tensorboard), without loading data or training."""
+    the config needs (transformers, datasets, timm, torchvision, tensorboard), without loading data or training."""
     if cfg.data.name not in DATASETS:
         raise ConfigError(f"data.name='{cfg.data.name}' is not allowed.{did_you_mean(cfg.data.name, DATASETS.names())} "
                           f"Allowed: {', '.join(DATASETS.names())}")
@@ -34,6 +34,8 @@ def check_components(cfg: RunConfig) -> None:
     check_model(cfg.model.as_dict(), "model")
     if cfg.teacher is not None and cfg.teacher.model is not None:
         check_model(cfg.teacher.model.as_dict(), "teacher.model")
+    if cfg.data.name == "hf_dataset":
+        require("datasets", "data.name: hf_dataset")
     if "tensorboard" in cfg.train.log:
         require("torch.utils.tensorboard", "train.log: [tensorboard]", package="tensorboard")
     try:

@@ -3,7 +3,8 @@
 from .base import DATASETS, ArrayDataset, DataSplits, RawDataset
 from .dataset_loader import DatasetLoader
 from .epochs import batches_per_epoch, set_loader_epoch
-from .image_folder import STREAMING_SOURCES, FolderSplits, ImageFiles, open_streaming
+from .image_folder import ImageFiles
+from .streaming import STREAMING_SOURCES, DecodedImages, StreamedSplits, open_streaming
 from .fashion_mnist import fetch_fashion_mnist, locate_fashion_mnist
 from .hierarchical_mixture import HierarchicalMixture
 from .idx import read_idx, write_idx
@@ -17,7 +18,8 @@ from .transforms import Compose, HorizontalFlip, RandomCropPad, build_augment, n
 __all__ = [
     "ArrayDataset",
     "DatasetLoader",
-    "FolderSplits",
+    "DecodedImages",
+    "StreamedSplits",
     "ImageFiles",
     "STREAMING_SOURCES",
     "batches_per_epoch",
