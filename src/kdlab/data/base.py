@@ -8,8 +8,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
+from torch.utils.data import TensorDataset
 
 from ..batch import Inputs, batch_len, slice_rows, take_rows
+from ..errors import ConfigError
 from ..registry import Registry
 
 
@@ -79,6 +81,23 @@ class ArrayDataset:
                 _hash_tensor(digest, t)
             self._fingerprint = digest.hexdigest()
         return self._fingerprint
+
+
+def as_array_dataset(dataset: Any) -> ArrayDataset:
+    """``dataset`` as an :class:`ArrayDataset`: itself, or a ``torch.utils.data.TensorDataset(inputs, labels)``
+    whose two tensors are used as they are (no copy; labels as int64)."""
+    if isinstance(dataset, ArrayDataset):
+        return dataset
+    if isinstance(dataset, TensorDataset):
+        tensors = dataset.tensors
+        if len(tensors) != 2 or tensors[1].ndim != 1 or tensors[1].is_floating_point() or tensors[1].is_complex():
+            shapes = ", ".join(f"{t.dtype} {list(t.shape)}" for t in tensors)
+            raise ConfigError(f"TensorDataset({shapes}) is not allowed; allowed: TensorDataset(inputs [N, ...], "
+                              "integer labels [N])")
+        return ArrayDataset(tensors[0], tensors[1].to(torch.int64))
+    raise ConfigError(f"a dataset of type {type(dataset).__name__} cannot be held by a TensorLoader; allowed: "
+                      "ArrayDataset, TensorDataset(inputs, labels); any other Dataset goes through a torch DataLoader "
+                      "(or kdlab.data.DatasetLoader for reproducible order)")
 
 
 @dataclass(eq=False)

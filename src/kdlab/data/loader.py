@@ -6,10 +6,11 @@ import math
 from typing import Any, Iterator, NamedTuple
 
 import torch
+from torch.utils.data import TensorDataset
 
 from ..batch import Inputs, take_rows
 from ..errors import ConfigError
-from .base import ArrayDataset
+from .base import ArrayDataset, as_array_dataset
 from .seeding import generator_for
 from .transforms import BatchTransform
 
@@ -38,7 +39,8 @@ def epoch_order(n: int, shuffle: bool, seed: int, epoch: int, rank: int = 0, wor
 
 
 class TensorLoader:
-    """Iterate over an ``ArrayDataset`` (inputs a tensor or a mapping of named tensors) in batches.
+    """Iterate over an ``ArrayDataset`` (inputs a tensor or a mapping of named tensors), or a torch
+    ``TensorDataset(inputs, labels)``, in batches.
 
     The order of epoch e is a pure function of ``(seed, e)`` and the augmentation of batch b of epoch e
     on rank r a pure function of ``(seed, e, r, b)``, so a resumed run sees exactly the batches of an
@@ -49,7 +51,7 @@ class TensorLoader:
 
     def __init__(
         self,
-        dataset: ArrayDataset,
+        dataset: ArrayDataset | TensorDataset,
         batch_size: int,
         *,
         shuffle: bool = False,
@@ -65,7 +67,7 @@ class TensorLoader:
             raise ConfigError(f"world_size={world_size!r} is invalid; allowed: an int >= 1")
         if not isinstance(rank, int) or not 0 <= rank < world_size:
             raise ConfigError(f"rank={rank!r} is invalid; allowed: 0..{world_size - 1} (world_size={world_size})")
-        self.dataset, self.batch_size = dataset, batch_size
+        self.dataset, self.batch_size = as_array_dataset(dataset), batch_size
         self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
         self.augment, self.rank, self.world_size = augment, rank, world_size
         self.epoch = 0
