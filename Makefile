@@ -23,7 +23,7 @@ $(VENV)/.base: $(BIN)/python pyproject.toml
 	touch $@
 
 $(VENV)/.test: $(VENV)/.base
-	$(PIP) -e ".[test,ray]"
+	$(PIP) -e ".[test,ray,hf,datasets,tensorboard]"
 	touch $@
 
 venv: $(VENV)/.base

@@ -50,3 +50,29 @@ def verdict_values():
         v = offset + t + (0.02 if up else -0.02)
         return [v, v]
     return make
+
+
+def write_image_folder(root, classes: int = 3, per_class: int = 6, test_per_class: int = 2, size=(8, 8),
+                       channels: int = 1, seed: int = 0, suffix: str = ".png"):
+    """ROOT/train/<class>/*.png and ROOT/test/<class>/*.png: images whose mean brightness depends on the class (so a
+    model can learn them), PNG (lossless) so decoded pixels equal the written ones; returns the root."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for part, n in (("train", per_class), ("test", test_per_class)):
+        for c in range(classes):
+            folder = root / part / f"class{c}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                base = 40 + 80 * c
+                pixels = np.clip(rng.normal(base, 30, (*size, channels)), 0, 255).astype(np.uint8)
+                image = Image.fromarray(pixels[..., 0] if channels == 1 else pixels, "L" if channels == 1 else "RGB")
+                image.save(folder / f"img{i:03d}{suffix}")
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """A 3-class grayscale 8x8 image folder (18 training, 6 test images)."""
+    return write_image_folder(tmp_path / "images")

@@ -53,3 +53,14 @@ def test_loop_benchmark_prints_before_and_after_ratios_for_both_students():
                                     for loop in ("before", "kdlab")
                                     for name in ("(a) KD epoch / CE epoch", "(b) loop / hand-written loop"))
     assert all(value > 0 for value in ratios.values())
+
+
+def test_streaming_benchmark_prints_epoch_time_and_memory_ratios():
+    proc = subprocess.run([sys.executable, str(BENCH / "bench_streaming.py"), "--images", "200", "--epochs", "1",
+                           "--big-images", "600", "--cap-mb", "16"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    ratios = [line for line in lines if line.strip().startswith("epoch time streamed")]
+    assert len(ratios) == 2 and all(float(line.split("=")[1]) > 0 for line in ratios)
+    memory = [line for line in lines if "streamed extra peak / cap" in line]
+    assert len(memory) == 1 and float(memory[0].split("=")[1].split()[0]) >= 0

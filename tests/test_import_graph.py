@@ -23,7 +23,8 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 LAYERS: list[tuple[str, ...]] = [  # "kdlab" is the root package (its version only)
-    ("kdlab", "kdlab.errors", "kdlab.io", "kdlab.registry", "kdlab.layout", "kdlab.runlock", "kdlab.space"),
+    ("kdlab", "kdlab.errors", "kdlab.io", "kdlab.registry", "kdlab.layout", "kdlab.runlock", "kdlab.space",
+     "kdlab.batch", "kdlab.extras"),
     ("kdlab.config",),
     ("kdlab.data", "kdlab.models", "kdlab.losses"),
     ("kdlab.distill",),
@@ -197,9 +198,9 @@ def test_checker_finds_a_planted_cycle(src_copy: Path) -> None:
 def test_checker_finds_an_undeclared_module(src_copy: Path) -> None:
     assert undeclared(src_copy) == []
     (src_copy / "kdlab" / "helpers.py").write_text("")
-    (src_copy / "kdlab" / "extras").mkdir()
-    (src_copy / "kdlab" / "extras" / "__init__.py").write_text("")
-    assert undeclared(src_copy) == ["kdlab.extras", "kdlab.helpers"]
+    (src_copy / "kdlab" / "plugins").mkdir()
+    (src_copy / "kdlab" / "plugins" / "__init__.py").write_text("")
+    assert undeclared(src_copy) == ["kdlab.helpers", "kdlab.plugins"]
 
 
 def test_checker_counts_package_init_as_an_edge(src_copy: Path) -> None:

@@ -17,6 +17,7 @@ from typing import Sequence
 
 from pydantic import ValidationError
 
+from . import __version__
 from .config import format_validation_error
 from .errors import ConfigError, DataError, KdlabError, TrainingDiverged, describe_os_error
 
@@ -41,8 +42,27 @@ def _add_wait_arg(p: argparse.ArgumentParser) -> None:
                         "instead of exiting with status 2")
 
 
+DESCRIPTION = """\
+Knowledge distillation that explains and fixes why distillation fails: train teachers and students, distil with
+response, feature and relation losses, and run studies that test the literature's claims on your models and data.
+One YAML file is one experiment; every key is checked before anything runs."""
+
+EPILOG = """\
+examples:
+  kdlab train configs/teacher_cnn.yaml --out runs/teacher
+  kdlab distill configs/student_kd.yaml --out runs/student --set loss.temperature=2
+  kdlab eval runs/student
+  kdlab study capacity --preset quick --out runs/capacity
+  kdlab list models|losses|datasets|studies|spaces
+
+exit codes: 0 done; 2 bad config, arguments or files; 3 data unavailable or corrupt; 4 training diverged; 1 other.
+Rerunning a command with the same --out resumes it. `kdlab COMMAND --help` for each command's options."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kdlab", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="kdlab", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"kdlab {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", required=True)
 

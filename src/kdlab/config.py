@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
-                      model_validator)
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
 
 from .errors import ConfigError
 from .registry import did_you_mean
@@ -77,6 +77,91 @@ class Component(BaseModel):
         return {"name": self.name, **self.options}
 
 
+# the keys of each external model source besides 'source' (anything else under 'python', 'timm' and 'torchvision' is
+# a keyword argument of the factory, checked against its signature where it has one)
+_SOURCE_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # source -> (required, optional) keys
+    "python": (("target",), ()),
+    "huggingface": ((), ("path", "config", "architecture")),
+    "timm": (("name",), ()),
+    "torchvision": (("name",), ()),
+}
+_KWARGS_SOURCES = ("python", "timm", "torchvision")
+
+
+class ExternalModel(BaseModel):
+    """A model from outside kdlab's registry (:mod:`kdlab.models.external`)::
+
+        {source: python, target: "package.module:factory", ...factory keyword arguments}
+        {source: huggingface, path: DIR}                                 a save_pretrained directory (no download)
+        {source: huggingface, config: {model_type: vit, ...}, architecture: ViTForImageClassification}
+        {source: timm, name: resnet18, ...timm.create_model keyword arguments}
+        {source: torchvision, name: resnet18, ...get_model keyword arguments}
+
+    The dataset decides the class count (``num_classes`` / ``num_labels``), so those keys cannot be given.
+    """
+
+    model_config = ConfigDict(extra="allow")
+    source: Literal["python", "huggingface", "timm", "torchvision"]
+
+    @model_validator(mode="after")
+    def _keys_of_the_source(self) -> "ExternalModel":
+        required, optional = _SOURCE_KEYS[self.source]
+        given = dict(self.model_extra or {})
+        missing = [key for key in required if given.get(key) in (None, "")]
+        if missing:
+            raise ValueError(f"source '{self.source}' needs '{missing[0]}'"
+                             + (" ('package.module:factory')" if missing[0] == "target" else ""))
+        for key in required:
+            if not isinstance(given[key], str):
+                raise ValueError(f"'{key}' must be a string, got {given[key]!r}")
+        if self.source not in _KWARGS_SOURCES:
+            unknown = sorted(set(given) - set(required) - set(optional))
+            if unknown:
+                raise ValueError(f"unknown key '{unknown[0]}' for source '{self.source}'.{did_you_mean(unknown[0], optional)}"
+                                 f" Allowed keys: source, {', '.join(required + optional)}")
+        if self.source == "huggingface":
+            if (given.get("path") is None) == (given.get("config") is None):
+                raise ValueError("source 'huggingface' needs exactly one of 'path' (a save_pretrained directory) and "
+                                 "'config' (a config dict for from_config, with model_type)")
+            if given.get("config") is not None:
+                if not isinstance(given["config"], dict) or "model_type" not in given["config"]:
+                    raise ValueError("'config' must be a mapping with 'model_type' (e.g. vit, bert)")
+                if given.get("architecture") is None:
+                    raise ValueError("'config' needs 'architecture', the transformers class to build "
+                                     "(e.g. ViTForImageClassification, AutoModelForSequenceClassification)")
+                if "num_labels" in given["config"]:
+                    raise ValueError("config.num_labels cannot be set: the dataset (data.name) decides it")
+        return self
+
+    @property
+    def name(self) -> str:
+        """A label for logs and summaries: the target, the model name or the checkpoint directory."""
+        extra = self.model_extra or {}
+        return str(extra.get("target") or extra.get("name") or extra.get("path") or extra.get("architecture"))
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments for the factory (python, timm, torchvision); none for huggingface."""
+        extra = dict(self.model_extra or {})
+        if self.source not in _KWARGS_SOURCES:
+            return {}
+        return {k: v for k, v in extra.items() if k not in ("target", "name")}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"source": self.source, **(self.model_extra or {})}
+
+
+def _model_kind(value: Any) -> str:
+    if isinstance(value, ExternalModel) or (isinstance(value, dict) and "source" in value):
+        return "external"
+    return "registered"
+
+
+# a model section: kdlab's registry ({name: resnet20, width: 2}) or an external source ({source: ..., ...})
+ModelSection = Annotated[Union[Annotated[Component, Tag("registered")], Annotated[ExternalModel, Tag("external")]],
+                         Discriminator(_model_kind)]
+
+
 class DataConfig(Section):
     name: str = "fashion_mnist"
     data_dir: str | None = None
@@ -86,6 +171,11 @@ class DataConfig(Section):
     crop_padding: int = Field(0, ge=0, le=16)
     hflip: bool = False
     options: dict[str, Any] = Field(default_factory=dict)
+    # read samples from disk batch by batch instead of holding the dataset in memory (image_folder): for data larger
+    # than memory; the teacher-output cache is then a memory-mapped file
+    streaming: bool = False
+    # worker processes decoding a streaming dataset (0: in the training process); never part of a run's identity
+    num_workers: int = Field(0, ge=0, le=64)
 
     @field_validator("options")
     @classmethod
@@ -99,12 +189,17 @@ class DataConfig(Section):
 
 
 class TeacherConfig(Section):
-    """Where the teacher comes from: a kdlab run directory, or a model spec plus a safetensors file."""
+    """Where the teacher comes from: a kdlab run directory; or a model (kdlab's or an external source) plus its
+    weights (a .safetensors file, a torch.save'd state dict .pt/.pth/.bin read with weights_only=True, or a Hugging
+    Face checkpoint directory); or a Hugging Face model with ``path`` alone (its own weights)."""
 
     run: str | None = None
-    model: Component | None = None
+    model: ModelSection | None = None
     weights: str | None = None
     cache: bool = True
+    # keep only each sample's k largest teacher logits in the output cache (the others share one value; error bound
+    # in kdlab.distill.cache.TopKLogits): for many classes, where a full cache would not fit
+    cache_topk: int | None = Field(None, ge=1)
     # early-stopped teacher (ESKD): the teacher as it was after this epoch of its run (its train.keep_epochs)
     epoch: int | None = Field(None, ge=1)
     # after this many student epochs the teacher is dropped and the objective becomes plain CE (ESKD's kd_stop_epoch);
@@ -118,8 +213,11 @@ class TeacherConfig(Section):
 
     @model_validator(mode="after")
     def _one_source(self) -> "TeacherConfig":
-        if self.run is None and (self.model is None or self.weights is None):
-            raise ValueError("give either 'run' (a kdlab run directory) or both 'model' and 'weights'")
+        own_weights = isinstance(self.model, ExternalModel) and self.model.source == "huggingface" and \
+            (self.model.model_extra or {}).get("path") is not None
+        if self.run is None and (self.model is None or (self.weights is None and not own_weights)):
+            raise ValueError("give either 'run' (a kdlab run directory) or both 'model' and 'weights' (a Hugging "
+                             "Face model with 'path' brings its own weights)")
         if self.run is not None and (self.model is not None or self.weights is not None):
             raise ValueError("give either 'run' or 'model' + 'weights', not both")
         if self.epoch is not None and self.run is None:
@@ -184,6 +282,17 @@ class TrainConfig(Section):
     # NHWC memory layout for conv nets (student, objective modules, teacher). null (the default): on for models with
     # 2-D convolutions, where it made a CNN student's KD epoch 27% faster on this project's CPU (README, Performance)
     channels_last: bool | None = None
+    # where per-epoch metrics go: metrics.jsonl always (resume reads it); csv adds metrics.csv, tensorboard event
+    # files in <run>/tensorboard (needs the tensorboard extra). Never part of a run's identity
+    log: list[Literal["jsonl", "csv", "tensorboard"]] = Field(default_factory=lambda: ["jsonl"])
+
+    @field_validator("log")
+    @classmethod
+    def _each_sink_once(cls, sinks: list[str]) -> list[str]:
+        repeated = sorted({s for s in sinks if sinks.count(s) > 1})
+        if repeated:
+            raise ValueError(f"each sink at most once (repeated: {', '.join(repeated)})")
+        return sinks
 
     @field_validator("keep_epochs")
     @classmethod
@@ -234,7 +343,7 @@ class RunConfig(Section):
     """A training (no teacher) or distillation (with teacher) run."""
 
     data: DataConfig = Field(default_factory=DataConfig)
-    model: Component
+    model: ModelSection
     # start the model from these weights (a .safetensors file or a kdlab run directory) instead of a random init
     init: str | None = None
     teacher: TeacherConfig | None = None
@@ -251,8 +360,8 @@ class RunConfig(Section):
 
     @field_validator("model")
     @classmethod
-    def _classes_come_from_the_data(cls, model: Component) -> Component:
-        given = sorted(set(model.options) & {"num_classes", "in_shape"})
+    def _classes_come_from_the_data(cls, model: Any) -> Any:
+        given = sorted(set(model.options) & {"num_classes", "in_shape", "in_chans"})
         if given:
             raise ValueError(f"{' and '.join(given)} cannot be set for the student: the dataset (data.name) decides "
                              f"them; remove model.{given[0]}")
@@ -281,10 +390,11 @@ class RunConfig(Section):
 # dotted paths of fields left out of the digest while at these values (fields added after runs existed, and
 # execution-only settings), so adding them changes no earlier run's identity
 _DIGEST_OPTIONAL: dict[str, Any] = {"features": [], "hint_epochs": 0, "scheme": None, "train.checkpoint_every": 1,
-                                     "train.precision": "fp32", "teacher.stop_fraction": None}
+                                     "train.precision": "fp32", "teacher.stop_fraction": None,
+                                     "teacher.cache_topk": None, "data.streaming": False}
 # never part of a run's identity: where and in which memory layout the same computation runs (results differ only
 # by float rounding, as with another thread count)
-_EXECUTION_ONLY = ("train.channels_last", "train.device", "teacher.compile")
+_EXECUTION_ONLY = ("train.channels_last", "train.device", "teacher.compile", "train.log", "data.num_workers")
 _ANY = object()
 
 
@@ -469,7 +579,8 @@ def format_validation_error(exc: ValidationError, model_cls: type[BaseModel] | N
     return "; ".join(lines)
 
 
-_UNION_BRANCHES = {"int", "float", "str", "bool", "none", "list[int]", "list[float]", "list[str]", "dict[str,any]"}
+_UNION_BRANCHES = {"int", "float", "str", "bool", "none", "list[int]", "list[float]", "list[str]", "dict[str,any]",
+                   "registered", "external"}
 
 
 def parse_config(raw: dict[str, Any], model_cls: type[BaseModel] = RunConfig) -> Any:

@@ -19,15 +19,18 @@ import yaml
 from torch import nn
 
 from . import compress  # noqa: F401  (registers the pruned and low-rank architectures: a teacher may be one)
+from .batch import slice_rows
 from .config import Component, RunConfig, parse_yaml
-from .data import TensorLoader, build_augment, load_dataset
+from .data import DatasetLoader, TensorLoader, build_augment, load_dataset, open_streaming
 from .distill import Objective, build_objective, cached_teacher_logits, compile_for_inference, load_teacher
+from .distill.cache import disk_teacher_logits
 from .distill.teacher import resolve_weights_file
 from .errors import ConfigError, KdlabError, describe_os_error
 from .io import atomic_write_json, atomic_write_text, check_output_dir
 from .losses import LOSSES, ResponseLoss
 from .losses import build as build_loss
-from .models import count_macs, count_params, create_model, load_model_weights
+from .models import build_model, count_params, load_model_weights
+from .models.complexity import count_macs_of
 from .models.weights import state_dict_mismatch
 from .runlock import RunLock, acquire_run_lock
 from .train import distributed, evaluate, fit, resolve_device, seed_everything
@@ -94,11 +97,16 @@ def run_or_reuse(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None =
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     started = time.perf_counter()
 
-    # data
+    # data: tensors in memory (TensorLoader), or samples decoded from disk batch by batch (data.streaming)
     d = cfg.data
-    data = load_dataset(d.name, data_dir=d.data_dir, val_size=d.val_size, seed=d.seed,
-                        train_subset=d.train_subset, **d.options)
+    if d.streaming:
+        data = open_streaming(d.name, data_dir=d.data_dir, val_size=d.val_size, seed=d.seed,
+                              train_subset=d.train_subset, **d.options)
+    else:
+        data = load_dataset(d.name, data_dir=d.data_dir, val_size=d.val_size, seed=d.seed,
+                            train_subset=d.train_subset, **d.options)
     augment = build_augment(crop_padding=d.crop_padding, hflip=d.hflip)
+    example = data.train.head(2)  # a real batch: feature taps, auxiliary heads and MACs read their shapes from it
 
     # teacher (frozen) and, when inputs are deterministic, its cached outputs; feature terms read it live instead
     teacher, teacher_logits = None, None
@@ -113,15 +121,14 @@ def run_or_reuse(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None =
         if cfg.teacher.cache and augment is None and not cfg.features:
             for building in (True, False):  # rank 0 builds the cache, the other ranks then read it
                 if building == ranks.is_main:
-                    teacher_logits = cached_teacher_logits(teacher, data.train.x, data.train.fingerprint(),
-                                                           cache_dir=teacher_cache_dir,
-                                                           batch_size=cfg.train.eval_batch_size)
+                    teacher_logits = teacher_output_cache(teacher, data, cfg, teacher_cache_dir)
                 distributed.barrier()
-            teacher_logits = teacher_logits.to(device) if teacher_logits is not None else None
+            if isinstance(teacher_logits, torch.Tensor):
+                teacher_logits = teacher_logits.to(device)  # tables (top-k, memory-mapped) stay on the CPU
 
     # student: initialised right after seeding so every method with this seed starts from the same weights
     torch.manual_seed(cfg.train.seed)
-    student = create_model(cfg.model.name, data.num_classes, data.in_shape, **cfg.model.options)
+    student = build_model(cfg.model.as_dict(), data.num_classes, data.in_shape)
     if cfg.init is not None:
         init_from(student, cfg.init)
     student.to(device)
@@ -130,16 +137,23 @@ def run_or_reuse(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None =
     if objective is not None:
         distiller = objective(cfg, student, loss, data, teacher, teacher_logits)
     else:
-        distiller = build_objective(cfg, student, loss, data.num_classes, data.in_shape, teacher=teacher,
+        distiller = build_objective(cfg, student, loss, data.num_classes, data.in_shape, example, teacher=teacher,
                                     teacher_logits=teacher_logits)
     distiller.to(device)  # adapters, peers, auxiliary heads
 
     # under torchrun each rank takes a strided shard with batch_size / world_size samples per step: together they
-    # form exactly the single-process batch
-    train_loader = TensorLoader(data.train, cfg.train.batch_size // ranks.world_size, shuffle=True,
-                                seed=cfg.train.seed, augment=augment, rank=ranks.rank, world_size=ranks.world_size)
-    val_loader = TensorLoader(data.val, cfg.train.eval_batch_size)
-    test_loader = TensorLoader(data.test, cfg.train.eval_batch_size)
+    # form exactly the single-process batch (both loaders shard alike)
+    per_rank = cfg.train.batch_size // ranks.world_size
+    if d.streaming:
+        train_loader = DatasetLoader(data.train, per_rank, shuffle=True, seed=cfg.train.seed, augment=augment,
+                                     rank=ranks.rank, world_size=ranks.world_size, num_workers=d.num_workers)
+        val_loader = DatasetLoader(data.val, cfg.train.eval_batch_size, num_workers=d.num_workers)
+        test_loader = DatasetLoader(data.test, cfg.train.eval_batch_size, num_workers=d.num_workers)
+    else:
+        train_loader = TensorLoader(data.train, per_rank, shuffle=True, seed=cfg.train.seed, augment=augment,
+                                    rank=ranks.rank, world_size=ranks.world_size)
+        val_loader = TensorLoader(data.val, cfg.train.eval_batch_size)
+        test_loader = TensorLoader(data.test, cfg.train.eval_batch_size)
     if len(train_loader) == 0:
         raise ConfigError(f"data: the training split of '{data.name}' has no sample for this process "
                           f"({len(data.train)} samples over {ranks.world_size} processes); lower data.val_size or "
@@ -177,7 +191,7 @@ def run_or_reuse(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None =
             "scheme": cfg.scheme.as_dict() if cfg.scheme else None,
             "seed": cfg.train.seed,
             "params": count_params(student),
-            "macs": count_macs(student, data.in_shape),
+            "macs": count_macs_of(student, slice_rows(example, 0, 1)),
             "epochs": cfg.train.epochs,
             "best_epoch": result["best_epoch"],
             "best_val_accuracy": result["best_val_accuracy"],
@@ -195,6 +209,18 @@ def run_or_reuse(cfg: RunConfig, out_dir: str | Path, *, progress: bool | None =
     finally:
         if lock is not None:
             lock.release()
+
+
+def teacher_output_cache(teacher: nn.Module, data: Any, cfg: RunConfig,
+                         cache_dir: str | Path | None) -> Any:
+    """The teacher's logits for every training sample: in memory for tensors, memory-mapped from disk for streamed
+    data; top-k reduced when ``teacher.cache_topk`` is set (:mod:`kdlab.distill.cache`)."""
+    topk = cfg.teacher.cache_topk if cfg.teacher is not None else None
+    if cfg.data.streaming:
+        return disk_teacher_logits(teacher, data.train, data.train.fingerprint(), cache_dir=cache_dir,
+                                   batch_size=cfg.train.eval_batch_size, topk=topk, num_workers=cfg.data.num_workers)
+    return cached_teacher_logits(teacher, data.train.x, data.train.fingerprint(), cache_dir=cache_dir,
+                                 batch_size=cfg.train.eval_batch_size, topk=topk)
 
 
 def loss_revision(cfg: RunConfig | Component) -> int:

@@ -11,29 +11,33 @@ from __future__ import annotations
 from typing import Any
 
 from .config import RunConfig, term_label
-from .data import DATASETS
+from .data import DATASETS, STREAMING_SOURCES
 from .distill.schemes import check_scheme
 from .errors import ConfigError
+from .extras import require
 from .losses import build as build_loss
 from .losses import build_feature_loss
-from .models import MODELS
+from .models import check_model
 from .registry import did_you_mean
 
 
 def check_components(cfg: RunConfig) -> None:
-    """Check registry names and options (dataset, models, loss) without loading data or training."""
-    for key, registry, name in (("data.name", DATASETS, cfg.data.name), ("model.name", MODELS, cfg.model.name)):
-        if name not in registry:
-            raise ConfigError(f"{key}='{name}' is not allowed.{did_you_mean(name, registry.names())} "
-                              f"Allowed: {', '.join(registry.names())}")
+    """Check registry names and options (dataset, models, loss), external model sources and the optional packages
+    the config needs (transformers, datasets, timm, torchvision, tensorboard), without loading data or training."""
+    if cfg.data.name not in DATASETS:
+        raise ConfigError(f"data.name='{cfg.data.name}' is not allowed.{did_you_mean(cfg.data.name, DATASETS.names())} "
+                          f"Allowed: {', '.join(DATASETS.names())}")
     _check_options("data.options", DATASETS, cfg.data.name, cfg.data.options)
-    _check_options("model", MODELS, cfg.model.name, cfg.model.options)
+    if cfg.data.streaming and cfg.data.name not in STREAMING_SOURCES:
+        raise ConfigError(f"data.streaming=true is not allowed for data.name='{cfg.data.name}': it is read into "
+                          f"memory; streaming sources: {', '.join(STREAMING_SOURCES.names())}")
+    check_model(cfg.model.as_dict(), "model")
     if cfg.teacher is not None and cfg.teacher.model is not None:
-        if cfg.teacher.model.name not in MODELS:
-            name = cfg.teacher.model.name
-            raise ConfigError(f"teacher.model.name='{name}' is not allowed.{did_you_mean(name, MODELS.names())} "
-                              f"Allowed: {', '.join(MODELS.names())}")
-        _check_options("teacher.model", MODELS, cfg.teacher.model.name, cfg.teacher.model.options)
+        check_model(cfg.teacher.model.as_dict(), "teacher.model")
+    if cfg.data.name == "hf_dataset":
+        require("datasets", "data.name: hf_dataset")
+    if "tensorboard" in cfg.train.log:
+        require("torch.utils.tensorboard", "train.log: [tensorboard]", package="tensorboard")
     try:
         loss = build_loss(cfg.loss.name, **cfg.loss.options)
     except ConfigError as exc:

@@ -517,6 +517,96 @@ CASES += [
 ]
 
 
+# models and data from outside kdlab, logging sinks (issue 19)
+def _without(package: str, case_argv: Callable[[Ctx], list[str]]) -> Callable[[Ctx], list[str]]:
+    """The case's argv, with ``package`` made unimportable for the case (as if the optional extra were absent)."""
+    def argv(ctx: Ctx) -> list[str]:
+        ctx.monkeypatch.setitem(sys.modules, package, None)
+        for name in [m for m in sys.modules if m.startswith(f"{package}.") or m == "torch.utils.tensorboard"]:
+            ctx.monkeypatch.delitem(sys.modules, name, raising=False)
+        return case_argv(ctx)
+    return argv
+
+
+def _pickle_pth(ctx: Ctx, zip_format: bool) -> list[str]:
+    path = ctx.tmp / ("evil_zip.pth" if zip_format else "evil.pth")
+    if zip_format:
+        buf = io.BytesIO()
+        torch.save({"0.weight": Evil(ctx.world.marker)}, buf)
+        path.write_bytes(buf.getvalue())
+    else:
+        path.write_bytes(pickle.dumps({"0.weight": Evil(ctx.world.marker)}))
+    cfg = _fill(teacher_model(str(path)), ctx)
+    return ["distill", str(ctx.config(cfg)), "--out", str(ctx.out)]
+
+
+def _cfg_argv(edits: list[tuple[str, Any]]) -> Callable[[Ctx], list[str]]:
+    return lambda ctx: ["train", str(ctx.config(_fill(patched(*edits), ctx))), "--out", str(ctx.out)]
+
+
+HF_CONFIG = {"model_type": "vit", "image_size": 8, "num_channels": 1, "patch_size": 4, "hidden_size": 8,
+             "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 16}
+
+CASES += [
+    cfg_case("model.source=unknown", [("model", {"source": "keras", "target": "x:y"})], 2, "model.source", "keras"),
+    cfg_case("model.source=python_without_target", [("model", {"source": "python"})], 2, "model", "target"),
+    cfg_case("model.target=not_importable", [("model", {"source": "python", "target": "no_such_pkg.nets:make"})],
+             2, "model.target", "no_such_pkg.nets"),
+    cfg_case("model.target=not_callable", [("model", {"source": "python", "target": "math:pi"})], 2,
+             "model.target", "not a callable"),
+    cfg_case("model.target=option_unknown", [("model", {"source": "python", "target": "torch.nn:Linear",
+                                                        "in_featurs": 3})], 2, "in_featurs", "in_features"),
+    cfg_case("model.target=not_a_module", [("model", {"source": "python", "target": "builtins:dict"})], 2,
+             "model", "not a torch.nn.Module"),
+    cfg_case("model.num_classes_for_python", [("model", {"source": "python", "target": "x:y", "num_classes": 3})],
+             2, "num_classes"),
+    cfg_case("model.huggingface=path_and_config", [("model", {"source": "huggingface", "path": "d",
+                                                              "config": HF_CONFIG})], 2, "exactly one"),
+    cfg_case("model.huggingface=unknown_key", [("model", {"source": "huggingface", "path": "d", "revison": "x"})],
+             2, "revison"),
+    cfg_case("model.huggingface=config_without_architecture", [("model", {"source": "huggingface",
+                                                                          "config": HF_CONFIG})], 2, "architecture"),
+    cfg_case("model.huggingface=num_labels", [("model", {"source": "huggingface", "architecture": "X",
+                                                         "config": {**HF_CONFIG, "num_labels": 3}})], 2, "num_labels"),
+    cfg_case("model.huggingface=path_not_a_checkpoint", [("model", {"source": "huggingface", "path": "{tmp}"})], 2,
+             "model.path", "config.json"),
+    Case("model.huggingface=transformers_missing",
+         _without("transformers", _cfg_argv([("model", {"source": "huggingface", "path": "{tmp}"})])), 2,
+         ("model.source=huggingface", "pip install 'kdlab[hf]'")),
+    Case("model.timm=timm_missing", _without("timm", _cfg_argv([("model", {"source": "timm", "name": "resnet18"})])),
+         2, ("model.source=timm", "pip install 'kdlab[timm]'")),
+    Case("model.torchvision=torchvision_missing",
+         _without("torchvision", _cfg_argv([("model", {"source": "torchvision", "name": "resnet18"})])), 2,
+         ("model.source=torchvision", "pip install 'kdlab[torchvision]'")),
+    cfg_case("teacher.model.source=unknown_key", teacher(model={"source": "timm", "name": "x"},
+                                                         weights="w.pt") | {"teacher": {"model": {"source": "timmm"},
+                                                                                        "weights": "w.pt"}},
+             2, "teacher.model.source"),
+    Case("teacher.weights=pickle_pth_refused", lambda c: _pickle_pth(c, zip_format=False), 2,
+         ("teacher.weights", "evil.pth", "refused", "pickle")),
+    Case("teacher.weights=pickle_in_torch_save_zip_refused", lambda c: _pickle_pth(c, zip_format=True), 2,
+         ("teacher.weights", "evil_zip.pth", "refused", "pickle")),
+    cfg_case("teacher.weights=unknown_suffix", teacher_model("{root}/teacher/config.yaml"), 2, "teacher.weights",
+             "config.yaml", ".safetensors"),
+    cfg_case("teacher.cache_topk=zero", teacher(run="{root}/teacher", cache_topk=0), 2, "teacher.cache_topk"),
+    cfg_case("teacher.cache_topk=bool", teacher(run="{root}/teacher", cache_topk=True), 2, "teacher.cache_topk"),
+    cfg_case("train.log=unknown", [("train.log", ["wandb"])], 2, "train.log", "tensorboard"),
+    cfg_case("train.log=repeated", [("train.log", ["csv", "csv"])], 2, "train.log", "at most once"),
+    cfg_case("train.log=text", [("train.log", "tensorboard")], 2, "train.log"),
+    Case("train.log=tensorboard_missing", _without("tensorboard", _cfg_argv([("train.log", ["tensorboard"])])), 2,
+         ("train.log: [tensorboard]", "pip install 'kdlab[tensorboard]'")),
+    cfg_case("data.streaming=not_a_streaming_source", [("data.streaming", True)], 2, "data.streaming", "image_folder"),
+    cfg_case("data.streaming=text", [("data.streaming", "maybe")], 2, "data.streaming"),
+    cfg_case("data.num_workers=negative", [("data.num_workers", -1)], 2, "data.num_workers"),
+    cfg_case("data.image_folder=missing", [("data", {"name": "image_folder", "data_dir": "{tmp}/nothing",
+                                                     "val_size": 0})], 3, "nothing"),
+    cfg_case("data.image_folder=without_data_dir", [("data", {"name": "image_folder", "val_size": 0})], 2,
+             "data.data_dir"),
+    cfg_case("data.image_folder=bad_channels", [("data", {"name": "image_folder", "data_dir": "{tmp}",
+                                                          "options": {"channels": 2}})], 2, "channels"),
+]
+
+
 def _snapshot(path: Path) -> Any:
     """Everything a command could change under ``path``: names, types, modes and file contents."""
     if not path.exists() and not path.is_symlink():

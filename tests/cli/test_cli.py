@@ -60,3 +60,47 @@ def test_list_models(capsys):
     assert main(["list", "models"]) == 0
     names = capsys.readouterr().out.split()
     assert {"mlp", "cnn", "resnet", "wrn"} <= set(names)
+
+
+def test_version_module_entry_point_and_user_facing_help(capsys):
+    import subprocess
+    import sys
+
+    import kdlab
+    from kdlab.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"kdlab {kdlab.__version__}"
+    done = subprocess.run([sys.executable, "-m", "kdlab", "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0
+    assert "Knowledge distillation that explains and fixes" in done.stdout and "exit codes" in done.stdout
+    assert "Nothing else lives here" not in done.stdout and "parse, validate" not in done.stdout
+    done = subprocess.run([sys.executable, "-m", "kdlab", "--version"], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == f"kdlab {kdlab.__version__}"
+
+
+def test_every_imported_third_party_package_is_declared():
+    """An AST walk over src/kdlab: each top-level package imported (lazily or not) is the standard library, kdlab,
+    a declared dependency or a declared extra."""
+    import ast
+    import sys
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    declared = {req.split(">")[0].split("=")[0].split("<")[0].split("[")[0].strip().lower()
+                for req in project["dependencies"] + [r for reqs in project["optional-dependencies"].values()
+                                                      for r in reqs]}
+    import_names = {"sklearn": "scikit-learn", "yaml": "pyyaml", "PIL": "pillow"}
+    imported = set()
+    for path in (root / "src" / "kdlab").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                imported.add(node.module.split(".")[0])
+    third_party = {name for name in imported if name not in sys.stdlib_module_names and name != "kdlab"}
+    undeclared = sorted(name for name in third_party if import_names.get(name, name).lower() not in declared)
+    assert undeclared == []

@@ -102,3 +102,22 @@ def test_empty_dataset():
     empty = ArrayDataset(torch.zeros(0, 3), torch.zeros(0, dtype=torch.int64))
     assert len(TensorLoader(empty, 4)) == 0 and list(TensorLoader(empty, 4)) == []
     assert list(TensorLoader(empty, 4, world_size=2, rank=1)) == []
+
+
+def test_a_tensor_dataset_gives_the_array_datasets_batches_and_bad_ones_are_refused():
+    from torch.utils.data import TensorDataset
+
+    ds = dataset()
+    labels = ds.y.to(torch.int32)  # any integer labels; the loader gives int64 as for an ArrayDataset
+    a = list(TensorLoader(ds, 10, shuffle=True, seed=4))
+    b = list(TensorLoader(TensorDataset(ds.x, labels), 10, shuffle=True, seed=4))
+    assert len(a) == len(b) == 11
+    for u, v in zip(a, b):
+        assert torch.equal(u.x, v.x) and torch.equal(u.index, v.index)
+        assert v.y.dtype == torch.int64 and torch.equal(u.y, v.y)
+    with pytest.raises(ConfigError, match=r"TensorDataset\(torch.float32 \[103, 3\]\) is not allowed"):
+        TensorLoader(TensorDataset(ds.x), 10)
+    with pytest.raises(ConfigError, match=r"torch.float32 \[103\]\) is not allowed.*integer labels"):
+        TensorLoader(TensorDataset(ds.x, ds.y.float()), 10)
+    with pytest.raises(ConfigError, match="type list cannot be held by a TensorLoader"):
+        TensorLoader([(ds.x[0], ds.y[0])], 10)

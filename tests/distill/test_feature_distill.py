@@ -139,15 +139,20 @@ def test_a_config_without_features_keeps_its_identity():
 
     cfg = parse_config(BASE)
     legacy = {k: v for k, v in cfg.to_dict().items() if k not in ("features", "hint_epochs", "scheme")}
-    for later_field in ("checkpoint_every", "precision", "channels_last", "device"):  # later, at defaults: no identity
+    for later_field in ("checkpoint_every", "precision", "channels_last", "device", "log"):  # later: no identity
         legacy["train"].pop(later_field)
+    for later_field in ("streaming", "num_workers"):
+        legacy["data"].pop(later_field)
     assert cfg.digest() == hashlib.sha256(json.dumps(legacy, sort_keys=True).encode()).hexdigest()
     distil = parse_config({**BASE, "teacher": {"run": "t"}})
     legacy = {k: v for k, v in distil.to_dict().items() if k not in ("features", "hint_epochs", "scheme")}
-    for later_field in ("checkpoint_every", "precision", "channels_last", "device"):
+    for later_field in ("checkpoint_every", "precision", "channels_last", "device", "log"):
         legacy["train"].pop(later_field)
+    for later_field in ("streaming", "num_workers"):
+        legacy["data"].pop(later_field)
     legacy["teacher"].pop("compile")
     legacy["teacher"].pop("stop_fraction")  # added later, at its default: no identity
+    legacy["teacher"].pop("cache_topk")
     assert distil.digest() == hashlib.sha256(json.dumps(legacy, sort_keys=True).encode()).hexdigest()
     with_term = parse_config({**BASE, "teacher": {"run": "t"}, "features": [
         {"student_tap": "hidden1", "teacher_tap": "hidden1", "loss": {"name": "fitnet"}}]})
@@ -228,7 +233,7 @@ def test_hooks_on_a_users_sequential_student_train_through_an_adapter():
     teacher = nn.Sequential(nn.Flatten(), nn.Linear(12, 10), nn.ReLU(), nn.Linear(10, 3))
     terms = build_feature_terms([FeatureTermConfig(student_tap="2", teacher_tap="2", loss={"name": "fitnet"}),
                                  FeatureTermConfig(student_tap="1", teacher_tap="3", loss={"name": "pairwise"})],
-                                student, teacher, (12,))
+                                student, teacher, torch.randn(2, 12))
     distiller = Distiller(student, build("kd"), teacher=teacher, terms=terms)
     assert isinstance(distiller.terms[0].adapter, nn.Linear) and distiller.terms[0].adapter.weight.shape == (10, 6)
     before = {k: v.clone() for k, v in teacher.state_dict().items()}

@@ -28,13 +28,14 @@ def _scheduled(loss, epochs=10):
 def _scheme(scheme, loss="ce"):
     cfg = parse_config({"model": {"name": "cnn", "width": 0.25, "depth": 2}, "loss": {"name": loss},
                         "scheme": scheme})
-    return build_objective(cfg, _student(), build(loss), CLASSES, IN_SHAPE)
+    return build_objective(cfg, _student(), build(loss), CLASSES, IN_SHAPE, torch.randn(2, *IN_SHAPE))
 
 
 def _distiller_with_terms():
     student, teacher = _student(), create_model("cnn", CLASSES, IN_SHAPE, width=0.5, depth=2)
     terms = build_feature_terms([FeatureTermConfig(student_tap="stage1", teacher_tap="stage1",
-                                                   loss={"name": "rkd"})], student, teacher, IN_SHAPE)
+                                                   loss={"name": "rkd"})], student, teacher,
+                                  torch.randn(2, *IN_SHAPE))
     return Distiller(student, build("kd"), teacher=teacher, terms=terms)
 
 
@@ -48,7 +49,7 @@ OBJECTIVES = {
     "joint": (lambda: _scheme({"name": "joint", "teacher": {"name": "mlp", "width": 8}}, loss="kd"),
               {"ce", "kd", "teacher_ce"}),
     "byot": (lambda: _scheme({"name": "byot", "taps": ["stage1"]}), {"ce", "stage1_ce", "stage1_kl", "stage1_hint"}),
-    "skeptical": (lambda: SkepticalObjective(_student(), build("kd"), "stage1", IN_SHAPE, CLASSES,
+    "skeptical": (lambda: SkepticalObjective(_student(), build("kd"), "stage1", torch.randn(2, *IN_SHAPE), CLASSES,
                                              teacher_logits=torch.randn(6, CLASSES), self_distill=0.3),
                   {"aux_ce", "aux_kd", "final_ce", "self_distill"}),
 }

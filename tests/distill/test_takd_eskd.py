@@ -85,7 +85,7 @@ def test_stop_fraction_reaches_the_distiller_and_is_exclusive_with_stop_epoch(ti
 
     cfg = parse_config({**_kd_base(tiny_run, epochs=12).to_dict(), "teacher": {"run": "t", "stop_fraction": 0.5}})
     student = create_model("mlp", 3, (4,), width=8, depth=1)
-    objective = build_objective(cfg, student, build("kd"), 3, (4,), teacher_logits=torch.randn(6, 3))
+    objective = build_objective(cfg, student, build("kd"), 3, (4,), torch.randn(2, 4), teacher_logits=torch.randn(6, 3))
     assert objective.stop_epoch == 6
     assert cfg.digest() != parse_config({**cfg.to_dict(), "teacher": {"run": "t"}}).digest()
     with pytest.raises(ConfigError, match="give stop_epoch or stop_fraction, not both"):

@@ -240,3 +240,70 @@ def test_every_feature_loss_builds_with_defaults_and_gives_finite_scalars_and_gr
     same = torch.randn(4, 8, 4, 4, generator=generator)
     if not (name == "pairwise" and loss_fn.criterion == "ce"):
         assert loss_fn(same.clone().requires_grad_(True), same).item() == pytest.approx(0.0, abs=1e-9)
+
+
+# -- token features [B, N, D] --------------------------------------------------------------------------------------
+
+
+def test_at_on_tokens_is_attention_over_the_token_positions():
+    """Q = sum_d |A_{n,d}|^2 per token n, normalised over the tokens; L = beta/2 * mean over (batch, tokens) of the
+    squared difference: computed by hand for one sample of 2 tokens."""
+    from kdlab.losses import build_feature_loss
+
+    student = torch.tensor([[[1.0, 0.0], [0.0, 2.0]]])        # Q_s = [1, 4] -> [1, 4] / sqrt(17)
+    teacher = torch.tensor([[[3.0, 0.0, 0.0], [0.0, 0.0, 0.0]]])  # Q_t = [9, 0] -> [1, 0]; widths may differ
+    q_s = torch.tensor([1.0, 4.0]) / 17 ** 0.5
+    expected = 1000.0 / 2 * ((q_s - torch.tensor([1.0, 0.0])) ** 2).mean()
+    torch.testing.assert_close(build_feature_loss("at")(student, teacher), expected)
+
+
+def test_nonlocal_on_tokens_relates_every_token_to_every_other():
+    from kdlab.losses import build_feature_loss
+
+    student = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])         # <A_i, A_j> = identity -> rows softmax([1, 0])
+    teacher = torch.zeros(1, 2, 3)                               # all zero -> rows [1/2, 1/2]
+    e = torch.e
+    row = torch.tensor([e / (e + 1), 1 / (e + 1)])
+    expected = ((row - 0.5) ** 2).sum()                          # both rows have the same distance; mean over rows
+    torch.testing.assert_close(build_feature_loss("nonlocal")(student, teacher), expected)
+
+
+def test_fitnet_and_agd_on_tokens_and_their_shape_rules():
+    from kdlab.errors import ConfigError
+    from kdlab.losses import build_feature_loss
+
+    s, t = torch.randn(4, 5, 8), torch.randn(4, 5, 8)
+    torch.testing.assert_close(build_feature_loss("fitnet")(s, t), 0.5 * ((t - s) ** 2).mean())
+    agd = build_feature_loss("agd")
+    assert agd(t, t).item() == 0.0 and agd(s, t).item() > 0
+    # agd reads tokens as a [D, N, 1] map: equal to agd on that map
+    torch.testing.assert_close(agd(s, t), agd(s.transpose(1, 2).unsqueeze(-1), t.transpose(1, 2).unsqueeze(-1)))
+    fitnet, at, nonlocal_ = (build_feature_loss(n) for n in ("fitnet", "at", "nonlocal"))
+    assert fitnet.needs_adapter([5, 8], [5, 16]) and not fitnet.needs_adapter([5, 8], [5, 8])
+    assert not at.needs_adapter([5, 8], [5, 16]) and not nonlocal_.needs_adapter([5, 8], [5, 16])
+    assert fitnet.needs_adapter([5, 8], [16])                    # tokens pooled onto a vector
+    for loss in (fitnet, at, nonlocal_, agd):
+        with pytest.raises(ConfigError, match="5 and 7 tokens"):
+            loss.needs_adapter([5, 8], [7, 8])
+        with pytest.raises(ConfigError, match="token features"):
+            loss.needs_adapter([5, 8], [8, 4, 4])
+    with pytest.raises(ValueError, match="same token count"):
+        at(torch.randn(2, 5, 8), torch.randn(2, 7, 8))
+    assert not build_feature_loss("rkd").needs_adapter([5, 8], [8, 4, 4])  # relations accept any shapes
+
+
+def test_token_adapters():
+    from kdlab.distill import make_adapter
+    from kdlab.distill.adapters import TokenPooledLinear
+    from kdlab.errors import ConfigError
+
+    per_token = make_adapter([5, 8], [5, 16])
+    assert isinstance(per_token, torch.nn.Linear) and per_token(torch.randn(2, 5, 8)).shape == (2, 5, 16)
+    pooled = make_adapter([5, 8], [3])
+    assert isinstance(pooled, TokenPooledLinear)
+    x = torch.randn(2, 5, 8)
+    torch.testing.assert_close(pooled(x), pooled.linear(x.mean(dim=1)))
+    with pytest.raises(ConfigError, match="different token counts"):
+        make_adapter([5, 8], [6, 8])
+    with pytest.raises(ConfigError, match="do not map onto each other"):
+        make_adapter([5, 8], [8, 2, 2])

@@ -34,7 +34,7 @@ def _objective(ce_weight=1.0, kd_weight=1.0, self_distill=0.0, tap="hidden1"):
     torch.manual_seed(0)
     student = create_model("mlp", 3, (6,), width=8, depth=2)
     teacher_logits = torch.randn(10, 3) * 3
-    objective = SkepticalObjective(student, build("kd", temperature=4.0, alpha=0.9), tap, (6,), 3,
+    objective = SkepticalObjective(student, build("kd", temperature=4.0, alpha=0.9), tap, torch.randn(2, 6), 3,
                                    teacher_logits=teacher_logits, hidden=5, ce_weight=ce_weight,
                                    kd_weight=kd_weight, self_distill=self_distill)
     return objective, teacher_logits
@@ -99,7 +99,7 @@ def test_conv_student_tap_and_a_live_teacher():
     torch.manual_seed(0)
     student = create_model("cnn", 3, (1, 8, 8), width=0.25, depth=2)
     teacher = create_model("mlp", 3, (1, 8, 8), width=8, depth=1)
-    objective = SkepticalObjective(student, build("kd"), "stage1", (1, 8, 8), 3, teacher=teacher)
+    objective = SkepticalObjective(student, build("kd"), "stage1", torch.randn(2, 1, 8, 8), 3, teacher=teacher)
     assert objective.aux_head.pool
     loss, final, _ = objective(torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 0]), torch.arange(4))
     loss.backward()
@@ -110,9 +110,9 @@ def test_conv_student_tap_and_a_live_teacher():
 def test_bad_tap_and_weights_are_config_errors():
     student = create_model("mlp", 3, (6,), width=8, depth=2)
     with pytest.raises(ConfigError, match="unknown feature tap 'hiden1'.*Did you mean 'hidden1'"):
-        SkepticalObjective(student, build("kd"), "hiden1", (6,), 3, teacher_logits=torch.zeros(1, 3))
+        SkepticalObjective(student, build("kd"), "hiden1", torch.randn(2, 6), 3, teacher_logits=torch.zeros(1, 3))
     with pytest.raises(ConfigError, match="skeptical.ce_weight=-1"):
-        SkepticalObjective(student, build("kd"), "hidden1", (6,), 3, teacher_logits=torch.zeros(1, 3), ce_weight=-1)
+        SkepticalObjective(student, build("kd"), "hidden1", torch.randn(2, 6), 3, teacher_logits=torch.zeros(1, 3), ce_weight=-1)
 
 
 def test_skeptical_run_exports_only_the_student_and_is_reused(tmp_path, tiny_run):

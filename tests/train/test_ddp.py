@@ -109,3 +109,32 @@ def test_ddp_distillation_shares_one_teacher_cache_and_resumes(tmp_path):
     after = (run_dir / "metrics.jsonl").read_text().splitlines()
     # epochs 1-2 were not trained again (their records, timings included, are the original ones); epoch 3 was
     assert after[:2] == before[:2] and len(after) == 3 and after[2] != before[2]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun not installed")
+def test_ddp_streams_an_image_folder_in_shards_and_equals_one_process(tmp_path, image_folder):
+    """data.streaming under torchrun: each rank decodes its DistributedSampler-equivalent shard from disk; the
+    result equals one process with the same global batch (KD from a teacher whose outputs rank 0 caches on disk)."""
+    # 12 training images: 2 global batches of 6, or 2 batches of 3 on each of 2 ranks (no padding sample)
+    data = {"name": "image_folder", "data_dir": str(image_folder), "val_size": 6, "streaming": True,
+            "options": {"channels": 1}}
+    base = {"data": data, "model": {"name": "mlp", "width": 16, "depth": 1},
+            "optim": {"name": "sgd", "lr": 0.1, "momentum": 0.9},
+            "train": {"epochs": 2, "batch_size": 6, "seed": 1, "progress": False}}
+    teacher_cfg = tmp_path / "teacher.yaml"
+    teacher_cfg.write_text(yaml.safe_dump(base))
+    assert _kdlab(["-q", "train", str(teacher_cfg), "--out", str(tmp_path / "teacher")], None, tmp_path).returncode == 0
+    kd = {**base, "model": {"name": "mlp", "width": 8, "depth": 1}, "teacher": {"run": str(tmp_path / "teacher")},
+          "loss": {"name": "kd", "temperature": 2}}
+    config = tmp_path / "kd.yaml"
+    config.write_text(yaml.safe_dump(kd))
+    single = _kdlab(["-q", "distill", str(config), "--out", str(tmp_path / "single")], None, tmp_path)
+    assert single.returncode == 0, single.stderr
+    ddp = _kdlab(["-q", "distill", str(config), "--out", str(tmp_path / "ddp")], 2, tmp_path)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert len(list((tmp_path / "cache").glob("*.npy.d"))) == 1  # one memory-mapped cache, built once
+    a = load_tensors(tmp_path / "single" / "checkpoints" / "last.safetensors")
+    b = load_tensors(tmp_path / "ddp" / "checkpoints" / "last.safetensors")
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-5, rtol=1e-4), key

@@ -8,7 +8,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
+from torch.utils.data import TensorDataset
 
+from ..batch import Inputs, batch_len, slice_rows, take_rows
+from ..errors import ConfigError
 from ..registry import Registry
 
 
@@ -38,18 +41,20 @@ DATASETS: Registry[Callable[..., RawDataset]] = Registry("dataset")
 
 @dataclass(eq=False)
 class ArrayDataset:
-    """A dataset held in memory: ``x`` float32 (``[N,C,H,W]`` images or ``[N,D]`` vectors), ``y`` int64 ``[N]``.
+    """A dataset held in memory: ``x`` float32 (``[N,C,H,W]`` images or ``[N,D]`` vectors) or a mapping of named
+    tensors ``[N, ...]`` (``input_ids``, ``attention_mask``: passed to the model as keyword arguments), ``y`` int64
+    ``[N]``.
 
     The tensors are treated as immutable: ``fingerprint()`` is computed once and cached.
     """
 
-    x: torch.Tensor
+    x: Inputs
     y: torch.Tensor
     _fingerprint: str | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.x.shape[0] != self.y.shape[0]:
-            raise ValueError(f"x has {self.x.shape[0]} rows but y has {self.y.shape[0]}; they must match")
+        if batch_len(self.x) != self.y.shape[0]:
+            raise ValueError(f"x has {batch_len(self.x)} rows but y has {self.y.shape[0]}; they must match")
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -57,18 +62,42 @@ class ArrayDataset:
     def subset(self, index: torch.Tensor | Sequence[int]) -> "ArrayDataset":
         """Return the samples at ``index`` (positions, or a boolean mask of length N) as a new dataset."""
         index = torch.as_tensor(index)
-        if index.dtype != torch.bool:
-            index = index.to(torch.int64)
-        return ArrayDataset(self.x[index], self.y[index])
+        index = torch.nonzero(index).flatten() if index.dtype == torch.bool else index.to(torch.int64)
+        return ArrayDataset(take_rows(self.x, index), self.y[index])
+
+    def head(self, n: int) -> Inputs:
+        """The inputs of the first ``n`` samples (a real batch to set up feature taps with)."""
+        return slice_rows(self.x, 0, n)
 
     def fingerprint(self) -> str:
-        """SHA-256 hex over the dtype, shape and bytes of ``x`` and ``y``; cached after the first call."""
+        """SHA-256 hex over the dtype, shape and bytes of ``x`` (each named input in name order) and ``y``; cached
+        after the first call."""
         if self._fingerprint is None:
             digest = hashlib.sha256()
-            for t in (self.x, self.y):
+            named = [self.x] if isinstance(self.x, torch.Tensor) else [self.x[k] for k in sorted(self.x)]
+            if not isinstance(self.x, torch.Tensor):
+                digest.update(("|".join(sorted(self.x)) + "|").encode())
+            for t in (*named, self.y):
                 _hash_tensor(digest, t)
             self._fingerprint = digest.hexdigest()
         return self._fingerprint
+
+
+def as_array_dataset(dataset: Any) -> ArrayDataset:
+    """``dataset`` as an :class:`ArrayDataset`: itself, or a ``torch.utils.data.TensorDataset(inputs, labels)``
+    whose two tensors are used as they are (no copy; labels as int64)."""
+    if isinstance(dataset, ArrayDataset):
+        return dataset
+    if isinstance(dataset, TensorDataset):
+        tensors = dataset.tensors
+        if len(tensors) != 2 or tensors[1].ndim != 1 or tensors[1].is_floating_point() or tensors[1].is_complex():
+            shapes = ", ".join(f"{t.dtype} {list(t.shape)}" for t in tensors)
+            raise ConfigError(f"TensorDataset({shapes}) is not allowed; allowed: TensorDataset(inputs [N, ...], "
+                              "integer labels [N])")
+        return ArrayDataset(tensors[0], tensors[1].to(torch.int64))
+    raise ConfigError(f"a dataset of type {type(dataset).__name__} cannot be held by a TensorLoader; allowed: "
+                      "ArrayDataset, TensorDataset(inputs, labels); any other Dataset goes through a torch DataLoader "
+                      "(or kdlab.data.DatasetLoader for reproducible order)")
 
 
 @dataclass(eq=False)

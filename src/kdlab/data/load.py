@@ -11,7 +11,8 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
-from . import cifar, digits, fashion_mnist, hierarchical_mixture, synthetic  # noqa: F401  (each registers its sources)
+from . import (  # noqa: F401  (each registers its sources)
+    cifar, digits, fashion_mnist, hf_datasets, hierarchical_mixture, image_folder, synthetic)
 from .base import DATASETS, ArrayDataset, DataSplits, RawDataset
 from .seeding import generator_for
 from .splits import check_train_subset, resolve_val_size, stratified_split

@@ -6,23 +6,41 @@ import math
 from typing import Any, Iterator, NamedTuple
 
 import torch
+from torch.utils.data import TensorDataset
 
+from ..batch import Inputs, take_rows
 from ..errors import ConfigError
-from .base import ArrayDataset
+from .base import ArrayDataset, as_array_dataset
 from .seeding import generator_for
 from .transforms import BatchTransform
 
 
 class Batch(NamedTuple):
-    """One batch; ``index`` holds the samples' positions in the dataset (keys for teacher-output caches)."""
+    """One batch; ``index`` holds the samples' positions in the dataset (keys for teacher-output caches).
 
-    x: torch.Tensor
+    ``x`` is a tensor or a mapping of named tensors (:mod:`kdlab.batch`)."""
+
+    x: Inputs
     y: torch.Tensor
     index: torch.Tensor
 
 
+def epoch_order(n: int, shuffle: bool, seed: int, epoch: int, rank: int = 0, world_size: int = 1) -> torch.Tensor:
+    """The dataset positions rank ``rank`` visits in ``epoch``: a permutation drawn from ``(seed, epoch)`` (or
+    0..n-1 without ``shuffle``); with ``world_size > 1`` its strided shard ``perm[rank::world_size]`` after padding the
+    permutation by wrapping around to a multiple of ``world_size`` (every rank gets ceil(n / world_size) samples, as
+    with ``torch.utils.data.DistributedSampler``)."""
+    order = torch.randperm(n, generator=generator_for(seed, "epoch-order", epoch)) if shuffle else torch.arange(n)
+    if world_size > 1 and n > 0:
+        total = math.ceil(n / world_size) * world_size
+        order = order[torch.arange(total) % n]  # wrap around so the shards have equal length
+        order = order[rank::world_size]
+    return order
+
+
 class TensorLoader:
-    """Iterate over an ``ArrayDataset`` in batches.
+    """Iterate over an ``ArrayDataset`` (inputs a tensor or a mapping of named tensors), or a torch
+    ``TensorDataset(inputs, labels)``, in batches.
 
     The order of epoch e is a pure function of ``(seed, e)`` and the augmentation of batch b of epoch e
     on rank r a pure function of ``(seed, e, r, b)``, so a resumed run sees exactly the batches of an
@@ -33,7 +51,7 @@ class TensorLoader:
 
     def __init__(
         self,
-        dataset: ArrayDataset,
+        dataset: ArrayDataset | TensorDataset,
         batch_size: int,
         *,
         shuffle: bool = False,
@@ -49,7 +67,7 @@ class TensorLoader:
             raise ConfigError(f"world_size={world_size!r} is invalid; allowed: an int >= 1")
         if not isinstance(rank, int) or not 0 <= rank < world_size:
             raise ConfigError(f"rank={rank!r} is invalid; allowed: 0..{world_size - 1} (world_size={world_size})")
-        self.dataset, self.batch_size = dataset, batch_size
+        self.dataset, self.batch_size = as_array_dataset(dataset), batch_size
         self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
         self.augment, self.rank, self.world_size = augment, rank, world_size
         self.epoch = 0
@@ -74,22 +92,13 @@ class TensorLoader:
 
     def epoch_indices(self) -> torch.Tensor:
         """The dataset positions this rank visits in the current epoch, in order."""
-        n = len(self.dataset)
-        if self.shuffle:
-            order = torch.randperm(n, generator=generator_for(self.seed, "epoch-order", self.epoch))
-        else:
-            order = torch.arange(n)
-        if self.world_size > 1 and n > 0:
-            total = self.num_samples() * self.world_size
-            order = order[torch.arange(total) % n]  # wrap around so the shards have equal length
-            order = order[self.rank :: self.world_size]
-        return order
+        return epoch_order(len(self.dataset), self.shuffle, self.seed, self.epoch, self.rank, self.world_size)
 
     def __iter__(self) -> Iterator[Batch]:
         order = self.epoch_indices()
         for b in range(len(self)):
             index = order[b * self.batch_size : (b + 1) * self.batch_size]
-            x = self.dataset.x.index_select(0, index)
+            x = take_rows(self.dataset.x, index)
             if self.augment is not None:
                 x = self.augment(x, generator_for(self.seed, "augment", self.epoch, self.rank, b))
             yield Batch(x, self.dataset.y.index_select(0, index), index)

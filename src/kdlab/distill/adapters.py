@@ -6,14 +6,19 @@ it trains together with the student (its parameters belong in the optimiser) but
 it outside the student module (e.g. on the Distiller) so that the student's exported weights stay exactly the
 architecture that was asked for. After training it is thrown away.
 
-Shapes are given without the batch dimension: ``[C, H, W]`` for conv feature maps, ``[D]`` for vectors.
+Shapes are given without the batch dimension: ``[C, H, W]`` for conv feature maps, ``[D]`` for vectors, ``[N, D]``
+for token features (a transformer's hidden states: N tokens of width D).
 
     student -> teacher           adapter
     equal shapes                 identity (no parameters)
     [C, H, W] -> [C', H', W']    1x1 conv C -> C' (+ batch norm if asked), then bilinear resize to (H', W') if needed
     [D] -> [D']                  linear D -> D'
     [C, H, W] -> [D']            global average pool, then linear C -> D'
+    [N, D] -> [N, D']            linear D -> D' on every token (the same N)
+    [N, D] -> [D']               mean over the tokens, then linear D -> D'
     [D] -> [C', H', W']          ConfigError: a vector has no spatial layout to map onto a feature map
+    [N, D] -> [N', D'], N != N'  ConfigError: tokens have no geometry to resample (a spatial map does: bilinear)
+    tokens <-> feature maps      ConfigError: neither layout maps onto the other without a choice kdlab will not make
 """
 
 from __future__ import annotations
@@ -25,18 +30,31 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..batch import Inputs, inputs_to
 from ..errors import ConfigError
+from ..models.outputs import model_logits
 from .hooks import FeatureTaps
 
 
 def _check_shape(argument: str, shape: object) -> tuple[int, ...]:
-    """A feature shape without the batch dim: [D] or [C, H, W] of positive ints."""
-    ok = (isinstance(shape, Sequence) and not isinstance(shape, str) and len(shape) in (1, 3)
+    """A feature shape without the batch dim: [D], [N, D] (tokens) or [C, H, W] of positive ints."""
+    ok = (isinstance(shape, Sequence) and not isinstance(shape, str) and len(shape) in (1, 2, 3)
           and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in shape))
     if not ok:
         raise ConfigError(f"{argument}={shape!r} is not allowed; must be a feature shape without the batch dim: "
-                          f"[D] (a vector) or [C, H, W] (a feature map) of positive integers")
+                          f"[D] (a vector), [N, D] (tokens) or [C, H, W] (a feature map) of positive integers")
     return tuple(int(v) for v in shape)
+
+
+class TokenPooledLinear(nn.Module):
+    """Mean over the tokens ``[B, N, D] -> [B, D]``, then linear ``D -> D'``: tokens against a vector."""
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_features, out_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear(x.mean(dim=1))
 
 
 class ConvAdapter(nn.Module):
@@ -87,6 +105,8 @@ def make_adapter(student_shape: Sequence[int], teacher_shape: Sequence[int], *, 
         raise ConfigError(f"batch_norm={batch_norm!r} is not allowed; must be true or false")
     if student == teacher:
         return nn.Identity()
+    if len(student) == 2 or len(teacher) == 2:
+        return _token_adapter(student, teacher)
     if len(student) == 3 and len(teacher) == 3:
         return ConvAdapter(student[0], teacher[0], (teacher[1], teacher[2]), batch_norm=batch_norm)
     if len(student) == 1 and len(teacher) == 1:
@@ -101,26 +121,41 @@ def make_adapter(student_shape: Sequence[int], teacher_shape: Sequence[int], *, 
     )
 
 
-def infer_feature_shapes(model: nn.Module, taps: Sequence[str], in_shape: Sequence[int]) -> dict[str, tuple[int, ...]]:
-    """tap -> feature shape without the batch dim, from one forward pass of a dummy batch.
+def _token_adapter(student: tuple[int, ...], teacher: tuple[int, ...]) -> nn.Module:
+    """The adapter between shapes of which at least one is tokens [N, D] (the table in the module docstring)."""
+    if len(student) == 2 and len(teacher) == 2:
+        if student[0] != teacher[0]:
+            raise ConfigError(f"student_shape={list(student)} and teacher_shape={list(teacher)} have different token "
+                              f"counts ({student[0]} vs {teacher[0]}): tokens have no geometry to resample. Tap "
+                              "layers with the same sequence length, or use a relation loss (rkd, sp, pairwise, lsp)")
+        return nn.Linear(student[1], teacher[1])
+    if len(student) == 2 and len(teacher) == 1:
+        return TokenPooledLinear(student[1], teacher[0])
+    raise ConfigError(f"student_shape={list(student)} cannot be adapted to teacher_shape={list(teacher)}: tokens "
+                      "[N, D] and feature maps [C, H, W] (or a vector student against tokens) do not map onto each "
+                      "other. Use a relation loss (rkd, sp, pairwise, lsp), which accepts any two shapes, or taps of "
+                      "the same kind")
 
-    The batch holds 2 all-zero samples of ``in_shape`` (2, not 1, so layers that need more than one sample work;
-    zeros, so the global random state is untouched), on the device and in the dtype of the model's first parameter.
-    The model runs in eval mode under ``torch.no_grad()``; every submodule's train/eval flag is restored afterwards
-    (also on error), and the hooks are removed.
+
+def infer_feature_shapes(model: nn.Module, taps: Sequence[str], example: Inputs) -> dict[str, tuple[int, ...]]:
+    """tap -> feature shape without the batch dim, from one forward pass of ``example``, a real batch (a tensor or
+    a mapping of named tensors such as ``input_ids`` and ``attention_mask``) of at least 2 samples.
+
+    A real batch, not zeros: a token model reads integer ids and masks that zeros do not stand for, and some models
+    check their inputs. The batch is moved to the model's device (floating inputs to its dtype). The model runs in
+    eval mode under ``torch.no_grad()`` (so no random state is drawn); every submodule's train/eval flag is restored
+    afterwards (also on error), and the hooks are removed.
     """
-    if (not isinstance(in_shape, Sequence) or isinstance(in_shape, str) or not in_shape
-            or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in in_shape)):
-        raise ConfigError(f"in_shape={in_shape!r} is not allowed; must be the shape of one input sample, a list "
-                          f"of positive integers such as [1, 28, 28]")
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    inputs = inputs_to(example, device)
+    inputs = (inputs.to(dtype) if isinstance(inputs, Tensor) and inputs.is_floating_point() else inputs)
     modes = {module: module.training for module in model.modules()}
     model.eval()
     try:
         with torch.no_grad(), FeatureTaps(model, taps) as tapped:
-            model(torch.zeros(2, *(int(v) for v in in_shape), device=device, dtype=dtype))
+            model_logits(model, inputs)
             missing = [tap for tap in tapped.paths if tap not in tapped.features]
             if missing:
                 raise ConfigError(f"feature taps {missing} (modules {[tapped.paths[t] for t in missing]}) produced "

@@ -4,15 +4,27 @@ feature/relation terms read through forward hooks."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..batch import Inputs
 from ..losses import ResponseLoss
 from ..losses.base import named_parts
+from ..models.outputs import model_logits
 from .hooks import FeatureTaps
 from .objective import StepOutput
+
+
+class TeacherLogitsTable(Protocol):
+    """A table of cached teacher logits read by rows: ``table[index]`` is the dense ``[B, K]`` logits of the samples
+    at dataset positions ``index`` (a CPU tensor); :class:`~kdlab.distill.cache.TopKLogits` is one."""
+
+    def __getitem__(self, index: torch.Tensor) -> torch.Tensor: ...
+
+    def __len__(self) -> int: ...
 
 
 class Distiller(nn.Module):
@@ -31,7 +43,13 @@ class Distiller(nn.Module):
     The teacher is deliberately *not* a registered submodule: it never appears in ``parameters()`` (so the optimiser
     cannot touch it), in ``state_dict()`` (checkpoints hold only what trains) or in ``train()`` (it stays in eval mode).
     With ``teacher_logits`` (a cache of the teacher's outputs for every training sample, in dataset order), the
-    teacher is not run at all; ``index`` picks the rows of the batch. Feature terms need the live teacher.
+    teacher is not run at all; ``index`` picks the rows of the batch. Feature terms need the live teacher. The
+    cache may be a tensor ``[N, K]`` or a table of rows (:class:`~kdlab.distill.cache.TopKLogits`, a memory-mapped
+    file): anything ``cache[index]`` turns into the batch's logits.
+
+    Inputs are a tensor or a mapping of named tensors (passed as keyword arguments: attention masks, token types);
+    the student's and the teacher's outputs go through :func:`~kdlab.models.outputs.logits_of`, so a Hugging Face
+    model (``.logits``) or a model returning ``(logits, features)`` is a student or teacher as it is.
 
     The terms (with their adapters) are registered, so they train with the student (``parameters()``) and are saved
     in checkpoints for resume, but the student's exported weights hold the student only. A step's parts (what the
@@ -40,7 +58,7 @@ class Distiller(nn.Module):
     """
 
     def __init__(self, student: nn.Module, loss: ResponseLoss, teacher: nn.Module | None = None,
-                 teacher_logits: torch.Tensor | None = None, stop_epoch: int | None = None,
+                 teacher_logits: torch.Tensor | TeacherLogitsTable | None = None, stop_epoch: int | None = None,
                  terms: Sequence[nn.Module] = (), hint_epochs: int = 0) -> None:
         super().__init__()
         self.student = student
@@ -80,13 +98,13 @@ class Distiller(nn.Module):
         self.loss.set_epoch(epoch)
         self.teacher_dropped = self.stop_epoch is not None and epoch >= self.stop_epoch
 
-    def teacher_outputs(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    def teacher_outputs(self, x: Inputs, index: torch.Tensor | None) -> torch.Tensor:
         """The frozen teacher's logits of this batch (cached rows, or a no-autograd forward pass)."""
         return teacher_batch_logits(self.teacher, self.teacher_logits, x, index)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> StepOutput:
+    def forward(self, x: Inputs, y: torch.Tensor, index: torch.Tensor | None = None) -> StepOutput:
         """The objective L(e) of the class docstring for one batch, the student's logits and the named parts."""
-        student_logits = self.student(x)
+        student_logits = model_logits(self.student, x)
         if self.teacher_dropped:
             if self.student_taps is not None:
                 self.student_taps.clear()  # features of a dropped teacher's terms: not needed, do not keep the graph
@@ -131,14 +149,20 @@ class Distiller(nn.Module):
                 taps.remove()
 
 
-def teacher_batch_logits(teacher: nn.Module | None, cached: torch.Tensor | None, x: torch.Tensor,
-                         index: torch.Tensor) -> torch.Tensor:
-    """A frozen teacher's logits for a batch: rows ``index`` of its cached logits when there are any, else the
-    teacher run on ``x`` without autograd."""
+def teacher_batch_logits(teacher: nn.Module | None, cached: torch.Tensor | TeacherLogitsTable | None, x: Inputs,
+                         index: torch.Tensor | None) -> torch.Tensor:
+    """A frozen teacher's logits for a batch: rows ``index`` of its cached logits when there are any (on the
+    device of ``index``), else the teacher run on ``x`` without autograd."""
     if cached is not None:
-        return cached[index]
+        if index is None:
+            raise ValueError("cached teacher logits are looked up by the samples' dataset positions, but this batch "
+                             "has no index: yield (inputs, targets, index) batches, or run the teacher live "
+                             "(teacher.cache: false; Distiller(teacher=...) without teacher_logits)")
+        rows = cached[index.to(cached.device)] if isinstance(cached, torch.Tensor) else cached[index.cpu()]
+        return rows.to(index.device)
+    assert teacher is not None
     with torch.inference_mode():
-        logits = teacher(x)
+        logits = model_logits(teacher, x)
     # inference tensors cannot be saved for backward; a clone made outside inference mode can
     return logits.clone()
 

@@ -19,6 +19,8 @@ from typing import NamedTuple, Protocol, runtime_checkable
 
 from torch import Tensor, nn
 
+from ..batch import Inputs
+
 
 class StepOutput(NamedTuple):
     """What one training step of an objective returns.
@@ -40,11 +42,13 @@ class Objective(Protocol):
 
     student: nn.Module  # the model that is evaluated each epoch and exported (best/last weights)
 
-    def forward(self, x: Tensor, y: Tensor, index: Tensor) -> StepOutput:
-        """One batch: inputs ``x``, labels ``y``, dataset row numbers ``index`` (for cached teacher outputs)."""
+    def forward(self, x: Inputs, y: Tensor, index: Tensor | None = None) -> StepOutput:
+        """One batch: inputs ``x`` (a tensor, or a mapping of named tensors passed to the models as keyword
+        arguments; :mod:`kdlab.batch`), labels ``y``, dataset row numbers ``index`` (for cached teacher outputs;
+        None when the loader yields none)."""
         ...
 
-    def __call__(self, x: Tensor, y: Tensor, index: Tensor) -> StepOutput:
+    def __call__(self, x: Inputs, y: Tensor, index: Tensor | None = None) -> StepOutput:
         """``nn.Module.__call__``: runs :meth:`forward` (with hooks; DDP wraps the same call)."""
         ...
 

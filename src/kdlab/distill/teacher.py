@@ -1,4 +1,6 @@
-"""Loading a teacher: from a kdlab run directory, or from a model spec plus a safetensors file."""
+"""Loading a teacher: from a kdlab run directory; from a model (kdlab's registry or an external source) plus a weights
+file (.safetensors, a torch.save'd state dict read with weights_only=True, or a Hugging Face checkpoint directory);
+or a Hugging Face checkpoint directory alone (``teacher.model: {source: huggingface, path: DIR}``)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from ..config import TeacherConfig
 from ..errors import ConfigError
 from ..io import load_tensors
 from ..layout import CHECKPOINTS, best_weights_path, epoch_weights_path
-from ..models import create_model, load_model_weights
+from ..models import build_model, load_model_weights, load_state_dict_file
 from ..models.weights import state_dict_mismatch
 from .distiller import freeze
 
@@ -37,22 +39,43 @@ def load_teacher(cfg: TeacherConfig, num_classes: int, in_shape: Sequence[int]) 
             raise ConfigError(f"teacher.run='{cfg.run}': {exc}") from None
         key = "teacher.run"
     else:
-        assert cfg.model is not None and cfg.weights is not None
-        if not Path(cfg.weights).is_file():
-            what = "is a directory (give teacher.run for a kdlab run)" if Path(cfg.weights).is_dir() else "does not exist"
-            raise ConfigError(f"teacher.weights='{cfg.weights}' {what}")
-        opts = cfg.model.options
-        model = create_model(cfg.model.name, num_classes=opts.pop("num_classes", num_classes),
-                             in_shape=opts.pop("in_shape", in_shape), **opts)
-        try:
-            load_model_weights(cfg.weights, model)
-        except RuntimeError as exc:
-            raise ConfigError(f"teacher.weights='{cfg.weights}' does not fit teacher.model "
-                              f"({state_dict_mismatch(exc)}); give the teacher.model options it was trained "
-                              "with") from None
-        except ConfigError as exc:
-            raise ConfigError(f"teacher.weights='{cfg.weights}': {exc}") from None
+        assert cfg.model is not None
+        section = cfg.model.as_dict()
+        if cfg.weights is not None:
+            weights = Path(cfg.weights)
+            if not weights.exists():
+                raise ConfigError(f"teacher.weights='{cfg.weights}' does not exist")
+            if weights.is_dir() and teacher_weights_path(weights).is_file():
+                raise ConfigError(f"teacher.weights='{cfg.weights}' is a kdlab run directory; give teacher.run "
+                                  "for a kdlab run")
+        # the teacher's own class count and input shape may be given (a kdlab model trained elsewhere); they are
+        # then checked against the data below
+        classes = section.pop("num_classes", num_classes) if "source" not in section else num_classes
+        shape = section.pop("in_shape", in_shape) if "source" not in section else in_shape
+        if cfg.weights is not None and section.get("source") == "huggingface" and \
+                (Path(cfg.weights) / "config.json").is_file():
+            # a Hugging Face checkpoint directory: transformers reads it (its saved key names may differ from the
+            # module's, which from_pretrained maps), with the architecture its config.json names
+            section = {"source": "huggingface", "path": str(cfg.weights),
+                       **({"architecture": section["architecture"]} if section.get("architecture") else {})}
+            model = build_model(section, classes, shape, key="teacher.weights")
+            return _checked(freeze(model), num_classes, in_shape, "teacher.weights")
+        model = build_model(section, classes, shape, key="teacher.model")
+        if cfg.weights is not None:
+            try:
+                load_state_dict_file(cfg.weights, model)
+            except RuntimeError as exc:
+                raise ConfigError(f"teacher.weights='{cfg.weights}' does not fit teacher.model "
+                                  f"({state_dict_mismatch(exc)}); give the teacher.model options it was trained "
+                                  "with") from None
+            except ConfigError as exc:
+                raise ConfigError(f"teacher.weights='{cfg.weights}': {exc}") from None
         key = "teacher.model"
+    return _checked(freeze(model), num_classes, in_shape, key)
+
+
+def _checked(model: nn.Module, num_classes: int, in_shape: Sequence[int], key: str) -> nn.Module:
+    """``model`` if its spec's class count and input shape are the data's, else ConfigError naming ``key``."""
     spec = getattr(model, "spec", {})
     teacher_classes = spec.get("num_classes")
     if teacher_classes is not None and int(teacher_classes) != int(num_classes):
@@ -62,7 +85,7 @@ def load_teacher(cfg: TeacherConfig, num_classes: int, in_shape: Sequence[int]) 
     if teacher_shape is not None and list(teacher_shape) != list(in_shape):
         raise ConfigError(f"{key}: the teacher takes inputs of shape {list(teacher_shape)} but the dataset's are "
                           f"{list(in_shape)}; distil on the data the teacher was trained on")
-    return freeze(model)
+    return model
 
 
 def compile_for_inference(teacher: nn.Module) -> nn.Module:

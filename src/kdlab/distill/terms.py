@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from ..batch import Inputs
 from ..config import FeatureTermConfig, TermSchedule, term_label
 from ..errors import ConfigError
 from ..losses import LossOutput, build_feature_loss
@@ -83,10 +84,11 @@ class FeatureTerm(nn.Module):
 
 
 def build_feature_terms(configs: Sequence[FeatureTermConfig], student: nn.Module, teacher: nn.Module,
-                        in_shape: Sequence[int]) -> nn.ModuleList:
-    """Terms for ``student`` and ``teacher`` on inputs of ``in_shape``, checked before any training.
+                        example: Inputs) -> nn.ModuleList:
+    """Terms for ``student`` and ``teacher``, checked before any training on ``example``, a real batch of the
+    training data (at least 2 samples; a tensor or a mapping of named tensors).
 
-    Each tap is resolved on its model, the feature shapes come from one dummy forward pass per model
+    Each tap is resolved on its model, the feature shapes come from one forward pass of the example per model
     (:func:`infer_feature_shapes`, which leaves the global random state and the train/eval flags untouched), and the
     loss's ``needs_adapter`` decides whether ``make_adapter`` maps the student's shape to the teacher's. Raises
     ConfigError naming the term (``features[i] (label)``) for an unknown tap, an unknown loss or option, or a tap
@@ -97,8 +99,8 @@ def build_feature_terms(configs: Sequence[FeatureTermConfig], student: nn.Module
     for i, term in enumerate(configs):
         _resolve(f"features[{i}] ({term_label(term)}).student_tap", student, term.student_tap)
         _resolve(f"features[{i}] ({term_label(term)}).teacher_tap", teacher, term.teacher_tap)
-    student_shapes = infer_feature_shapes(student, _unique(t.student_tap for t in configs), in_shape)
-    teacher_shapes = infer_feature_shapes(teacher, _unique(t.teacher_tap for t in configs), in_shape)
+    student_shapes = infer_feature_shapes(student, _unique(t.student_tap for t in configs), example)
+    teacher_shapes = infer_feature_shapes(teacher, _unique(t.teacher_tap for t in configs), example)
     terms = nn.ModuleList()
     for i, term in enumerate(configs):
         where = f"features[{i}] ({term_label(term)})"

@@ -13,6 +13,22 @@ Which shapes a loss accepts is its ``shape_rule`` (and ``needs_adapter`` answers
     "same_spatial"  [N, C, H, W] maps with equal H, W; channel counts may differ: nonlocal
     "spatial"       [N, C, H, W] maps, any channel counts, spatial sizes resized inside the loss: at
     "any"           any two shapes; samples are flattened and compared within the batch: lsp and the relation losses
+
+Token features ``[N, T, D]`` (a transformer's hidden states; T tokens of width D). Every loss here takes them, with
+the same token count T in student and teacher:
+
+    fitnet     element-wise on the tokens (an adapter maps D -> D' per token)
+    at         attention over positions: the tokens are the positions, Q = sum_d |A_{t, d}|^p (a T-vector)
+    agd        spatial attention over the tokens, channel attention over the D features
+    nonlocal   relations between positions: between tokens, r[t, u] = softmax_u(<A_t, A_u>)
+
+The position-based losses read tokens as a map ``[D, T, 1]`` (:func:`~kdlab.losses.feature_base.tokens_as_map`).
+What none of them does: compare taps with different token counts (a feature map can be resampled bilinearly
+because it has a spatial grid; a token sequence, with a [CLS] token or text, has none, so kdlab refuses rather than
+interpolate), or compare tokens with a conv feature map. AT's attention maps of different sizes are resized for
+conv maps only. Padding tokens (``attention_mask == 0``) count like any other token: the papers define these losses
+on dense maps and say nothing about masks. Relation losses flatten each sample and accept any two shapes, tokens
+included.
 """
 
 from __future__ import annotations
@@ -159,6 +175,7 @@ class AttentionGuidedLoss(FeatureLoss):
 
     name = "agd"
     shape_rule = "same"
+    tokens_as_maps = True
 
     def __init__(self, temperature: float = 0.5, alpha: float = 1.0, gamma: float = 1.0,
                  mask_source: str = "both") -> None:

@@ -62,6 +62,9 @@ class FeatureLoss(nn.Module):
 
     name: ClassVar[str] = ""
     shape_rule: ClassVar[str] = "any"
+    # token features [B, N, D] are read as maps [B, D, N, 1] (channels D at N positions) by losses defined on
+    # positions and channels (at, nonlocal, agd); element-wise losses (fitnet) compare tokens as they are
+    tokens_as_maps: ClassVar[bool] = False
 
     def __init__(self, **hyperparams: Any) -> None:
         super().__init__()
@@ -85,6 +88,8 @@ class FeatureLoss(nn.Module):
         tap), so a bad tap pairing fails at setup time rather than in the first training step.
         """
         student, teacher = tuple(int(v) for v in student_shape), tuple(int(v) for v in teacher_shape)
+        if self.shape_rule != "any" and (len(student) == 2 or len(teacher) == 2):
+            return self._tokens_need_adapter(student, teacher)
         if self.shape_rule in ("spatial", "same_spatial"):
             if len(student) != 3 or len(teacher) != 3:
                 raise ConfigError(f"loss '{self.name}' compares feature maps [C, H, W]; got student tap shape "
@@ -98,6 +103,22 @@ class FeatureLoss(nn.Module):
             return student != teacher
         return False
 
+    def _tokens_need_adapter(self, student: tuple[int, ...], teacher: tuple[int, ...]) -> bool:
+        """Token features [N, D]: both taps must give tokens with the same N (no geometry to resample tokens by);
+        then an adapter maps D -> D' where the loss compares elements ("same"), none where channels may differ."""
+        if len(student) != len(teacher):
+            pooled = self.shape_rule == "same" and len(student) == 2 and len(teacher) == 1
+            if pooled:
+                return True  # tokens -> vector: mean over the tokens, then linear (make_adapter)
+            raise ConfigError(f"loss '{self.name}' cannot compare student tap shape {list(student)} with teacher tap "
+                              f"shape {list(teacher)}: token features [N, D] compare with token features only. Use a "
+                              "relation loss (rkd, sp, pairwise, lsp) or taps of the same kind")
+        if student[0] != teacher[0]:
+            raise ConfigError(f"loss '{self.name}' compares token features position by position, but the taps have "
+                              f"{student[0]} and {teacher[0]} tokens: tokens have no geometry to resample. Tap layers "
+                              "with the same sequence length, or use a relation loss (rkd, sp, pairwise, lsp)")
+        return self.shape_rule == "same" and student != teacher
+
     # -- helpers for subclasses -------------------------------------------------------------------------------
 
     def _pair(self, student_feature: Tensor, teacher_feature: Tensor) -> tuple[Tensor, Tensor]:
@@ -110,15 +131,27 @@ class FeatureLoss(nn.Module):
         shapes = f"student_feature {tuple(student.shape)}, teacher_feature {tuple(teacher.shape)}"
         if student.dim() < 2 or teacher.dim() < 2 or student.shape[0] != teacher.shape[0]:
             raise ValueError(f"loss '{self.name}': features must be batches [N, ...] of the same N; got {shapes}")
+        if self.shape_rule != "any" and student.dim() == 3 and teacher.dim() == 3 and student.shape[1] != teacher.shape[1]:
+            raise ValueError(f"loss '{self.name}' compares token features position by position and needs the same "
+                             f"token count; got {shapes}")
         if self.shape_rule == "same" and student.shape != teacher.shape:
             raise ValueError(f"loss '{self.name}' compares features element by element and needs equal shapes; got "
                              f"{shapes}. Map the student's feature with make_adapter(student_shape, teacher_shape)")
+        if (self.shape_rule in ("spatial", "same_spatial") or self.tokens_as_maps) and student.dim() == 3 \
+                and teacher.dim() == 3:
+            student, teacher = tokens_as_map(student), tokens_as_map(teacher)
         if self.shape_rule in ("spatial", "same_spatial") and (student.dim() != 4 or teacher.dim() != 4):
             raise ValueError(f"loss '{self.name}' needs feature maps [N, C, H, W]; got {shapes}")
         if self.shape_rule == "same_spatial" and student.shape[2:] != teacher.shape[2:]:
             raise ValueError(f"loss '{self.name}' needs equal spatial sizes (channels may differ); got {shapes}. "
                              f"Map the student's feature with make_adapter(student_shape, teacher_shape)")
         return student, teacher
+
+def tokens_as_map(tokens: Tensor) -> Tensor:
+    """Token features ``[B, N, D]`` as a feature map ``[B, D, N, 1]``: channel d at position n is token n's d-th
+    value, so a loss over positions and channels reads tokens as positions (a 1-D sequence)."""
+    return tokens.transpose(1, 2).unsqueeze(-1)
+
 
 def _as_float(x: Tensor) -> Tensor:
     return x if x.dtype in (torch.float32, torch.float64) else x.float()

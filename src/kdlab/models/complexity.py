@@ -9,7 +9,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..batch import Inputs, inputs_to
 from .checks import check_in_shape
+from .outputs import model_logits
 
 
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:
@@ -36,17 +38,24 @@ def count_macs(model: nn.Module, in_shape: Sequence[int]) -> int:
     untouched); each module's train/eval mode is restored and the counting hooks are removed afterwards.
     """
     shape = check_in_shape("count_macs", in_shape)
-
-    def macs(module: nn.Module, output: torch.Tensor) -> int:
-        return _linear_macs(module, output) if isinstance(module, nn.Linear) else _conv2d_macs(module, output)
-
-    return sum_over_layers(model, shape, macs)
+    return sum_over_layers(model, shape, _macs)
 
 
-def sum_over_layers(model: nn.Module, shape: Sequence[int], per_layer: Callable[[nn.Module, torch.Tensor], int]) -> int:
+def count_macs_of(model: nn.Module, sample: Inputs) -> int:
+    """:func:`count_macs` for one real sample: ``sample`` is a batch of one (a tensor or a mapping of named tensors,
+    e.g. a transformer's ``input_ids`` and ``attention_mask``, whose cost depends on the sequence)."""
+    return sum_over_layers(model, sample, _macs)
+
+
+def _macs(module: nn.Module, output: torch.Tensor) -> int:
+    return _linear_macs(module, output) if isinstance(module, nn.Linear) else _conv2d_macs(module, output)
+
+
+def sum_over_layers(model: nn.Module, shape: Sequence[int] | Inputs,
+                    per_layer: Callable[[nn.Module, torch.Tensor], int]) -> int:
     """Sum ``per_layer(module, output)`` over every ``nn.Linear`` / ``nn.Conv2d`` call of one forward pass of one
-    zero sample of ``shape`` (on the model's device and dtype), in eval mode without gradients; each module's
-    train/eval mode is restored and the hooks are removed afterwards."""
+    zero sample of ``shape`` (on the model's device and dtype) or of the given batch of one sample, in eval mode
+    without gradients; each module's train/eval mode is restored and the hooks are removed afterwards."""
     total = 0
 
     def count(module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
@@ -61,7 +70,10 @@ def sum_over_layers(model: nn.Module, shape: Sequence[int], per_layer: Callable[
     try:
         model.eval()
         with torch.no_grad():
-            model(torch.zeros(1, *shape, device=device, dtype=dtype))
+            if isinstance(shape, (torch.Tensor, dict)):
+                model_logits(model, inputs_to(shape, device))
+            else:
+                model(torch.zeros(1, *shape, device=device, dtype=dtype))
     finally:
         for handle in handles:
             handle.remove()

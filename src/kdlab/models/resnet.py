@@ -10,6 +10,11 @@ Shortcuts: identity when the shape is unchanged; when a block changes the channe
 
 Capacity: about ``18 n (16 w)^2 (1 + 4 + 16)`` conv weights, i.e. linear in ``depth`` and quadratic in ``width``.
 On 3x32x32, 10 classes: resnet8 78k, resnet20 272k, resnet56 0.86M, resnet110 1.7M; resnet20 with width 2 1.1M.
+
+``resnet8x4`` and ``resnet32x4`` are the 4x-wide CIFAR-100 pair of the KD benchmarks (Tian, Krishnan, Isola,
+"Contrastive Representation Distillation", ICLR 2020, Table 1, and the methods compared on it since): stages of
+64, 128, 256 channels (``width=4``) after a 32-channel stem (2 x 16, not 4 x 16: the benchmark's definition).
+On 3x32x32, 100 classes: resnet8x4 1.2M parameters, resnet32x4 7.4M.
 """
 
 from __future__ import annotations
@@ -55,14 +60,16 @@ class BasicBlock(nn.Module):
 class ResNet(KDModel):
     """Stem, stages (taps ``stage1``..``stage3``), global average pool (tap ``pre_logits``), linear head."""
 
-    def __init__(self, num_classes: int, in_shape: Sequence[int], blocks_per_stage: int, width: float) -> None:
+    def __init__(self, num_classes: int, in_shape: Sequence[int], blocks_per_stage: int, width: float,
+                 stem_channels: int | None = None) -> None:
         super().__init__(num_classes, in_shape)
         channels = [scaled_channels(c, width) for c in STAGE_CHANNELS]
+        stem = stem_channels if stem_channels is not None else channels[0]
         self.stem = nn.Sequential(
-            nn.Conv2d(in_shape[0], channels[0], 3, padding=1, bias=False), nn.BatchNorm2d(channels[0]), nn.ReLU()
+            nn.Conv2d(in_shape[0], stem, 3, padding=1, bias=False), nn.BatchNorm2d(stem), nn.ReLU()
         )
         stages = []
-        fan_in = channels[0]
+        fan_in = stem
         for i, out in enumerate(channels):
             blocks = [BasicBlock(fan_in if b == 0 else out, out, 2 if i > 0 and b == 0 else 1)
                       for b in range(blocks_per_stage)]
@@ -85,14 +92,15 @@ class ResNet(KDModel):
         return self.head(features)
 
 
-def build_resnet(owner: str, num_classes: int, in_shape: Sequence[int], depth: int, width: float) -> ResNet:
+def build_resnet(owner: str, num_classes: int, in_shape: Sequence[int], depth: int, width: float,
+                 stem_channels: int | None = None) -> ResNet:
     """Validate the arguments and build a ResNet of ``depth`` layers (``6n + 2``)."""
     num_classes = check_num_classes(owner, num_classes)
     in_shape = check_in_shape(owner, in_shape, rank=3)
     width = check_multiplier(owner, "width", width)
     depth = check_int(owner, "depth", depth, MIN_DEPTH, MAX_DEPTH, step=6, offset=2,
                       allowed=f"6n+2 between {MIN_DEPTH} and {MAX_DEPTH}, e.g. 8, 14, 20, 32, 44, 56, 110")
-    return ResNet(num_classes, in_shape, (depth - 2) // 6, width)
+    return ResNet(num_classes, in_shape, (depth - 2) // 6, width, stem_channels)
 
 
 @register_model("resnet")
@@ -141,3 +149,15 @@ def resnet56(num_classes: int, in_shape: Sequence[int], width: float = 1.0) -> R
 def resnet110(num_classes: int, in_shape: Sequence[int], width: float = 1.0) -> ResNet:
     """CIFAR ResNet-110 (18 blocks per stage)."""
     return build_resnet("model 'resnet110'", num_classes, in_shape, 110, width)
+
+
+@register_model("resnet8x4")
+def resnet8x4(num_classes: int, in_shape: Sequence[int]) -> ResNet:
+    """CIFAR ResNet-8x4 of the KD benchmarks: 1 block per stage, stages 64/128/256, a 32-channel stem."""
+    return build_resnet("model 'resnet8x4'", num_classes, in_shape, 8, 4.0, stem_channels=32)
+
+
+@register_model("resnet32x4")
+def resnet32x4(num_classes: int, in_shape: Sequence[int]) -> ResNet:
+    """CIFAR ResNet-32x4 of the KD benchmarks: 5 blocks per stage, stages 64/128/256, a 32-channel stem."""
+    return build_resnet("model 'resnet32x4'", num_classes, in_shape, 32, 4.0, stem_channels=32)

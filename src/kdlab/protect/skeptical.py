@@ -50,6 +50,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from ..config import RunConfig, Section
+from ..batch import Inputs
 from ..distill import FeatureTaps, StepOutput, freeze, infer_feature_shapes
 from ..distill.distiller import teacher_batch_logits
 from ..errors import ConfigError
@@ -98,7 +99,7 @@ class SkepticalObjective(nn.Module):
     step waits for the device to read it.
     """
 
-    def __init__(self, student: nn.Module, loss: ResponseLoss, tap: str, in_shape: Sequence[int], num_classes: int,
+    def __init__(self, student: nn.Module, loss: ResponseLoss, tap: str, example: Inputs, num_classes: int,
                  teacher: nn.Module | None = None, teacher_logits: Tensor | None = None, hidden: int = 128,
                  ce_weight: float = 1.0, kd_weight: float = 1.0, self_distill: float = 0.0) -> None:
         super().__init__()
@@ -112,7 +113,7 @@ class SkepticalObjective(nn.Module):
         self.student = student
         self.loss = loss
         self.tap = tap
-        shape = infer_feature_shapes(student, [tap], in_shape)[tap]  # resolves the tap: ConfigError if unknown
+        shape = infer_feature_shapes(student, [tap], example)[tap]  # resolves the tap: ConfigError if unknown
         self.aux_head = AuxiliaryHead(shape, num_classes, hidden)
         self.ce_weight, self.kd_weight, self.self_distill = float(ce_weight), float(kd_weight), float(self_distill)
         self.__dict__["teacher"] = freeze(teacher) if teacher is not None else None
@@ -237,7 +238,7 @@ def _run_skeptical(cfg: SkepticalRunConfig, out_dir: str | Path, *, progress: bo
 
     def skeptical_objective(run_cfg: RunConfig, student: nn.Module, loss: ResponseLoss, data: Any,
                             teacher: nn.Module | None, teacher_logits: Tensor | None) -> SkepticalObjective:
-        return SkepticalObjective(student, loss, sk.tap, data.in_shape, data.num_classes,
+        return SkepticalObjective(student, loss, sk.tap, data.train.head(2), data.num_classes,
                                   teacher=None if teacher_logits is not None else teacher,
                                   teacher_logits=teacher_logits, hidden=sk.hidden, ce_weight=sk.ce_weight,
                                   kd_weight=sk.kd_weight, self_distill=sk.self_distill)

@@ -220,7 +220,7 @@ def check_models_fit(cfg: KindsStudyConfig, planned: list[Planned]) -> None:
         student = create_model(run_cfg.model.name, data.num_classes, data.in_shape, **run_cfg.model.options)
         loss = build_loss(run_cfg.loss.name, **run_cfg.loss.options)
         try:
-            objective = build_objective(run_cfg, student, loss, data.num_classes, data.in_shape,
+            objective = build_objective(run_cfg, student, loss, data.num_classes, data.in_shape, data.train.head(2),
                                         teacher=teacher if run_cfg.teacher is not None else None)
         except ConfigError as exc:
             raise ConfigError(f"methods '{m.label}': {exc}") from None

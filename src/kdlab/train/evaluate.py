@@ -8,12 +8,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..batch import inputs_to, split_batch
 from ..models.inference import model_device
+from ..models.outputs import model_logits
 
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, batches: Iterable) -> dict[str, float]:
-    """Mean cross-entropy and top-1 accuracy over ``batches`` of (x, y, ...).
+    """Mean cross-entropy and top-1 accuracy over ``batches`` (any iterable of batches, :mod:`kdlab.batch`).
 
     The sums stay on the model's device (the loss summed in float64) and are read once, after the last batch.
     """
@@ -25,8 +27,9 @@ def evaluate(model: nn.Module, batches: Iterable) -> dict[str, float]:
     count = 0
     try:
         for batch in batches:
-            x, y = batch[0].to(device), batch[1].to(device)
-            logits = model(x)
+            x, y, _ = split_batch(batch)
+            x, y = inputs_to(x, device), y.to(device)
+            logits = model_logits(model, x)
             loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
             correct += (logits.argmax(1) == y).sum()
             count += len(y)

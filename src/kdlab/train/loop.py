@@ -26,18 +26,20 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from tqdm.auto import tqdm
 
+from ..batch import split_batch
 from ..config import OptimConfig, ScheduleConfig, TrainConfig
-from ..data import TensorLoader
+from ..data.epochs import batches_per_epoch, set_loader_epoch
 from ..distill.objective import Objective
 from ..errors import KdlabError, TrainingDiverged
 from ..layout import CHECKPOINTS
 from . import distributed
 from .evaluate import evaluate
 from .fit_state import resume, save_progress
+from .metric_logs import MetricLog, open_metric_logs
 from .step import TrainStep
 from .totals import EpochStats, EpochTotals
 
@@ -46,65 +48,105 @@ log = logging.getLogger("kdlab")
 REFRESH_STEPS = 20  # steps between two host reads of the running loss (progress bar, NaN guard)
 
 
-def fit(objective: Objective, train_loader: TensorLoader, val_loader: TensorLoader | None, run_dir: str | Path, *,
+def fit(objective: Objective, train_loader: Iterable, val_loader: Iterable | None, run_dir: str | Path, *,
         train: TrainConfig, optim: OptimConfig, schedule: ScheduleConfig, metadata: dict[str, Any] | None = None,
-        progress: bool | None = None,
+        progress: bool | None = None, steps_per_epoch: int | None = None,
         on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train, evaluate each epoch, checkpoint; returns ``{"best_epoch", "best_val_accuracy", "history"}``.
 
+    ``train_loader`` and ``val_loader`` are any iterables of batches (:mod:`kdlab.batch`): a kdlab loader, a torch
+    ``DataLoader`` over a map-style or an iterable ``Dataset``, a generator-backed object. An epoch is one pass over
+    ``train_loader``, capped at ``steps_per_epoch`` batches when given; a loader without a length (an
+    ``IterableDataset``) needs ``steps_per_epoch``, because the learning-rate schedule is a function of the step.
+    At every epoch start ``set_epoch`` is called on the loader, its sampler or its dataset where one has it; what a
+    resumed run then equals, per kind of loader, is in :mod:`kdlab.data.epochs`.
+
     The best epoch is the one with the highest validation accuracy (the lowest training loss without a validation
     set). ``metadata`` goes into the saved weights; ``on_epoch_end(record)`` runs after each epoch's checkpoint.
+    ``train.log`` adds metric sinks besides ``metrics.jsonl`` (:mod:`kdlab.train.metric_logs`).
     """
     run_dir = Path(run_dir)
-    if len(train_loader) == 0:
-        raise KdlabError("the training loader yields no batch: the training set is smaller than one batch with "
-                         "drop_last")
+    steps = epoch_steps(train_loader, steps_per_epoch)
     is_main = distributed.current().is_main
     show = is_main and _want_progress(progress if progress is not None else train.progress)
-    step = TrainStep(objective, train, optim, schedule, steps_per_epoch=len(train_loader))
+    step = TrainStep(objective, train, optim, schedule, steps_per_epoch=steps)
     state = resume(run_dir, objective, step)
-    for epoch in range(state.epochs_done, train.epochs):
-        stats, seconds = train_epoch(step, train_loader, epoch, run_dir, show)
-        val = evaluate(objective.student, val_loader) if val_loader is not None and len(val_loader.dataset) else None
-        record = epoch_record(epoch, step.lr, stats, val, seconds)
-        meta = {**(metadata or {}), "epoch": epoch + 1, "val_accuracy": record["val_accuracy"]}
-        state.add_epoch(record, val["accuracy"] if val else -stats.loss, objective.student, meta)
-        if (epoch + 1) % train.checkpoint_every == 0 or epoch + 1 in (train.epochs, *train.keep_epochs):
+    logs: list[MetricLog] = open_metric_logs(train.log, run_dir, state.epochs_done) if is_main else []
+    try:
+        for epoch in range(state.epochs_done, train.epochs):
+            stats, seconds = train_epoch(step, train_loader, epoch, run_dir, show, steps)
+            val = evaluate(objective.student, val_loader) if val_loader is not None else None
+            val = val if val is not None and val["num_samples"] else None
+            record = epoch_record(epoch, step.lr, stats, val, seconds)
+            meta = {**(metadata or {}), "epoch": epoch + 1, "val_accuracy": record["val_accuracy"]}
+            state.add_epoch(record, val["accuracy"] if val else -stats.loss, objective.student, meta)
+            for sink in logs:
+                sink.epoch_end(record)
+            if (epoch + 1) % train.checkpoint_every == 0 or epoch + 1 in (train.epochs, *train.keep_epochs):
+                if is_main:
+                    save_progress(run_dir, objective, step, state, meta, train.keep_epochs)
+                    for sink in logs:
+                        sink.checkpoint(state.history)
+                state.unsaved_best = None
+                distributed.barrier()
             if is_main:
-                save_progress(run_dir, objective, step, state, meta, train.keep_epochs)
-            state.unsaved_best = None
-            distributed.barrier()
-        if is_main:
-            log.info("epoch %d/%d  loss %.4f  train acc %.4f  val acc %s  (%.1fs)", epoch + 1, train.epochs,
-                     stats.loss, stats.accuracy, f"{val['accuracy']:.4f}" if val else "-", seconds)
-        if on_epoch_end is not None:
-            on_epoch_end(record)
+                log.info("epoch %d/%d  loss %.4f  train acc %.4f  val acc %s  (%.1fs)", epoch + 1, train.epochs,
+                         stats.loss, stats.accuracy, f"{val['accuracy']:.4f}" if val else "-", seconds)
+            if on_epoch_end is not None:
+                on_epoch_end(record)
+    finally:
+        for sink in logs:
+            sink.close()
     return {"best_epoch": state.best_epoch, "best_val_accuracy": state.best_score, "history": state.history}
 
 
-def train_epoch(step: TrainStep, loader: TensorLoader, epoch: int, run_dir: Path,
-                show: bool) -> tuple[EpochStats, float]:
-    """One epoch of updates (0-based ``epoch``); its statistics over all ranks and its training seconds.
+def epoch_steps(loader: Iterable, steps_per_epoch: int | None) -> int:
+    """Batches per epoch: ``len(loader)``, capped at ``steps_per_epoch``; ``steps_per_epoch`` for a loader without a
+    length. Raises KdlabError when neither gives a positive number."""
+    length = batches_per_epoch(loader)
+    if steps_per_epoch is not None and (isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, int)
+                                        or steps_per_epoch < 1):
+        raise KdlabError(f"steps_per_epoch={steps_per_epoch!r} is not allowed; give an int >= 1")
+    if length is None and steps_per_epoch is None:
+        raise KdlabError(f"the training loader ({type(loader).__name__}) has no length (an IterableDataset?): pass "
+                         "fit(..., steps_per_epoch=N), the batches of one epoch; the learning-rate schedule needs it")
+    steps = length if steps_per_epoch is None else steps_per_epoch if length is None else min(length, steps_per_epoch)
+    if steps == 0:
+        raise KdlabError("the training loader yields no batch: the training set is smaller than one batch with "
+                         "drop_last")
+    return steps
+
+
+def train_epoch(step: TrainStep, loader: Iterable, epoch: int, run_dir: Path, show: bool,
+                steps: int) -> tuple[EpochStats, float]:
+    """One epoch of at most ``steps`` updates (0-based ``epoch``); its statistics over all ranks and its training
+    seconds.
 
     Raises TrainingDiverged when the running loss is not finite at a refresh or at the end of the epoch.
     """
     step.objective.train()
     step.objective.set_epoch(epoch)
-    loader.set_epoch(epoch)
+    set_loader_epoch(loader, epoch)
     totals = EpochTotals()
     started = time.perf_counter()
-    steps = len(loader)
-    bar = tqdm(loader, total=steps, desc=f"epoch {epoch + 1}/{step.epochs}", leave=False, disable=not show,
+    bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{step.epochs}", leave=False, disable=not show,
                dynamic_ncols=True, file=sys.stderr)
-    for i, (x, y, index) in enumerate(bar):
-        x, y, index = step.to_device(x, y, index)
+    done = 0
+    for i, batch in enumerate(loader):
+        if i == steps:
+            break
+        x, y, index = step.to_device(*split_batch(batch))
         totals.add(step(x, y, index, epoch * steps + i), y)
-        if (i + 1) % REFRESH_STEPS == 0 and i + 1 < steps:
-            running = _guarded(totals.running_loss(), epoch, i + 1, run_dir)
+        done = i + 1
+        bar.update(1)
+        if done % REFRESH_STEPS == 0 and done < steps:
+            running = _guarded(totals.running_loss(), epoch, done, run_dir)
             bar.set_postfix(loss=f"{running:.4f}")
     bar.close()
+    if done == 0:
+        raise KdlabError(f"the training loader yielded no batch in epoch {epoch + 1}")
     stats = totals.read()
-    _guarded(stats.loss, epoch, steps, run_dir)
+    _guarded(stats.loss, epoch, done, run_dir)
     return distributed_stats(stats), time.perf_counter() - started
 
 

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 
+from ..batch import Inputs, inputs_to
 from ..config import OptimConfig, ScheduleConfig, TrainConfig
 from ..distill.objective import Objective, StepOutput
 from ..models.inference import model_device
@@ -44,15 +45,17 @@ class TrainStep:
         """The learning rate of the last step."""
         return self.optimizer.param_groups[0]["lr"]
 
-    def to_device(self, x: Tensor, y: Tensor, index: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """A batch from the loader (which keeps the data on the CPU) on the training device, in its memory layout."""
+    def to_device(self, x: Inputs, y: Tensor, index: Tensor | None) -> tuple[Inputs, Tensor, Tensor | None]:
+        """A batch from the loader (which keeps the data on the CPU) on the training device, in its memory layout
+        (channels-last applies to a 4-D image tensor; named inputs move as they are)."""
         if self.device.type != "cpu":
-            x, y, index = (t.to(self.device, non_blocking=True) for t in (x, y, index))
-        if self.channels_last and x.dim() == 4:
+            x, y = inputs_to(x, self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            index = index.to(self.device, non_blocking=True) if index is not None else None
+        if self.channels_last and isinstance(x, Tensor) and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, y, index
 
-    def __call__(self, x: Tensor, y: Tensor, index: Tensor, step: int) -> StepOutput:
+    def __call__(self, x: Inputs, y: Tensor, index: Tensor | None, step: int) -> StepOutput:
         """One update on a batch at global ``step`` (0-based); the objective's output with the loss detached.
 
         The learning rate is ``base_lr * lr_factor(step)``, a pure function of the step (nothing to resume).

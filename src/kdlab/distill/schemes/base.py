@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from pydantic import create_model as create_pydantic_model
 from torch import nn
 
+from ...batch import Inputs
 from ...config import RunConfig, Section, parse_config
 from ...errors import ConfigError
 from ...losses import ResponseLoss
@@ -67,11 +68,12 @@ def check_scheme(cfg: RunConfig) -> None:
 
 
 def build_scheme(cfg: RunConfig, student: nn.Module, loss: ResponseLoss, num_classes: int,
-                 in_shape: Sequence[int]) -> Objective:
-    """The objective module of ``cfg.scheme`` around ``student``; ``loss`` is the run's response loss."""
+                 in_shape: Sequence[int], example: Inputs) -> Objective:
+    """The objective module of ``cfg.scheme`` around ``student``; ``loss`` is the run's response loss, ``example``
+    a real batch of training inputs (a scheme that taps the student learns its feature shapes from it)."""
     check_scheme(cfg)
     scheme = SCHEMES.get(cfg.scheme.name)  # type: ignore[union-attr]
-    return scheme.build(scheme_options(cfg), student, loss, num_classes, tuple(in_shape))
+    return scheme.build(scheme_options(cfg), student, loss, num_classes, tuple(in_shape), example)
 
 
 def require_teacher_free(name: str, cfg: RunConfig, role: str) -> None:

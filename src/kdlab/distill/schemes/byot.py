@@ -33,10 +33,12 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
+from ...batch import Inputs
 from ...config import RunConfig, Section
 from ...errors import ConfigError
 from ...losses import LossOutput, ResponseLoss
 from ...losses.functional import soft_kl
+from ...models.outputs import model_logits
 from ..adapters import infer_feature_shapes
 from ..aux_heads import head_key, make_aux_heads
 from ..hooks import FeatureTaps, resolve_tap
@@ -106,9 +108,9 @@ class SelfDistillation(nn.Module):
         self.final_tap = final_tap
         self.__dict__["features"] = FeatureTaps(student, list(dict.fromkeys([*self.aux_taps, final_tap])))
 
-    def forward(self, x: Tensor, y: Tensor, index: Tensor) -> StepOutput:
+    def forward(self, x: Inputs, y: Tensor, index: Tensor | None = None) -> StepOutput:
         """One batch: the student, its taps, and every auxiliary head."""
-        logits = self.student(x)
+        logits = model_logits(self.student, x)
         try:
             final = self.features[self.final_tap]
             final = final.mean(dim=(2, 3)) if final.dim() == 4 else final.flatten(1)
@@ -137,7 +139,7 @@ def _check(cfg: RunConfig, options: BYOTOptions) -> None:
 
 
 def _build(options: BYOTOptions, student: nn.Module, loss: ResponseLoss, num_classes: int,
-           in_shape: Sequence[int]) -> SelfDistillation:
+           in_shape: Sequence[int], example: Inputs) -> SelfDistillation:
     taps = list(options.taps) if options.taps is not None else default_taps(student)
     if not taps:
         raise ConfigError(f"scheme 'byot': {type(student).__name__} has no intermediate tap for an auxiliary "
@@ -151,7 +153,7 @@ def _build(options: BYOTOptions, student: nn.Module, loss: ResponseLoss, num_cla
         except ConfigError as exc:
             key = f"scheme.taps[{i}]" if i < len(taps) else "scheme.final_tap"
             raise ConfigError(f"{key}='{tap}': {exc}") from None
-    shapes = infer_feature_shapes(student, [*taps, options.final_tap], in_shape)
+    shapes = infer_feature_shapes(student, [*taps, options.final_tap], example)
     final_shape = shapes[options.final_tap]
     if len(final_shape) not in (1, 3):
         raise ConfigError(f"scheme.final_tap='{options.final_tap}' gives shape {list(final_shape)}; it must be a "

@@ -26,9 +26,11 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
+from ...batch import Inputs
 from ...config import Component, RunConfig, Section
 from ...losses import LossOutput, ResponseLoss
 from ...losses.functional import soft_kl
+from ...models.outputs import model_logits
 from ..objective import StepOutput
 from .base import SCHEMES, Scheme, build_models, check_models, require_teacher_free
 
@@ -87,9 +89,9 @@ class MutualLearning(nn.Module):
         self.peers = nn.ModuleList(peers)
         self.loss = loss
 
-    def forward(self, x: Tensor, y: Tensor, index: Tensor) -> StepOutput:
+    def forward(self, x: Inputs, y: Tensor, index: Tensor | None = None) -> StepOutput:
         """One batch through every peer."""
-        logits = [self.student(x), *(peer(x) for peer in self.peers)]
+        logits = [model_logits(self.student, x), *(model_logits(peer, x) for peer in self.peers)]
         loss, parts = self.loss.compute(logits, y)
         return StepOutput(loss, logits[0], parts)
 
@@ -106,7 +108,7 @@ def _check(cfg: RunConfig, options: DMLOptions) -> None:
 
 
 def _build(options: DMLOptions, student: nn.Module, loss: ResponseLoss, num_classes: int,
-           in_shape: Sequence[int]) -> MutualLearning:
+           in_shape: Sequence[int], example: Inputs) -> MutualLearning:
     # built after the student, so peer 0 starts from the same weights as every other method's student of this seed
     peers = build_models("scheme.peers", options.peers, num_classes, in_shape)
     return MutualLearning(student, peers, MutualLearningLoss(loss, options.temperature, options.weight))

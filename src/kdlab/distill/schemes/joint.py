@@ -19,8 +19,10 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ...batch import Inputs
 from ...config import Component, RunConfig, Section
 from ...losses import LossOutput, ResponseLoss
+from ...models.outputs import model_logits
 from ..objective import StepOutput
 from .base import SCHEMES, Scheme, build_models, check_models
 
@@ -62,10 +64,10 @@ class JointTraining(nn.Module):
         self.teacher = teacher
         self.loss = loss
 
-    def forward(self, x: Tensor, y: Tensor, index: Tensor) -> StepOutput:
+    def forward(self, x: Inputs, y: Tensor, index: Tensor | None = None) -> StepOutput:
         """One batch through student and teacher."""
-        student_logits = self.student(x)
-        loss, parts = self.loss.compute(student_logits, self.teacher(x), y)
+        student_logits = model_logits(self.student, x)
+        loss, parts = self.loss.compute(student_logits, model_logits(self.teacher, x), y)
         return StepOutput(loss, student_logits, parts)
 
     def set_epoch(self, epoch: int) -> None:
@@ -81,7 +83,7 @@ def _check(cfg: RunConfig, options: JointOptions) -> None:
 
 
 def _build(options: JointOptions, student: nn.Module, loss: ResponseLoss, num_classes: int,
-           in_shape: Sequence[int]) -> JointTraining:
+           in_shape: Sequence[int], example: Inputs) -> JointTraining:
     # built after the student, so the student starts from the same weights as every other method's of this seed
     (teacher,) = build_models("scheme.teacher", [options.teacher], num_classes, in_shape)
     return JointTraining(student, teacher, JointLoss(loss))
