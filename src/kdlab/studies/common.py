@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..config import (Component, DataConfig, OptimConfig, RunConfig, ScheduleConfig, Section, TeacherConfig,
                       TrainConfig, apply_overrides, deep_merge, parse_config, read_yaml)
@@ -28,22 +28,30 @@ class StageConfig(Section):
     keep_epochs: list[int] = Field(default_factory=list)
     checkpoint_every: int = Field(1, ge=1)
 
+    @model_validator(mode="after")
+    def _kept_epochs_exist(self) -> "StageConfig":
+        beyond = [e for e in self.keep_epochs if not 1 <= e <= self.epochs]
+        if beyond:
+            raise ValueError(f"keep_epochs={self.keep_epochs} is not allowed: {beyond} outside 1..epochs={self.epochs}; "
+                             "a stage can keep only the checkpoints of epochs it trains")
+        return self
+
 
 def stage_run_config(stage: StageConfig, data: DataConfig, seed: int, loss: Component | None = None,
                      teacher_run: str | Path | None = None, model: Component | None = None,
                      keep_epochs: list[int] | None = None, teacher_epoch: int | None = None,
-                     teacher_stop_epoch: int | None = None) -> RunConfig:
+                     teacher_stop_fraction: float | None = None) -> RunConfig:
     """The RunConfig of one model of a stage: the stage's recipe on the study's data, with this seed and loss.
 
-    ``teacher_epoch`` distils from the teacher as it was after that epoch (ESKD); ``teacher_stop_epoch`` drops the
-    teacher after that many student epochs.
+    ``teacher_epoch`` distils from the teacher as it was after that epoch (ESKD); ``teacher_stop_fraction`` drops the
+    teacher after that fraction of the student's epochs (ESKD's stop, scaled to the schedule).
     """
     data_cfg = data.model_copy(update={"train_subset": stage.train_subset, "crop_padding": stage.crop_padding,
                                        "hflip": stage.hflip})
     return RunConfig(
         data=data_cfg,
         model=model or stage.model,
-        teacher=TeacherConfig(run=str(teacher_run), epoch=teacher_epoch, stop_epoch=teacher_stop_epoch)
+        teacher=TeacherConfig(run=str(teacher_run), epoch=teacher_epoch, stop_fraction=teacher_stop_fraction)
         if teacher_run is not None else None,
         loss=loss or Component(name="ce"),
         optim=stage.optim,
