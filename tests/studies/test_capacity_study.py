@@ -12,7 +12,8 @@ from kdlab.config import parse_config
 from kdlab.errors import ConfigError
 from kdlab.store import RunStore
 from kdlab.studies import run_study
-from kdlab.studies.capacity import CAPACITY, CapacityStudyConfig, Method, best_kd, claims, select_chain
+from kdlab.studies.capacity import CAPACITY, DEFAULTS, CapacityStudyConfig, Method, best_kd, claims
+from kdlab.studies.capacity_tuning import final_values, method_space, select_configs, trial_points
 from kdlab.studies.driver import Planned, RunSet
 
 TINY = ["data.name=digits", "data.val_size=200", "teachers.train_subset=null", "teachers.epochs=2",
@@ -38,14 +39,36 @@ def test_capacity_study_end_to_end_and_rerun_reuses_everything(tmp_path):
         assert all(0 < v < 1 / 9 for v in t["derived_average"].values())
         assert [s["seed"] for s in t["seeds"]] == [0, 1] and len(t["seeds"][1]["affinity"]) == 10
     methods = saved["config"]["methods"]
-    chains = sum(1 for m in methods if m["assistant"])  # TAKD: one chain (teacher 2 -> assistant 1)
-    assert chains == 1 and {m["role"] for m in methods} == {"kd", "control", "remedy"}
-    assert next(m for m in methods if m["label"] == "kd_T4_std")["role"] == "remedy"  # standardised KD is a remedy
-    # CE per seed + every non-TAKD method from every teacher per seed + the TAKD chain per seed
-    assert len(saved["students"]) == 2 + 2 * (len(methods) - chains) * 2 + 1 * 2
+    assert len(methods) == 11 and {m["role"] for m in methods} == {"kd", "control", "remedy"}
+    assert next(m for m in methods if m["label"] == "kd_std")["role"] == "remedy"  # standardised KD is a remedy
+    # CE per seed + every non-TAKD method from every teacher per seed + TAKD from the larger teacher per seed
+    assert len(saved["students"]) == 2 + 2 * 10 * 2 + 1 * 2
     assert {s["method"] for s in saved["students"]} == {"ce"} | {m["label"] for m in methods}
-    # 2 capacities x 2 teacher seeds, 1 assistant, 2 CE, 11 methods x 2 teachers x 2 seeds, 1 chain x 2 seeds
-    assert results["runs_trained"] == 4 + 1 + 2 + 44 + 2
+    # tuning (the quick preset's 2 trials, tuning seed 100): every method got exactly 2 trials on the largest
+    # teacher, vanilla KD also 2 on the smaller one; the evaluated students train at the chosen values
+    tuning = saved["tuning"]
+    assert tuning["trials"] == 2 and tuning["seeds"] == [100] and tuning["selected_on"] == "validation"
+    largest = teachers[1]["name"]
+    on_largest = {r["method"]: r for r in tuning["methods"] if r["teacher"] == largest}
+    assert set(on_largest) == {m["label"] for m in methods}
+    assert {r["trials_run"] for r in on_largest.values()} == {2}
+    assert [r["teacher"] for r in tuning["methods"] if r["method"] == "kd"] == [teachers[0]["name"], largest]
+    assert tuning["trial_runs"] == 2 * 12
+    for r in tuning["methods"]:
+        trials = {t["trial"]: t["mean_val_accuracy"] for t in r["trials"]}
+        assert r["chosen"]["mean_val_accuracy"] == max(trials.values())
+        assert set(r["trials"][0]["val_accuracy"]) == {"100"} and "test_accuracy" not in r["trials"][0]
+        cell = saved["table"][r["teacher"]][r["method"]]
+        assert cell["values"] == r["chosen"]["values"] and cell["tuned_on"] == r["teacher"]
+        assert r["val_to_test_gap"] == pytest.approx(r["chosen"]["mean_val_accuracy"]
+                                                     - cell["test_accuracy"]["mean"])
+    symmetric = on_largest["ats_symmetric"]["chosen"]["values"]
+    assert symmetric["loss.tau_gt"] == symmetric["loss.tau_other"]
+    # remedies tuned on the largest teacher train with that choice from the smaller one too
+    assert saved["table"][teachers[0]["name"]]["dkd"]["values"] == on_largest["dkd"]["chosen"]["values"]
+    # 2 capacities x 2 teacher seeds, 1 TAKD assistant, 24 trials, 2 CE, 10 methods x 2 teachers x 2 seeds,
+    # TAKD x 2 seeds (its assistant was trained for the trials)
+    assert results["runs_trained"] == 4 + 1 + 24 + 2 + 40 + 2
     found = {c["id"]: c for c in saved["claims"]}
     assert list(found) == ["derived_std_falls", "affinity_agrees", "capacity_mismatch", "ats_beats_kd",
                            "asymmetry_helps", "remedy_closes_gap"]
@@ -56,6 +79,7 @@ def test_capacity_study_end_to_end_and_rerun_reuses_everything(tmp_path):
     assert found["capacity_mismatch"]["selected_on"] == "validation accuracy (mean over seeds)"
     md = (tmp_path / "report.md").read_text()
     assert "capacity-mismatch curve" in md and "MLP 2x64, 8.97k params" in md
+    assert "## Tuning: equal budget, chosen on validation" in md and "dkd from MLP 2x64" in md
     assert (tmp_path / "report.html").read_text().count("data:image/png;base64,") == 4
     before = {name: (tmp_path / name).read_bytes() for name in saved["report_files"]}
     for name in before:
@@ -78,6 +102,19 @@ def test_study_config_errors_name_the_key(tmp_path):
     with pytest.raises(ConfigError, match="role='kd' is not allowed for method 'std'"):
         run_capacity(out=tmp_path, overrides=['methods=[{label: std, role: kd, loss: {name: kd, standardize: true}}]'],
                      progress=False)
+    with pytest.raises(ConfigError, match=r"tuning.seeds=\[1\] is not allowed: \[1\] also in seeds"):
+        run_capacity(out=tmp_path, preset="quick", overrides=TINY + ["tuning.seeds=[1]"], progress=False)
+    with pytest.raises(ConfigError, match="tuning.trials=13 is not allowed for an equal budget: method 'kd' has 12"):
+        run_capacity(out=tmp_path, preset="quick", overrides=TINY + ["tuning.trials=13"], progress=False)
+    with pytest.raises(ConfigError, match="split"):
+        run_capacity(out=tmp_path, preset="quick", overrides=TINY + ["tuning.split=test"], progress=False)
+    with pytest.raises(ConfigError, match="seeds"):
+        run_capacity(out=tmp_path, preset="quick", overrides=TINY + ["seeds=[-1]"], progress=False)
+    with pytest.raises(ConfigError, match=r"keep_epochs=\[9\] is not allowed"):
+        run_capacity(out=tmp_path, preset="quick", overrides=TINY + ["teachers.keep_epochs=[9]"], progress=False)
+    with pytest.raises(ConfigError, match="stop_fraction"):
+        run_capacity(out=tmp_path, preset="quick",
+                     overrides=TINY + ['methods=[{label: e, stop_fraction: 1.5, loss: {name: kd}}]'], progress=False)
     assert not (tmp_path / "runs").exists()  # nothing trained
 
 
@@ -96,21 +133,74 @@ def test_method_roles():
     assert Method(label="a", loss={"name": "kd", "temperature": 2.0}).role == "kd"
     assert Method(label="b", loss={"name": "kd", "standardize": True}).role == "remedy"
     assert Method(label="c", loss={"name": "kd"}, teacher_epoch=2).role == "remedy"
+    assert Method(label="e", loss={"name": "kd"}, stop_fraction=0.5).role == "remedy"
     assert Method(label="d", loss={"name": "ats"}, role="control").role == "control"
 
 
 # ---------------------------------------------------------------------------------------------- selection
 
 
-def test_takd_chain_is_selected_on_validation_not_test():
+def _study_config(**changes):
+    return CapacityStudyConfig.model_validate({**DEFAULTS, **changes})
+
+
+def test_every_method_gets_the_same_trials_over_its_own_space():
+    cfg = _study_config()
+    largest = len(cfg.teachers.capacities) - 1
+    for m in cfg.methods:
+        points = trial_points(cfg, m, largest)
+        space = method_space(m, largest)
+        assert len(points) == cfg.tuning.trials == 4 and all(space.contains(p) for p in points)
+    ats, symmetric = (next(m for m in cfg.methods if m.label == label) for label in ("ats", "ats_symmetric"))
+    # the control tunes over ATS's values with tau_gt = tau_other: the same values, the asymmetry removed
+    assert method_space(symmetric, largest).values == method_space(ats, largest).values
+    assert all(p["loss.tau_gt"] == p["loss.tau_other"] for p in method_space(symmetric, largest).grid())
+    assert all(p["loss.tau_gt"] > p["loss.tau_other"] for p in method_space(ats, largest).grid())
+    takd = next(m for m in cfg.methods if m.assistant)
+    assert method_space(takd, largest).values["assistant"] == (0, 1, 2)
+
+
+def _trial_runs(cfg, label, teacher, scores):
+    """RunSet of one method's trials from ``teacher``: ``scores[k] = {seed: val}``. The summaries carry no test
+    accuracy: a selection that read it would fail."""
     runs = RunSet()
-    # assistant 0: better on test; assistant 1: better on validation -> assistant 1 is chosen
-    for assistant, val, test in ((0, 0.70, 0.90), (1, 0.80, 0.60)):
-        runs.add([Planned({"role": "student", "method": "takd", "teacher": 2, "assistant": assistant, "seed": s}, None)
-                  for s in (0, 1)],
-                 [{"best_val_accuracy": val, "test_accuracy": test, "run_dir": "r"} for _ in (0, 1)])
-    assert select_chain(runs, "takd", 2) == 1
-    assert select_chain(runs, "takd", 0) is None
+    for k, by_seed in enumerate(scores):
+        runs.add([Planned({"role": "trial", "method": label, "teacher": teacher, "trial": k, "seed": s}, None)
+                  for s in by_seed], [{"best_val_accuracy": v, "run_dir": f"r{k}{s}"} for s, v in by_seed.items()])
+    return runs
+
+
+def test_tuning_selects_on_validation_where_the_test_best_trial_differs():
+    cfg = _study_config(methods=[{"label": "dkd", "loss": {"name": "dkd"}}],
+                        tuning={"trials": 3, "seeds": [100, 101]})
+    # trial 0 would win on test (its runs' test accuracy is the best) but trial 2 has the best mean validation
+    runs = _trial_runs(cfg, "dkd", 3, [{100: 0.70, 101: 0.74}, {100: 0.76, 101: 0.70}, {100: 0.75, 101: 0.74}])
+    for r in runs.runs:
+        r.summary["test_accuracy"] = {0: 0.95, 1: 0.60, 2: 0.61}[r.tags["trial"]]
+    found = select_configs(cfg, runs)
+    assert found["dkd", 3]["chosen"] == 2
+    assert [t.mean_val for t in found["dkd", 3]["trials"]] == pytest.approx([0.72, 0.73, 0.745])
+    chosen = trial_points(cfg, cfg.methods[0], 3)[2]
+    # the choice on the largest teacher is what dkd trains with from every teacher
+    assert final_values(cfg, found, cfg.methods[0], 0) == (chosen, 3)
+    # ties go to the earlier trial; the summaries without test accuracy are enough for the whole selection
+    tied = _trial_runs(cfg, "dkd", 3, [{100: 0.7, 101: 0.7}, {100: 0.8, 101: 0.6}, {100: 0.6, 101: 0.6}])
+    assert select_configs(cfg, tied)["dkd", 3]["chosen"] == 0
+
+
+def test_takd_assistant_is_tuned_and_clamped_below_smaller_teachers():
+    cfg = _study_config(methods=[{"label": "takd", "assistant": True, "loss": {"name": "kd"}}],
+                        tuning={"trials": 2})
+    points = trial_points(cfg, cfg.methods[0], 3)
+    runs = _trial_runs(cfg, "takd", 3, [{100: 0.6}, {100: 0.7}])
+    found = select_configs(cfg, runs)
+    values, tuned_on = final_values(cfg, found, cfg.methods[0], 3)
+    assert values == points[1] and tuned_on == 3
+    # from teacher 1 only assistant 0 is smaller: the chosen loss values, the largest smaller member
+    assert final_values(cfg, found, cfg.methods[0], 1)[0] == {**points[1], "assistant": 0}
+    assert final_values(cfg, found, cfg.methods[0], 0) is None
+    off = _study_config(methods=[{"label": "takd", "assistant": True, "loss": {"name": "kd"}}], tuning={"trials": 0})
+    assert final_values(off, {}, off.methods[0], 3) == ({"assistant": 2}, None)
 
 
 def _cell(val, test, ce=0.80):

@@ -674,6 +674,7 @@ def report(results: dict[str, Any]) -> Report:
     rep.heading("Paired difference against the CE student (test accuracy, points, 95% t interval)")
     rep.table(["method", *labels], [[m, *(format_interval(table[t["name"]][m]["minus_ce"]) if m in table[t["name"]]
                                           else "—" for t in teachers)] for m in methods])
+    rep.paragraph(_below_ce(results))
     if results["assistants"]:
         rep.heading("TAKD assistants")
         rep.paragraph("Each assistant is a smaller family member distilled from the teacher with TAKD's declared loss; "
@@ -713,6 +714,23 @@ def report(results: dict[str, Any]) -> Report:
                   "--out <this dir>/undistillable --set store=<same store>`, which reuses this study's runs.")
     rep.reproduce(results)
     return rep
+
+
+def _below_ce(results: dict[str, Any]) -> str:
+    """Which methods are reliably below the CE student at the configuration they were tuned to (said, not hidden)."""
+    below = []
+    for t in results["teachers"]:
+        for m, cell in results["table"][t["name"]].items():
+            diff = cell["minus_ce"]
+            if not math.isnan(diff["high"]) and diff["high"] < 0:
+                tuned = cell.get("tuned_on")
+                where = "" if tuned in (None, t["name"]) else f", tuned on {tuned.split(',')[0]}"
+                below.append(f"{m} from {t['label']} ({values_text(cell.get('values') or {})}{where}: "
+                             f"{format_interval(diff)})")
+    if not below:
+        return "No method is reliably below the CE student (a 95% interval wholly below 0) at its tuned configuration."
+    return ("Reliably below the CE student (95% interval wholly below 0) at the configuration chosen by its tuning: "
+            + "; ".join(below) + ".")
 
 
 def _tuning_section(rep: Report, results: dict[str, Any]) -> None:

@@ -2,7 +2,8 @@
 
 - :func:`rules_markdown`: a study's claims (statistic, rule, precondition, selection, source) for its default
   config, as the "Decision rules" section of ``docs/studies/<doc>.md``;
-- :func:`claims_table`: the README's table of verdicts, printed verbatim from the committed ``reports/*/results.json``.
+- :func:`claims_table`: the README's table of verdicts, printed verbatim from the committed ``reports/*/results.json``;
+- :func:`method_ranking`: the README's ranking of the capacity study's methods at their tuned configurations.
 
 ``python -m kdlab.studies.docs [ROOT]`` rewrites the generated blocks (between ``<!-- generated: KEY -->`` and
 ``<!-- end generated -->``) in the repository at ROOT (default: the current directory); a test checks they are
@@ -18,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from ..analysis.verdict import verdict_word
+from ..report.format import format_interval, format_pm
 from .base import STUDIES
+from .capacity_tuning import values_text
 
 # study -> the document holding its rules (the audit is described with the nasty teacher)
 DOCS = {"baseline": "baseline.md", "capacity": "capacity.md", "undistillable": "undistillable.md",
@@ -75,6 +78,30 @@ def claims_table(reports: Path) -> str:
     return "\n".join(rows)
 
 
+def method_ranking(reports: Path) -> str:
+    """The README's method ranking from the committed capacity report: every method from the largest teacher at its
+    tuned configuration, ordered by validation accuracy (the split choices read), with its test accuracy, its paired
+    difference against the CE student and its tuning's validation-to-test gap."""
+    results = json.loads((reports / "capacity" / "results.json").read_text())
+    largest = max(results["teachers"], key=lambda t: t["params"])
+    row = results["table"][largest["name"]]
+    gaps = {r["method"]: r["val_to_test_gap"] for r in results.get("tuning", {}).get("methods", [])
+            if r["teacher"] == largest["name"]}
+    ce = results["ce_student"]
+    lines = [f"From the largest teacher ({largest['label']}, {largest['name']}), mean ± std over "
+             f"{ce['n']} evaluation seeds; CE only: {format_pm(ce)}. Ordered by validation accuracy.", "",
+             "| rank | method | tuned values | val acc (%) | test acc (%) | test - CE (points, 95% CI) | "
+             "val - test gap of the tuning (points) |", "|---|---|---|---|---|---|---|"]
+    ranked = sorted(row, key=lambda m: row[m]["val_accuracy"]["mean"], reverse=True)
+    for rank, m in enumerate(ranked, start=1):
+        cell = row[m]
+        gap = f"{gaps[m] * 100:+.2f}" if gaps.get(m) is not None else "—"
+        lines.append(f"| {rank} | {m} | {_cell(values_text(cell.get('values') or {}))} | "
+                     f"{format_pm(cell['val_accuracy'])} | {format_pm(cell['test_accuracy'])} | "
+                     f"{format_interval(cell['minus_ce'])} | {gap} |")
+    return "\n".join(lines)
+
+
 def replace_block(text: str, key: str, content: str) -> str:
     """``text`` with the block between ``<!-- generated: key -->`` and the next end marker set to ``content``."""
     start = f"<!-- generated: {key} -->"
@@ -92,7 +119,8 @@ def generated_files(root: Path) -> dict[Path, str]:
         text = out.get(path, path.read_text())
         out[path] = replace_block(text, f"rules {name}", rules_markdown(name))
     readme = root / "README.md"
-    out[readme] = replace_block(readme.read_text(), "claims table", claims_table(root / "reports"))
+    text = replace_block(readme.read_text(), "claims table", claims_table(root / "reports"))
+    out[readme] = replace_block(text, "method ranking", method_ranking(root / "reports"))
     return out
 
 
