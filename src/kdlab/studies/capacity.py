@@ -178,8 +178,8 @@ DEFAULTS: dict[str, Any] = {
     ],
     "seeds": [0, 1, 2],
     "teacher_seeds": [0, 1],
-    # TUNING_BUDGET: 4 trials per method (the largest teacher; KD on every teacher) on one tuning seed, what keeps
-    # `make run` within 15 minutes on 2 cores (docs/studies/capacity.md, "Tuning budget")
+    # 4 trials per method (on the largest teacher; KD on every teacher) on one tuning seed: about 8 minutes of both
+    # cores for `make run` (docs/studies/capacity.md, "Tuning", budget)
     "tuning": {"trials": 4, "seeds": [100]},
 }
 
