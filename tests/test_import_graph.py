@@ -36,7 +36,7 @@ LAYERS: list[tuple[str, ...]] = [  # "kdlab" is the root package (its version on
     ("kdlab.protect",),
     ("kdlab.report",),
     ("kdlab.tuning",),
-    ("kdlab.studies",),
+    ("kdlab.studies", "kdlab.advise"),
     ("kdlab.cli", "kdlab.__main__"),
 ]
 

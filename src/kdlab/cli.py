@@ -117,6 +117,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bars (default: only on a terminal)")
 
+    p = sub.add_parser("advise", help="which teacher, method and hyperparameters to distil with: a budgeted pilot "
+                       "that recommends them (report.md, results.json, recommended.yaml)")
+    p.add_argument("config", help="advise config: teachers, student, data, optional assistants and pilot")
+    p.add_argument("--budget", type=float, required=True, metavar="MINUTES",
+                   help="wall-clock minutes the command may take; the pilot stops within them")
+    p.add_argument("--out", required=True, help="output directory (report.md, results.json, recommended.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set pilot.points=2 (repeatable)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bars (default: only on a terminal)")
+
     p = sub.add_parser("report", help="rebuild a study's report (report.md, report.html, figures) from results.json")
     p.add_argument("dir", help="the output directory of a study (holds results.json)")
 
@@ -263,6 +274,28 @@ def cmd_study(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_advise(args: argparse.Namespace) -> int:
+    import time
+
+    started = time.monotonic()  # the budget counts the command's imports too
+    from .advise import advise
+
+    results = advise(args.config, args.budget, Path(args.out), overrides=tuple(args.overrides),
+                     progress=args.progress, started=started)
+    rec = results["recommendation"]
+    if rec["pick"] is None:
+        print(f"no candidate trained ({rec['reason']}); CE alone")
+    else:
+        what = (f"distil from {rec['pick']['teacher']} with {rec['pick']['key'].split('/', 1)[1]}"
+                if rec["recommended"] != "ce" else f"CE alone (best candidate {rec['pick']['key']})")
+        gain = rec["test_gain"]
+        print(f"{what}; expected gain {100 * gain['mean']:+.2f} points [{100 * gain['low']:+.2f}, "
+              f"{100 * gain['high']:+.2f}] over CE ({rec['verdict']})")
+    print(f"{results['elapsed_seconds']:.0f} s of a {results['budget_seconds']:.0f} s budget; report: "
+          f"{Path(args.out) / 'report.md'}  config: {Path(args.out) / results['recommended_yaml']}")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from .studies import rerender
 
@@ -399,8 +432,8 @@ def _optional(module: str, name: str):  # noqa: ANN202  (a function of a package
 
 
 COMMANDS = {"train": cmd_train, "distill": cmd_distill, "eval": cmd_eval, "data": cmd_data,
-            "study": cmd_study, "report": cmd_report, "tune": cmd_tune, "list": cmd_list, "models": cmd_models,
-            "protect": cmd_protect, "audit": cmd_audit}
+            "study": cmd_study, "advise": cmd_advise, "report": cmd_report, "tune": cmd_tune, "list": cmd_list,
+            "models": cmd_models, "protect": cmd_protect, "audit": cmd_audit}
 
 
 if __name__ == "__main__":
