@@ -32,16 +32,24 @@ def test_fit_line_recovers_a_line_and_clips_negative_parts():
     assert fit_line([2.0, 2.0], [4.0, 6.0]) == pytest.approx((0.0, 2.5))  # one distinct x: through the origin
 
 
-def test_cost_model_extrapolates_from_ce_runs_and_learns_the_distillation_factor():
+def test_cost_model_uses_runs_of_the_same_shape_then_the_line_and_learns_the_distillation_factor():
     model = CostModel(workers=1)
-    costs = [RunCost(100.0, False), RunCost(300.0, False)]
-    model.observe(costs, [1.0 + 0.01 * 100, 1.0 + 0.01 * 300], wall=6.0)
-    assert model.line() == pytest.approx((1.0, 0.01))
-    assert model.wave_overhead == pytest.approx(6.0 / 6.0)
-    assert model.run_seconds(RunCost(500.0, True)) == pytest.approx(6.0 * 1.3)  # the prior factor
-    model.observe([RunCost(200.0, True)], [6.0], wall=6.0)  # CE would take 3 s: factor 2
+    costs = [RunCost(100.0, False), RunCost(300.0, False), RunCost(300.0, False)]
+    model.observe(costs, [2.0, 4.0, 5.0], wall=12.5)
+    assert model.overhead_per_run == pytest.approx((12.5 - 11.0) / 3)
+    assert model.ce_seconds(300.0) == pytest.approx(4.5)  # measured at that work: their mean
+    # least squares through (100, 2), (300, 4), (300, 5): mean x 700/3, mean y 11/3, Sxy 1000/3, Sxx 80000/3
+    a, b = model.line()
+    assert (a, b) == pytest.approx((11 / 3 - 0.0125 * 700 / 3, 0.0125))
+    assert model.ce_seconds(500.0) == pytest.approx(0.75 + 6.25)
+    assert model.run_seconds(RunCost(300.0, True)) == pytest.approx(4.5 * 1.3)  # the prior factor
+    model.observe([RunCost(300.0, True)], [9.0], wall=9.5)  # CE takes 4.5 s at that work: factor 2
     assert model.distil_factor() == pytest.approx(2.0)
-    assert model.wave_seconds([RunCost(200.0, True)] * 2) == pytest.approx(12.0 * SAFETY)
+    assert model.overhead_per_run == pytest.approx(0.5)
+    assert model.wave_seconds([RunCost(300.0, True)] * 2) == pytest.approx((18.0 + 2 * 0.5) * SAFETY)
+    two = CostModel(workers=2, ce_runs=[(300.0, 4.0)], overhead_per_run=1.0)
+    # 3 runs of 4 s on 2 workers: 12 / 2 + 4 / 2 = 8 s, plus 3 x 1 s of overhead over 2 workers
+    assert two.wave_seconds([RunCost(300.0, False)] * 3) == pytest.approx((8.0 + 1.5) * SAFETY)
 
 
 class FakeClock:
@@ -155,3 +163,19 @@ def test_budget_refuses_nonsense():
         Budget(math.inf)
     assert run_work(3, 100, 20) == 360.0
     assert CE == "ce"
+
+
+def test_runs_the_store_holds_cost_nothing_in_estimates_but_their_seconds_still_teach_the_model():
+    clock, log = FakeClock(), []
+    pilot = make_pilot(10_000.0, clock, log, points=2)
+    pilot.run()
+    # the same pilot again, every run finished in the store: a wave of them is estimated at 0 s (plus nothing)
+    clock2, log2 = FakeClock(), []
+    again = make_pilot(5.0, clock2, log2, points=2)
+    again.is_finished = lambda cfg: True
+    again.run_wave = lambda cfgs: [{"best_val_accuracy": 0.5, "test_accuracy": 0.5, "seconds": 3.0,
+                                    "run_dir": "x"} for _ in cfgs]
+    result = again.run()
+    assert len(result.halving.rungs) == 3 and result.stop_reason is None
+    assert again.cost.ce_seconds(run_work(20, 400, N_VAL)) == 3.0  # recorded seconds, not this wave's wall time
+    assert again.estimate(again._candidate_jobs(2, again.first_rung(2))) == 0.0

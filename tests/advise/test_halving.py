@@ -102,3 +102,20 @@ def test_missing_scores_are_an_error():
     cands = [Candidate("t", "kd")]
     with pytest.raises(ValueError, match="no score"):
         successive_halving(cands, [None], lambda r, cs: {}, _always, clock=lambda: 0.0)
+
+
+def test_a_rung_too_long_for_the_budget_trains_only_the_best_survivor_when_that_fits():
+    cands = [Candidate("t", "kd", (("temperature", float(i)),)) for i in range(4)]
+    train, calls = _scored({c.key: 0.1 * i for i, c in enumerate(cands)})
+
+    def may_start(rung, candidates):  # rung 1 fits one candidate, not two
+        return (rung == 0 or len(candidates) == 1), 1.0, "too long"
+
+    result = successive_halving(cands, [2, None], train, may_start, clock=lambda: 0.0, shrink_to_best=True)
+    assert calls[1] == (1, [cands[3].key])
+    assert result.rungs[1].shrunk_from == 2 and result.stopped_before is None
+    assert "only the best survivor" in result.stop_reason
+    # without shrinking, the same budget stops the schedule before rung 1
+    train, calls = _scored({c.key: 0.1 * i for i, c in enumerate(cands)})
+    result = successive_halving(cands, [2, None], train, may_start, clock=lambda: 0.0)
+    assert len(calls) == 1 and result.stopped_before == 1

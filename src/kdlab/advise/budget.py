@@ -3,18 +3,22 @@
 Every wave of runs is estimated before it starts and measured when it ends; the estimate of the next wave comes from
 the runs measured so far. A run's cost is modelled as
 
-    seconds(run) = factor(kind) * (overhead + rate * work),   work = epochs * (n_train + n_val)
+    seconds(run) = factor(kind) * ce_seconds(work),   work = epochs * (n_train + n_val)
 
-(the samples the run passes forward: training plus the per-epoch validation pass); ``overhead`` and ``rate`` are
-fitted by least squares on the CE runs measured so far (which span every rung's size), and ``factor`` is 1 for CE
-and, for a run that distils, the mean ratio of the distillation runs measured so far to the CE model (before any was
-measured: ``DISTIL_FACTOR``). A wave of runs on P workers ends within
+(the samples the run passes forward: training plus the per-epoch validation pass). ``ce_seconds`` is the mean of the
+CE runs measured at exactly that work (the pilot trains CE-only students at every rung's size before the rung's
+candidates, so a candidate's estimate comes from runs of its own shape), else a least-squares line ``overhead + rate
+* work`` through the CE runs measured so far (to decide whether the next, larger CE rung fits). ``factor`` is 1 for
+CE and, for a run that distils, the largest ratio of a distillation run measured so far to the CE estimate for the
+same work (before any was measured: ``DISTIL_FACTOR``; the largest, because an estimate too low overruns the budget
+while one too high only shortens the pilot). A wave of runs on P workers ends within
 
     makespan <= sum_i seconds_i / P + (1 - 1/P) * max_i seconds_i
 
 whatever the order the runs are handed out in (Graham, "Bounds on Multiprocessing Timing Anomalies", SIAM J. Appl.
-Math. 1969); the wave's estimate is that bound, times the ratio of measured wall time to the same bound on the last
-wave (what executing costs beyond the runs themselves: starting workers, reading the store), times ``SAFETY``.
+Math. 1969). What executing costs beyond the runs themselves (claiming a run directory, writing its config and
+summary, starting workers) is added per run: the last wave's wall time minus that bound, per run and worker. The
+wave's estimate is the sum times ``SAFETY``.
 """
 
 from __future__ import annotations
@@ -106,15 +110,20 @@ class CostModel:
     workers: int = 1
     ce_runs: list[tuple[float, float]] = field(default_factory=list)
     distil_runs: list[tuple[float, float]] = field(default_factory=list)
-    wave_overhead: float = 1.0
+    overhead_per_run: float = 0.0
 
-    def observe(self, costs: Sequence[RunCost], seconds: Sequence[float], wall: float) -> None:
-        """Record a finished wave: each trained run's cost and measured seconds, and the wave's wall time."""
+    def observe(self, costs: Sequence[RunCost], seconds: Sequence[float], wall: float,
+                trained: Sequence[bool] | None = None) -> None:
+        """Record a finished wave: each run's cost and seconds, and the wave's wall time. ``trained[i]`` False marks
+        a run the store already held: its recorded seconds still say what such a run costs to train, but it took
+        no time in this wave, so only the trained runs enter the per-run overhead."""
+        trained = [True] * len(costs) if trained is None else list(trained)
         for cost, s in zip(costs, seconds):
             (self.distil_runs if cost.distils else self.ce_runs).append((cost.work, float(s)))
-        bound = makespan_bound(list(seconds), self.workers)
-        if bound > 0 and wall > 0:
-            self.wave_overhead = max(1.0, wall / bound)
+        new = [float(s) for s, t in zip(seconds, trained) if t]
+        if new:
+            p = max(1, min(self.workers, len(new)))
+            self.overhead_per_run = max(0.0, wall - makespan_bound(new, self.workers)) * p / len(new)
 
     def line(self) -> tuple[float, float]:
         """(overhead, rate) of a CE run, fitted on the CE runs measured so far."""
@@ -122,22 +131,29 @@ class CostModel:
             raise ValueError("no CE run measured yet: the cost model has nothing to extrapolate from")
         return fit_line([w for w, _ in self.ce_runs], [s for _, s in self.ce_runs])
 
-    def distil_factor(self) -> float:
-        """Measured distillation seconds over the CE model's prediction for the same work (mean ratio), or
-        ``DISTIL_FACTOR`` before any distillation run was measured."""
-        if not self.distil_runs:
-            return DISTIL_FACTOR
+    def ce_seconds(self, work: float) -> float:
+        """Estimated seconds of a CE run of ``work``: the mean of the CE runs measured at that work, else the line."""
+        same = [s for w, s in self.ce_runs if w == work]
+        if same:
+            return sum(same) / len(same)
         a, b = self.line()
-        ratios = [s / (a + b * w) for w, s in self.distil_runs if a + b * w > 0]
-        return sum(ratios) / len(ratios) if ratios else DISTIL_FACTOR
+        return a + b * work
+
+    def distil_factor(self) -> float:
+        """The largest ratio of a measured distillation run's seconds to the CE estimate for the same work, or
+        ``DISTIL_FACTOR`` before any distillation run was measured."""
+        ratios = [s / self.ce_seconds(w) for w, s in self.distil_runs if self.ce_seconds(w) > 0]
+        return max(ratios) if ratios else DISTIL_FACTOR
 
     def run_seconds(self, cost: RunCost) -> float:
         """Estimated seconds of one run."""
-        a, b = self.line()
-        return (a + b * cost.work) * (self.distil_factor() if cost.distils else 1.0)
+        return self.ce_seconds(cost.work) * (self.distil_factor() if cost.distils else 1.0)
 
     def wave_seconds(self, costs: Sequence[RunCost]) -> float:
-        """Estimated wall time of a wave: the makespan bound of its runs x the last wave's overhead x SAFETY."""
+        """Estimated wall time of a wave: (the makespan bound of its runs + the per-run overhead on P workers) x
+        SAFETY."""
         if not costs:
             return 0.0
-        return makespan_bound([self.run_seconds(c) for c in costs], self.workers) * self.wave_overhead * SAFETY
+        p = max(1, min(self.workers, len(costs)))
+        bound = makespan_bound([self.run_seconds(c) for c in costs], self.workers)
+        return (bound + len(costs) * self.overhead_per_run / p) * SAFETY

@@ -90,6 +90,8 @@ class Rung:
     survivors: list[Candidate]
     estimate_seconds: float | None = None
     seconds: float | None = None
+    # candidates the rung was to train before the budget shrank it to the best one (None: it trained them all)
+    shrunk_from: int | None = None
 
 
 @dataclass
@@ -131,16 +133,26 @@ class Halving:
 def successive_halving(candidates: Sequence[Candidate], keeps: Sequence[int | None],
                        train: Callable[[int, list[Candidate]], Scores],
                        may_start: Callable[[int, list[Candidate]], tuple[bool, float | None, str | None]],
-                       clock: Callable[[], float]) -> Halving:
+                       clock: Callable[[], float], shrink_to_best: bool = False) -> Halving:
     """Run the rungs in order: rung k trains its candidates (``train(k, candidates)`` -> validation accuracy per
     seed), and the ``keeps[k]`` best by mean validation accuracy go on to rung k + 1 (``keeps`` has one entry per
     rung, None for the last). Before each rung ``may_start(k, candidates)`` says whether it can finish in time (and
     its estimate in seconds, and the reason when not); a rung that cannot is never started, and the result is the
-    rungs run so far."""
+    rungs run so far.
+
+    With ``shrink_to_best``, a rung after the first that cannot finish with all its candidates trains only the best
+    survivor of the rung before, if that fits: the pick is then measured on the longer rung's seeds (what its gain
+    interval needs) instead of not at all. The rung records how many candidates it was to train (``shrunk_from``)."""
     result = Halving()
     current = list(candidates)
     for index, keep in enumerate(keeps):
         ok, estimate, reason = may_start(index, current)
+        shrunk_from = None
+        if not ok and shrink_to_best and index > 0 and len(current) > 1:
+            best_ok, best_estimate, _ = may_start(index, current[:1])
+            if best_ok:
+                ok, estimate, shrunk_from, current = True, best_estimate, len(current), current[:1]
+                result.stop_reason = f"{reason}; it trained only the best survivor of rung {index - 1}"
         if not ok:
             result.stopped_before, result.stop_reason = index, reason
             break
@@ -150,6 +162,6 @@ def successive_halving(candidates: Sequence[Candidate], keeps: Sequence[int | No
         if missing:
             raise ValueError(f"rung {index}: the trainer returned no score for {missing[:3]}")
         kept = survivors(current, scores, keep) if keep is not None else []
-        result.rungs.append(Rung(index, current, scores, kept, estimate, clock() - started))
+        result.rungs.append(Rung(index, current, scores, kept, estimate, clock() - started, shrunk_from))
         current = kept
     return result

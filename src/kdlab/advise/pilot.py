@@ -129,7 +129,7 @@ class Pilot:
 
     def __init__(self, setup: PilotSetup, rungs: Sequence[RungConfig], methods: Sequence[str], max_points: int,
                  search_seed: int, budget: Budget, run_wave: RunWave, workers: int = 1,
-                 reserve_seconds: float = 0.0) -> None:
+                 reserve_seconds: float = 0.0, is_finished: Callable[[RunConfig], bool] = lambda cfg: False) -> None:
         self.setup = setup
         self.keeps = [r.keep for r in rungs]
         self.methods = list(methods)
@@ -139,6 +139,8 @@ class Pilot:
         self.run_wave = run_wave
         self.cost = CostModel(workers=workers)
         self.reserve = reserve_seconds
+        # a run the store holds finished costs nothing now: it is left out of estimates and of the measured overhead
+        self.is_finished = is_finished
         self.result = PilotResult()
 
     # ------------------------------------------------------------------------------------------ waves and clock
@@ -147,12 +149,15 @@ class Pilot:
              estimate: float | None) -> list[dict[str, Any]]:
         """Train one wave of ``((rung, key, seed), config, cost)`` jobs, record their summaries and what they cost
         (a job without a cost, e.g. a teacher's own training, is not a student run and teaches the model nothing)."""
+        finished = [self.is_finished(cfg) for _, cfg, _ in jobs]
         started = self.budget.clock()
         summaries = self.run_wave([cfg for _, cfg, _ in jobs])
         wall = self.budget.clock() - started
-        measured = [(c, float(s.get("seconds", 0.0))) for (_, _, c), s in zip(jobs, summaries) if c is not None]
+        measured = [(c, float(s.get("seconds", 0.0)), not done)
+                    for (_, _, c), s, done in zip(jobs, summaries, finished) if c is not None]
         if measured:
-            self.cost.observe([c for c, _ in measured], [s for _, s in measured], wall)
+            costs, seconds, trained = (list(column) for column in zip(*measured))
+            self.cost.observe(costs, seconds, wall, trained)
         for (key, _, _), summary in zip(jobs, summaries):
             self.result.summaries[key] = summary
         self.result.waves.append({"wave": name, "runs": len(jobs), "estimate_seconds": estimate,
@@ -160,6 +165,10 @@ class Pilot:
         log.info("advise: %s, %d runs in %.1f s (estimated %s)", name, len(jobs), wall,
                  f"{estimate:.1f} s" if estimate is not None else "-")
         return summaries
+
+    def estimate(self, jobs: list[tuple[tuple[int, str, int], RunConfig, RunCost]]) -> float:
+        """Estimated wall time of a wave of jobs: the cost model over the jobs the store does not hold finished."""
+        return self.cost.wave_seconds([c for _, cfg, c in jobs if not self.is_finished(cfg)])
 
     def _fits(self, seconds: float) -> bool:
         return seconds <= self.budget.remaining() - self.reserve
@@ -192,7 +201,7 @@ class Pilot:
         """The CE-only students, rung by rung (smallest first); stops before a rung that would not end in time."""
         for rung in range(len(self.setup.shapes)):
             jobs = self._ce_jobs(rung)
-            estimate = self.cost.wave_seconds([c for _, _, c in jobs]) if self.cost.ce_runs else None
+            estimate = self.estimate(jobs) if self.cost.ce_runs else None
             if estimate is not None and not self._fits(estimate):
                 self.result.stop_reason = (f"the CE-only students of rung {rung} need an estimated {estimate:.0f} s, "
                                            f"{self.budget.remaining():.0f} s were left")
@@ -203,12 +212,14 @@ class Pilot:
     def schedule_seconds(self, points: int, rungs: int) -> float:
         """Estimated wall time of the first ``rungs`` rungs of successive halving with ``points`` points per
         (teacher, method): each rung's wave at the declared survivors of the one before."""
-        count, total = len(self.first_rung(points)), 0.0
-        for rung in range(rungs):
+        first = self.first_rung(points)
+        count, total = len(first), self.estimate(self._candidate_jobs(0, first)) if rungs else 0.0
+        for rung in range(1, rungs):
+            keep = self.keeps[rung - 1]
+            count = min(count, keep) if keep is not None else count
+            # which candidates survive is not known yet: every run of a later rung is counted as new
             runs = count * len(self.setup.shapes[rung].seeds)
             total += self.cost.wave_seconds([self.setup.cost(rung, True)] * runs)
-            keep = self.keeps[rung]
-            count = min(count, keep) if keep is not None else count
         return total
 
     def choose_points(self) -> int:
@@ -236,7 +247,7 @@ class Pilot:
         estimates: dict[int, float] = {}
 
         def may_start(rung: int, candidates: list[Candidate]) -> tuple[bool, float, str | None]:
-            estimates[rung] = self.cost.wave_seconds([c for _, _, c in self._candidate_jobs(rung, candidates)])
+            estimates[rung] = self.estimate(self._candidate_jobs(rung, candidates))
             if self._fits(estimates[rung]):
                 return True, estimates[rung], None
             return False, estimates[rung], (f"rung {rung} ({len(candidates)} candidates x "
@@ -248,6 +259,6 @@ class Pilot:
             return rung_scores(candidates, self.setup.shapes[rung].seeds, summaries)
 
         self.result.halving = successive_halving(self.first_rung(self.result.points), keeps, train, may_start,
-                                                 self.budget.clock)
+                                                 self.budget.clock, shrink_to_best=True)
         self.result.stop_reason = self.result.stop_reason or self.result.halving.stop_reason
         return self.result

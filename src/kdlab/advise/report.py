@@ -94,7 +94,10 @@ def _pilot(rep: Report, results: dict[str, Any]) -> None:
     rows = []
     for h in results["halving"]:
         shape = results["rungs"][h["rung"]]
-        rows.append([h["rung"], shape["epochs"], shape["images"], len(shape["seeds"]), len(h["candidates"]),
+        trained = len(h["candidates"])
+        if h.get("shrunk_from"):
+            trained = f"{trained} (of {h['shrunk_from']}: budget)"
+        rows.append([h["rung"], shape["epochs"], shape["images"], len(shape["seeds"]), trained,
                      len(h["survivors"]) or "—", f"{h['estimate_seconds']:.0f}" if h["estimate_seconds"] else "—",
                      f"{h['seconds']:.0f}"])
     rep.table(["rung", "epochs", "images", "seeds", "candidates", "survivors", "estimated s", "took s"], rows)

@@ -98,7 +98,8 @@ def advise(config: str | Path, budget_minutes: float, out: str | Path, overrides
 
         pilot = Pilot(setup, cfg.pilot.rungs, cfg.pilot.methods, cfg.pilot.points, cfg.pilot.search_seed, budget,
                       run_wave, workers=cfg.executor.workers,
-                      reserve_seconds=RESERVE_FRACTION * budget.seconds + RESERVE_SECONDS)
+                      reserve_seconds=RESERVE_FRACTION * budget.seconds + RESERVE_SECONDS,
+                      is_finished=store.is_finished)
         # everything checked before anything trains: the teachers' own runs, the teachers kdlab loads, every pilot run
         for label, job in to_train.items():
             try:
@@ -114,6 +115,11 @@ def advise(config: str | Path, budget_minutes: float, out: str | Path, overrides
                                                       for label, job in to_train.items()], None)
             for label in to_train:
                 loaded[label] = load_teacher(teachers[label], splits.num_classes, splits.in_shape)
+        if cfg.executor.name == "local":
+            # the runs train in this process: read and split the data of every rung size once, now, so that no run's
+            # measured seconds (what the cost model extrapolates from) include it
+            for subset in dict.fromkeys(shape.train_subset for shape in shapes):
+                load_splits(cfg.data, subset)
         pilot.run_ce()
         reference = None
         if pilot.result.ce_rungs:
@@ -156,7 +162,8 @@ def advise(config: str | Path, budget_minutes: float, out: str | Path, overrides
                   for i, s in enumerate(shapes)],
         "halving": [{"rung": r.index, "candidates": [c.key for c in r.candidates],
                      "val_accuracy": r.scores,
-                     "survivors": [c.key for c in r.survivors], "estimate_seconds": r.estimate_seconds,
+                     "survivors": [c.key for c in r.survivors], "shrunk_from": r.shrunk_from,
+                     "estimate_seconds": r.estimate_seconds,
                      "seconds": r.seconds} for r in result.halving.rungs],
         "ranking": result.halving.pair_ranking(),
         "waves": result.waves,
