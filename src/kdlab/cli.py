@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -165,7 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    started = time.monotonic()  # a command with a time budget (advise) counts from here, torch's import included
     args = build_parser().parse_args(argv)
+    args.started = started
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s",
                         stream=sys.stderr)
     from .train import distributed
@@ -275,13 +278,10 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 
 def cmd_advise(args: argparse.Namespace) -> int:
-    import time
-
-    started = time.monotonic()  # the budget counts the command's imports too
     from .advise import advise
 
     results = advise(args.config, args.budget, Path(args.out), overrides=tuple(args.overrides),
-                     progress=args.progress, started=started)
+                     progress=args.progress, started=args.started)
     rec = results["recommendation"]
     if rec["pick"] is None:
         print(f"no candidate trained ({rec['reason']}); CE alone")

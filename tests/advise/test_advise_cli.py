@@ -127,3 +127,11 @@ def test_a_missing_teacher_fails_before_anything_trains(tmp_path: Path, capsys):
     assert main(["-q", "advise", str(path), "--budget", "1", "--out", str(tmp_path / "out")]) == 2
     assert "teacher.run=" in capsys.readouterr().err
     assert not (tmp_path / "store").exists() and not (tmp_path / "out").exists()
+
+
+def test_a_budget_that_is_not_a_positive_number_is_refused(tmp_path: Path, capsys):
+    path = tmp_path / "advise.yaml"
+    path.write_text(yaml.safe_dump({"data": {"name": "digits"}, "teachers": {"t": {"run": "x"}},
+                                    "student": {"model": {"name": "mlp"}}}))
+    assert main(["-q", "advise", str(path), "--budget", "0", "--out", str(tmp_path / "out")]) == 2
+    assert "--budget=0.0 is not allowed" in capsys.readouterr().err

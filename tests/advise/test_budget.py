@@ -92,11 +92,18 @@ def make_pilot(seconds: float, clock: FakeClock, log: list, points: int = 4) -> 
     return Pilot(setup, RUNGS, ["kd"], points, 0, Budget(seconds, clock), fake_wave(clock, log))
 
 
+def run(epochs, images, distil):
+    """What the fake pilot's run costs."""
+    return (OVERHEAD + RATE * epochs * (images + N_VAL)) * (DISTIL if distil else 1)
+
+
+CALIBRATION = run(5, 200, True)  # one first-rung distillation run per teacher measures distillation's cost
+
+
 def full_schedule_seconds(points: int) -> float:
-    """The fake pilot's exact cost: CE students at every rung, then points -> 4 -> 2 candidates."""
-    def run(epochs, images, distil):
-        return (OVERHEAD + RATE * epochs * (images + N_VAL)) * (DISTIL if distil else 1)
-    ce = run(5, 200, False) + run(10, 400, False) + 2 * run(20, 400, False)
+    """The fake pilot's exact cost: CE students at every rung, the calibration run, then points -> 4 -> 2
+    candidates."""
+    ce = run(5, 200, False) + run(10, 400, False) + 2 * run(20, 400, False) + CALIBRATION
     return (ce + points * run(5, 200, True) + min(points, 4) * run(10, 400, True)
             + min(points, 2) * 2 * run(20, 400, True))
 
@@ -114,7 +121,8 @@ def test_a_large_budget_runs_every_rung_with_the_declared_survivors():
     result = pilot.run()
     assert result.points == 6 and result.stop_reason is None
     assert [len(r.candidates) for r in result.halving.rungs] == [6, 4, 2]
-    assert log == [1, 1, 2, 6, 4, 4]  # CE per rung, then 6 candidates, 4 survivors, 2 survivors x 2 seeds
+    # CE per rung, the calibration run, then 6 candidates, 4 survivors, 2 survivors x 2 seeds
+    assert log == [1, 1, 2, 1, 6, 4, 4]
     assert clock.now - 100.0 == pytest.approx(full_schedule_seconds(6))
     # the pick is the validation-best (highest temperature), although it is the test-worst
     assert result.halving.chosen().hyperparameters["temperature"] == 8.0
@@ -134,7 +142,7 @@ def test_the_budget_lowers_the_points_then_stops_the_pilot_before_a_rung_that_wo
     assert result.stop_reason is not None or len(result.halving.rungs) == 3
     # a tighter budget: CE students fit, the last rung does not
     clock, log = FakeClock(), []
-    ce_and_two = full_schedule_seconds(1) - 2 * (OVERHEAD + RATE * 20 * 500) * DISTIL
+    ce_and_two = full_schedule_seconds(1) - 2 * run(20, 400, True)
     pilot = make_pilot(ce_and_two + 1.0, clock, log, points=6)
     result = pilot.run()
     assert clock.now - 100.0 <= ce_and_two + 1.0

@@ -10,8 +10,8 @@ CE runs measured at exactly that work (the pilot trains CE-only students at ever
 candidates, so a candidate's estimate comes from runs of its own shape), else a least-squares line ``overhead + rate
 * work`` through the CE runs measured so far (to decide whether the next, larger CE rung fits). ``factor`` is 1 for
 CE and, for a run that distils, the largest ratio of a distillation run measured so far to the CE estimate for the
-same work (before any was measured: ``DISTIL_FACTOR``; the largest, because an estimate too low overruns the budget
-while one too high only shortens the pilot). A wave of runs on P workers ends within
+same work (among the runs of that very work once there are some; before any was measured: ``DISTIL_FACTOR``; the
+largest, because an estimate too low overruns the budget while one too high only shortens the pilot). A wave of runs on P workers ends within
 
     makespan <= sum_i seconds_i / P + (1 - 1/P) * max_i seconds_i
 
@@ -139,15 +139,16 @@ class CostModel:
         a, b = self.line()
         return a + b * work
 
-    def distil_factor(self) -> float:
-        """The largest ratio of a measured distillation run's seconds to the CE estimate for the same work, or
-        ``DISTIL_FACTOR`` before any distillation run was measured."""
-        ratios = [s / self.ce_seconds(w) for w, s in self.distil_runs if self.ce_seconds(w) > 0]
+    def distil_factor(self, work: float | None = None) -> float:
+        """The largest ratio of a measured distillation run's seconds to the CE estimate for the same work: among
+        the runs of exactly ``work`` when there are some, else among all; ``DISTIL_FACTOR`` before any was measured."""
+        runs = [(w, s) for w, s in self.distil_runs if w == work] or self.distil_runs
+        ratios = [s / self.ce_seconds(w) for w, s in runs if self.ce_seconds(w) > 0]
         return max(ratios) if ratios else DISTIL_FACTOR
 
     def run_seconds(self, cost: RunCost) -> float:
         """Estimated seconds of one run."""
-        return self.ce_seconds(cost.work) * (self.distil_factor() if cost.distils else 1.0)
+        return self.ce_seconds(cost.work) * (self.distil_factor(cost.work) if cost.distils else 1.0)
 
     def wave_seconds(self, costs: Sequence[RunCost]) -> float:
         """Estimated wall time of a wave: (the makespan bound of its runs + the per-run overhead on P workers) x

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
 
-from ..config import DataConfig, Section, Seed, TeacherConfig
+from ..config import DataConfig, Section, Seed, TeacherConfig, parse_config
 from ..errors import ConfigError
 from ..losses import LOSSES, search_space
 from ..registry import did_you_mean
@@ -203,6 +203,11 @@ def tunable_methods() -> list[str]:
     # tllm is left out: it needs the undistillable classes as an option, which only a per-class study finds
     return [name for name in LOSSES.names()
             if LOSSES.get(name).requires_teacher and search_space(name).values and name != "tllm"]
+
+
+def parse_advise_config(raw: dict) -> AdviseConfig:
+    """An advise config from plain data (as a YAML file holds it), validated (errors name the key)."""
+    return parse_config(raw, AdviseConfig)
 
 
 def load_advise_config(config: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> AdviseConfig:

@@ -9,7 +9,7 @@ to the rung's fraction of its epochs, on the rung's fraction of its training ima
 
 The CE-only students come first, one per rung size and seed: they are the baselines every gain is paired with, the
 student's learning curve (validation accuracy against training images and epochs), and the cost model's first
-measurements. The number of hyperparameter points per (teacher, method) is then the largest (at most
+measurements. One short distillation run per teacher then measures what distilling adds. The number of hyperparameter points per (teacher, method) is then the largest (at most
 ``pilot.points``) whose whole halving schedule the cost model says fits in the time left; a rung that would not end
 in time is not started, so the pilot's choice comes from the last rung that ran.
 """
@@ -34,6 +34,8 @@ log = logging.getLogger("kdlab")
 
 #: Label of the CE-only student in the pilot's tables.
 CE = "ce"
+#: The rung index under which the calibration runs are kept (no rung of the schedule).
+CALIBRATION = -2
 
 #: Runs a list of RunConfigs (through the store and an executor) and returns their summaries in order.
 RunWave = Callable[[list[RunConfig]], list[dict[str, Any]]]
@@ -236,11 +238,22 @@ class Pilot:
         self.run_ce()
         return self.run_halving()
 
+    def calibrate(self) -> None:
+        """Measure what distilling costs before the first rung is sized: one first-rung run per teacher (its first
+        method's first point), kept apart from the rungs (rung ``CALIBRATION``). What a distillation run adds to a CE
+        run (loading the teacher, its outputs) is a large share of a short run, so a prior factor can be far off."""
+        jobs = [((CALIBRATION, c.key, seed), self.setup.run_config(0, c, seed), self.setup.cost(0, True))
+                for c in self.first_rung(1)[::len(self.methods)] for seed in self.setup.shapes[0].seeds[:1]]
+        estimate = self.estimate(jobs)
+        if self._fits(estimate):
+            self.wave("distillation cost calibration", jobs, estimate)
+
     def run_halving(self) -> PilotResult:
         """Successive halving over the rungs whose CE-only students ran, each rung started only when it fits."""
         if not self.result.ce_rungs:
             self.result.stop_reason = self.result.stop_reason or "no rung fits the budget"
             return self.result
+        self.calibrate()
         self.result.points = self.choose_points()
         keeps = self.keeps[:len(self.result.ce_rungs)]
         keeps[-1] = None  # the last rung that can run picks the winner
