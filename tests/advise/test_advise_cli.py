@@ -135,3 +135,9 @@ def test_a_budget_that_is_not_a_positive_number_is_refused(tmp_path: Path, capsy
                                     "student": {"model": {"name": "mlp"}}}))
     assert main(["-q", "advise", str(path), "--budget", "0", "--out", str(tmp_path / "out")]) == 2
     assert "--budget=0.0 is not allowed" in capsys.readouterr().err
+
+
+def test_the_committed_example_config_is_valid():
+    cfg = load_advise_config(Path(__file__).resolve().parents[2] / "configs" / "advise" / "fashion_mnist.yaml")
+    assert set(cfg.teachers) == {"mlp_wide", "mlp_narrow"} and cfg.pilot.points == 12
+    assert [r.keep for r in cfg.pilot.rungs] == [4, 2, None]

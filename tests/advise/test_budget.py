@@ -47,6 +47,9 @@ def test_cost_model_uses_runs_of_the_same_shape_then_the_line_and_learns_the_dis
     assert model.distil_factor() == pytest.approx(2.0)
     assert model.overhead_per_run == pytest.approx(0.5)
     assert model.wave_seconds([RunCost(300.0, True)] * 2) == pytest.approx((18.0 + 2 * 0.5) * SAFETY)
+    # a run that teaches the model nothing (it also built a teacher's cache) still took its time in the wave
+    model.observe([RunCost(300.0, True)], [9.0], wall=25.0, unmodelled=[15.0])
+    assert model.overhead_per_run == pytest.approx((25.0 - 24.0) / 2)
     two = CostModel(workers=2, ce_runs=[(300.0, 4.0)], overhead_per_run=1.0)
     # 3 runs of 4 s on 2 workers: 12 / 2 + 4 / 2 = 8 s, plus 3 x 1 s of overhead over 2 workers
     assert two.wave_seconds([RunCost(300.0, False)] * 3) == pytest.approx((8.0 + 1.5) * SAFETY)
@@ -97,7 +100,7 @@ def run(epochs, images, distil):
     return (OVERHEAD + RATE * epochs * (images + N_VAL)) * (DISTIL if distil else 1)
 
 
-CALIBRATION = run(5, 200, True)  # one first-rung distillation run per teacher measures distillation's cost
+CALIBRATION = 2 * run(5, 200, True)  # two first-rung distillation runs per teacher measure distillation's cost
 
 
 def full_schedule_seconds(points: int) -> float:
@@ -121,8 +124,8 @@ def test_a_large_budget_runs_every_rung_with_the_declared_survivors():
     result = pilot.run()
     assert result.points == 6 and result.stop_reason is None
     assert [len(r.candidates) for r in result.halving.rungs] == [6, 4, 2]
-    # CE per rung, the calibration run, then 6 candidates, 4 survivors, 2 survivors x 2 seeds
-    assert log == [1, 1, 2, 1, 6, 4, 4]
+    # CE per rung, the calibration runs, then 6 candidates, 4 survivors, 2 survivors x 2 seeds
+    assert log == [1, 1, 2, 2, 6, 4, 4]
     assert clock.now - 100.0 == pytest.approx(full_schedule_seconds(6))
     # the pick is the validation-best (highest temperature), although it is the test-worst
     assert result.halving.chosen().hyperparameters["temperature"] == 8.0

@@ -11,7 +11,8 @@ candidates, so a candidate's estimate comes from runs of its own shape), else a 
 * work`` through the CE runs measured so far (to decide whether the next, larger CE rung fits). ``factor`` is 1 for
 CE and, for a run that distils, the largest ratio of a distillation run measured so far to the CE estimate for the
 same work (among the runs of that very work once there are some; before any was measured: ``DISTIL_FACTOR``; the
-largest, because an estimate too low overruns the budget while one too high only shortens the pilot). A wave of runs on P workers ends within
+largest, because an estimate too low overruns the budget while one too high only shortens the pilot). A wave of runs
+on P workers ends within
 
     makespan <= sum_i seconds_i / P + (1 - 1/P) * max_i seconds_i
 
@@ -113,14 +114,16 @@ class CostModel:
     overhead_per_run: float = 0.0
 
     def observe(self, costs: Sequence[RunCost], seconds: Sequence[float], wall: float,
-                trained: Sequence[bool] | None = None) -> None:
+                trained: Sequence[bool] | None = None, unmodelled: Sequence[float] = ()) -> None:
         """Record a finished wave: each run's cost and seconds, and the wave's wall time. ``trained[i]`` False marks
         a run the store already held: its recorded seconds still say what such a run costs to train, but it took
-        no time in this wave, so only the trained runs enter the per-run overhead."""
+        no time in this wave, so only the trained runs enter the per-run overhead. ``unmodelled``: seconds of runs
+        of the wave that teach the model nothing (e.g. a run that also built a teacher's output cache), subtracted
+        from the wall time with the others."""
         trained = [True] * len(costs) if trained is None else list(trained)
         for cost, s in zip(costs, seconds):
             (self.distil_runs if cost.distils else self.ce_runs).append((cost.work, float(s)))
-        new = [float(s) for s, t in zip(seconds, trained) if t]
+        new = [float(s) for s, t in zip(seconds, trained) if t] + [float(s) for s in unmodelled]
         if new:
             p = max(1, min(self.workers, len(new)))
             self.overhead_per_run = max(0.0, wall - makespan_bound(new, self.workers)) * p / len(new)
