@@ -54,6 +54,7 @@ examples:
   kdlab distill configs/student_kd.yaml --out runs/student --set loss.temperature=2
   kdlab eval runs/student
   kdlab study capacity --preset quick --out runs/capacity
+  kdlab advise configs/advise/fashion_mnist.yaml --budget 5 --out runs/advise
   kdlab list models|losses|datasets|studies|spaces
 
 exit codes: 0 done; 2 bad config, arguments or files; 3 data unavailable or corrupt; 4 training diverged; 1 other.
