@@ -38,36 +38,21 @@ def epoch_order(n: int, shuffle: bool, seed: int, epoch: int, rank: int = 0, wor
     return order
 
 
-class TensorLoader:
-    """Iterate over an ``ArrayDataset`` (inputs a tensor or a mapping of named tensors), or a torch
-    ``TensorDataset(inputs, labels)``, in batches.
+class SeededOrderLoader:
+    """What every kdlab loader shares: the order of epoch e is :func:`epoch_order` of ``(seed, e)`` (this rank's
+    shard under torchrun) and the augmentation of batch b of epoch e on rank r uses the generator of
+    ``(seed, e, r, b)``. Subclasses set ``dataset`` (with ``len``) and iterate."""
 
-    The order of epoch e is a pure function of ``(seed, e)`` and the augmentation of batch b of epoch e
-    on rank r a pure function of ``(seed, e, r, b)``, so a resumed run sees exactly the batches of an
-    uninterrupted one. With ``world_size > 1`` each rank takes a disjoint strided shard
-    ``perm[rank::world_size]`` of one shared permutation, padded by wrapping around so every rank gets
-    the same number of samples (as ``torch.utils.data.DistributedSampler`` does).
-    """
-
-    def __init__(
-        self,
-        dataset: ArrayDataset | TensorDataset,
-        batch_size: int,
-        *,
-        shuffle: bool = False,
-        seed: int = 0,
-        drop_last: bool = False,
-        augment: BatchTransform | None = None,
-        rank: int = 0,
-        world_size: int = 1,
-    ) -> None:
+    def _set_order(self, dataset: Any, batch_size: int, shuffle: bool, seed: int, drop_last: bool,
+                   augment: BatchTransform | None, rank: int, world_size: int) -> None:
+        """Validate and store the order's parameters (a ConfigError names a bad batch size, rank or world size)."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size={batch_size!r} is invalid; allowed: an int >= 1")
         if not isinstance(world_size, int) or world_size < 1:
             raise ConfigError(f"world_size={world_size!r} is invalid; allowed: an int >= 1")
         if not isinstance(rank, int) or not 0 <= rank < world_size:
             raise ConfigError(f"rank={rank!r} is invalid; allowed: 0..{world_size - 1} (world_size={world_size})")
-        self.dataset, self.batch_size = as_array_dataset(dataset), batch_size
+        self.dataset, self.batch_size = dataset, batch_size
         self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
         self.augment, self.rank, self.world_size = augment, rank, world_size
         self.epoch = 0
@@ -94,11 +79,41 @@ class TensorLoader:
         """The dataset positions this rank visits in the current epoch, in order."""
         return epoch_order(len(self.dataset), self.shuffle, self.seed, self.epoch, self.rank, self.world_size)
 
+    def _augmented(self, x: Inputs, b: int) -> Inputs:
+        """Batch ``b``'s inputs after this epoch's augmentation (unchanged without one)."""
+        if self.augment is None:
+            return x
+        return self.augment(x, generator_for(self.seed, "augment", self.epoch, self.rank, b))
+
+
+class TensorLoader(SeededOrderLoader):
+    """Iterate over an ``ArrayDataset`` (inputs a tensor or a mapping of named tensors), or a torch
+    ``TensorDataset(inputs, labels)``, in batches.
+
+    The order of epoch e is a pure function of ``(seed, e)`` and the augmentation of batch b of epoch e
+    on rank r a pure function of ``(seed, e, r, b)``, so a resumed run sees exactly the batches of an
+    uninterrupted one. With ``world_size > 1`` each rank takes a disjoint strided shard
+    ``perm[rank::world_size]`` of one shared permutation, padded by wrapping around so every rank gets
+    the same number of samples (as ``torch.utils.data.DistributedSampler`` does).
+    """
+
+    def __init__(
+        self,
+        dataset: ArrayDataset | TensorDataset,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        seed: int = 0,
+        drop_last: bool = False,
+        augment: BatchTransform | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self._set_order(as_array_dataset(dataset), batch_size, shuffle, seed, drop_last, augment, rank, world_size)
+
     def __iter__(self) -> Iterator[Batch]:
         order = self.epoch_indices()
         for b in range(len(self)):
             index = order[b * self.batch_size : (b + 1) * self.batch_size]
-            x = take_rows(self.dataset.x, index)
-            if self.augment is not None:
-                x = self.augment(x, generator_for(self.seed, "augment", self.epoch, self.rank, b))
+            x = self._augmented(take_rows(self.dataset.x, index), b)
             yield Batch(x, self.dataset.y.index_select(0, index), index)
