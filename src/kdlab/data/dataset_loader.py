@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Iterator
 
-import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .loader import Batch, SeededOrderLoader
