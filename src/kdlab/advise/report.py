@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..report import Report
-from ..report.format import format_interval, format_pm
+from ..report.format import format_interval, format_pm, format_values
 
 
 def _pct(value: float | None) -> str:
@@ -17,7 +17,7 @@ def _flag(value: bool | None) -> str:
 
 
 def _values(values: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={format(v, 'g') if isinstance(v, float) else v}" for k, v in values.items()) or "defaults"
+    return format_values(values, empty="defaults", float_format="g")
 
 
 def _recommendation(rep: Report, results: dict[str, Any]) -> None:

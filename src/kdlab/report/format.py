@@ -18,6 +18,16 @@ def format_interval(diff: dict[str, float], scale: float = 100.0, digits: int = 
     return f"{diff['mean'] * scale:+.{digits}f} [{diff['low'] * scale:+.{digits}f}, {diff['high'] * scale:+.{digits}f}]"
 
 
+def format_values(values: dict[str, Any], *, empty: str, sep: str = "=", float_format: str = ".4g",
+                  drop_prefix: str = "") -> str:
+    """Hyperparameter values as text, e.g. ``temperature=2, alpha=0.5`` (``sep=" "``: ``temperature 2``); floats by
+    ``float_format``, ``drop_prefix`` removed from each key, ``empty`` when there are no values."""
+    if not values:
+        return empty
+    return ", ".join(f"{k.removeprefix(drop_prefix)}{sep}{format(v, float_format) if isinstance(v, float) else v}"
+                     for k, v in values.items())
+
+
 def format_params(params: int) -> str:
     """A parameter count as people write it: 1,860,000 -> "1.86M", 24,586 -> "24.6k", 850 -> "850"."""
     if params >= 1_000_000:

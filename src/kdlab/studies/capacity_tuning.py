@@ -25,6 +25,7 @@ from pydantic import Field, field_validator
 
 from ..config import Component, Section, Seed
 from ..losses import search_space
+from ..report.format import format_values
 from ..space import Space
 from ..tuning import TrialResult, select_trial
 
@@ -164,7 +165,4 @@ def tuning_records(cfg: Any, selections: dict[tuple[str, int], dict[str, Any]], 
 
 def values_text(values: dict[str, Any]) -> str:
     """``temperature 2, alpha 0.5`` (keys without the ``loss.`` prefix; floats to 4 significant digits)."""
-    if not values:
-        return "declared defaults"
-    return ", ".join(f"{k.removeprefix('loss.')} {format(v, '.4g') if isinstance(v, float) else v}"
-                     for k, v in values.items())
+    return format_values(values, empty="declared defaults", sep=" ", drop_prefix="loss.")

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from ..io import atomic_write_text
+from ..report.format import format_values
 from .engine import TuningResult
 
 TRIALS_CSV = "trials.csv"
@@ -95,4 +96,4 @@ def _short(value: Any) -> str:
 
 
 def _values(values: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={_short(v)}" for k, v in values.items()) or "the base config (nothing to tune)"
+    return format_values(values, empty="the base config (nothing to tune)")
