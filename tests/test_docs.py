@@ -45,3 +45,22 @@ def test_claims_table_escapes_pipes(tmp_path):
     (report / "results.json").write_text(json.dumps({"study": "kinds", "claims": [
         {"claim": "a | b", "holds": None, "not_applicable": "x", "evidence": "e"}]}))
     assert "| [kinds](reports/kinds/report.md) | a \\| b | not applicable | e |" in claims_table(tmp_path)
+
+
+def test_capacity_map_summary_prints_the_committed_map_in_the_rule_s_words(tmp_path):
+    from kdlab.studies.docs import capacity_map_summary
+
+    assert "not been committed" in capacity_map_summary(tmp_path)
+    results = json.loads((ROOT / "reports" / "capacity-map-quick" / "results.json").read_text())
+    cell = results["cells"][0]
+    cell["verdict"].update(verdict="present", holds=True)
+    cell["verdict"]["adjusted_interval"].update(low=0.021, high=0.048)
+    cell["gap"].update(gap=0.034, low=0.02, high=0.05, best_teacher="mlp-w16-d2")
+    (tmp_path / "capacity-map").mkdir()
+    (tmp_path / "capacity-map" / "results.json").write_text(json.dumps(results))
+    text = capacity_map_summary(tmp_path)
+    assert f"Mismatch present (the BH-adjusted interval of G lies above delta) in 1 cell(s): {cell['key']}." in text
+    assert "Mismatch absent (the BH-adjusted interval lies at or below delta) in 1 cell(s):" in text
+    assert (f"| {cell['key']} | mlp-w16-d2 | mlp-w256-d2 | +3.40 [+2.00, +5.00] | [+2.10, +4.80] | present |"
+            in text)
+    assert "no remedy ran" in text

@@ -21,7 +21,7 @@ from ..analysis.verdict import verdict_word
 from ..report import Report
 from ..report.format import format_params
 
-__all__ = ["gap_heatmap_panels", "report", "where_mismatch_appears"]
+__all__ = ["cell_rows", "gap_heatmap_panels", "remedy_lines", "report", "where_mismatch_appears"]
 
 # derived std is read at the temperature KD is most often run at (the pre-registration's plot 2)
 PROFILE_TAU = 4.0
@@ -75,7 +75,8 @@ def where_mismatch_appears(results: dict[str, Any]) -> list[str]:
     return out
 
 
-def _remedy_lines(results: dict[str, Any]) -> list[str]:
+def remedy_lines(results: dict[str, Any]) -> list[str]:
+    """Which remedies ran where, and in each present cell which close the gap and which beat KD from L."""
     chosen = results["remedy_cells"]
     if not chosen["run"]:
         return ["No cell has mismatch present, so no remedy ran (the declared rule sends remedies only to present "
@@ -238,15 +239,25 @@ def _teacher_rows(results: dict[str, Any]) -> tuple[list[list[str]], list[list[s
     return dark, bayes
 
 
+def _adjusted(cell: dict[str, Any]) -> str:
+    adjusted = cell["verdict"]["adjusted_interval"]
+    return f"[{_pts(adjusted['low'])}, {_pts(adjusted['high'])}]"
+
+
+def cell_rows(results: dict[str, Any]) -> list[list[str]]:
+    """Per cell: key, best teacher B, largest L, G with its marginal 95% interval, the BH-adjusted interval the
+    verdict reads, and the verdict (the README's summary table)."""
+    return [[cell["key"], cell["gap"]["best_teacher"], cell["gap"]["largest_teacher"], _interval(cell["gap"]),
+             _adjusted(cell), _verdict_of(cell)] for cell in results["cells"]]
+
+
 def _cell_rows(results: dict[str, Any]) -> list[list[str]]:
     rows = []
     for cell in results["cells"]:
         gap, verdict = cell["gap"], cell["verdict"]
         p, bh, holm = verdict["p_values"], verdict["bh_p"] or {}, verdict["holm_p"] or {}
-        adjusted = verdict["adjusted_interval"]
         rows.append([cell["key"], gap["best_teacher"], gap["largest_teacher"], _interval(gap),
-                     "—" if gap["dof"] is None else f"{gap['dof']:.1f}",
-                     f"[{_pts(adjusted['low'])}, {_pts(adjusted['high'])}]",
+                     "—" if gap["dof"] is None else f"{gap['dof']:.1f}", _adjusted(cell),
                      f"{_p(p['present'])} / {_p(p['absent'])}",
                      f"{_p(bh.get('present'))} / {_p(bh.get('absent'))}",
                      f"{_p(holm.get('present'))} / {_p(holm.get('absent'))}",
@@ -269,7 +280,7 @@ def _per_teacher_rows(results: dict[str, Any]) -> list[list[str]]:
 def _remedy_section(rep: Report, results: dict[str, Any]) -> None:
     rep.heading("Remedies where the gap appears")
     if not results["remedies"]:
-        rep.paragraph(_remedy_lines(results)[0])
+        rep.paragraph(remedy_lines(results)[0])
         return
     rep.paragraph("Each remedy distils the cell's student from the largest teacher L; its configuration (of 3) is "
                   "chosen on validation; intervals are marginal 95% variance-components intervals, verdicts are read "
@@ -346,7 +357,7 @@ def report(results: dict[str, Any]) -> Report:
     rep.heading("Where capacity mismatch appears")
     for line in where_mismatch_appears(results):
         rep.paragraph(line)
-    for line in _remedy_lines(results):
+    for line in remedy_lines(results):
         rep.paragraph(line)
     rep.claims_section(results)
     rep.heading("Gap heat maps")

@@ -3,7 +3,8 @@
 - :func:`rules_markdown`: a study's claims (statistic, rule, precondition, selection, source) for its default
   config, as the "Decision rules" section of ``docs/studies/<doc>.md``;
 - :func:`claims_table`: the README's table of verdicts, printed verbatim from the committed ``reports/*/results.json``;
-- :func:`method_ranking`: the README's ranking of the capacity study's methods at their tuned configurations.
+- :func:`method_ranking`: the README's ranking of the capacity study's methods at their tuned configurations;
+- :func:`capacity_map_summary`: the README's summary of the committed capacity map, in the words of its declared rule.
 
 ``python -m kdlab.studies.docs [ROOT]`` rewrites the generated blocks (between ``<!-- generated: KEY -->`` and
 ``<!-- end generated -->``) in the repository at ROOT (default: the current directory); a test checks they are
@@ -21,6 +22,7 @@ from typing import Any
 from ..analysis.verdict import verdict_word
 from ..report.format import format_interval, format_pm
 from .base import STUDIES
+from .capacity_map_report import cell_rows, remedy_lines, where_mismatch_appears
 from .capacity_tuning import values_text
 
 # study -> the document holding its rules (the audit is described with the nasty teacher)
@@ -102,6 +104,21 @@ def method_ranking(reports: Path) -> str:
     return "\n".join(lines)
 
 
+def capacity_map_summary(reports: Path) -> str:
+    """The README's summary of the committed capacity map (``reports/capacity-map/results.json``): where the mismatch
+    appears and which remedy closes it, in the words of the declared rule (the report's own sentences), and every
+    cell's gap with the interval its verdict reads. Says so when the map has not been committed."""
+    path = reports / "capacity-map" / "results.json"
+    if not path.is_file():
+        return "The full map has not been committed yet (`reports/capacity-map/` is empty)."
+    results = json.loads(path.read_text())
+    lines = [*where_mismatch_appears(results), "", *remedy_lines(results), "",
+             "| cell | best teacher B (validation) | largest L | G (points) [95%] | BH-adjusted interval | verdict |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {' | '.join(_cell(v) for v in row)} |" for row in cell_rows(results)]
+    return "\n".join(lines)
+
+
 def replace_block(text: str, key: str, content: str) -> str:
     """``text`` with the block between ``<!-- generated: key -->`` and the next end marker set to ``content``."""
     start = f"<!-- generated: {key} -->"
@@ -120,7 +137,8 @@ def generated_files(root: Path) -> dict[Path, str]:
         out[path] = replace_block(text, f"rules {name}", rules_markdown(name))
     readme = root / "README.md"
     text = replace_block(readme.read_text(), "claims table", claims_table(root / "reports"))
-    out[readme] = replace_block(text, "method ranking", method_ranking(root / "reports"))
+    text = replace_block(text, "method ranking", method_ranking(root / "reports"))
+    out[readme] = replace_block(text, "capacity map", capacity_map_summary(root / "reports"))
     return out
 
 
