@@ -21,6 +21,11 @@ th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-widt
 pre{background:#f6f6f6;padding:8px;overflow-x:auto}.holds{color:#137333}.fails{color:#b3261e}.na{color:#666}"""
 
 
+def _md_cell(text: str) -> str:
+    """A Markdown table cell: a literal pipe (e.g. KL(p||q)) would start a new column, so it is escaped."""
+    return text.replace("|", "\\|")
+
+
 @dataclass
 class Report:
     """Append blocks, then ``write(out_dir)``; figures are drawn into ``out_dir`` under their names."""
@@ -100,9 +105,9 @@ class Report:
                 out += [f"- {item}" for item in value] + [""]
             elif kind == "table":
                 headers, rows = value
-                out.append("| " + " | ".join(headers) + " |")
+                out.append("| " + " | ".join(_md_cell(h) for h in headers) + " |")
                 out.append("|" + "|".join("---" for _ in headers) + "|")
-                out += ["| " + " | ".join(r) + " |" for r in rows]
+                out += ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in rows]
                 out.append("")
             elif kind == "figure":
                 out += [f"![{value[-1]}]({value[0]})", ""]

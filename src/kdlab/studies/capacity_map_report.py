@@ -143,7 +143,7 @@ def _heatmap_figure(results: dict[str, Any]) -> dict[str, Any]:
     panels = gap_heatmap_panels(results)
     students = max(len(p["matrix"]) for p in panels)
     return {"panels": panels, "layout": [len(panels), 1], "size": [11.0, (2.2 + 0.55 * students) * len(panels)],
-            "title": "Capacity-mismatch gap: best-KD student accuracy from each teacher minus from the largest "
+            "title": "Capacity-mismatch gap: best-KD student accuracy from each teacher minus from the largest\n"
                      "(hatched: 95% interval contains 0; outlined: best teacher on validation)"}
 
 

@@ -112,9 +112,10 @@ def capacity_map_summary(reports: Path) -> str:
     if not path.is_file():
         return "The full map has not been committed yet (`reports/capacity-map/` is empty)."
     results = json.loads(path.read_text())
-    lines = [*where_mismatch_appears(results), "", *remedy_lines(results), "",
-             "| cell | best teacher B (validation) | largest L | G (points) [95%] | BH-adjusted interval | verdict |",
-             "|---|---|---|---|---|---|"]
+    lines = [line for paragraph in (*where_mismatch_appears(results), *remedy_lines(results))
+             for line in (paragraph, "")]
+    lines += ["| cell | best teacher B (validation) | largest L | G (points) [95%] | BH-adjusted interval | verdict |",
+              "|---|---|---|---|---|---|"]
     lines += [f"| {' | '.join(_cell(v) for v in row)} |" for row in cell_rows(results)]
     return "\n".join(lines)
 
