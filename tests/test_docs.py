@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from kdlab.studies.docs import REPORTS, claims_table, generated_files, replace_block, rules_markdown
+from kdlab.studies.docs import (REPORTS, capacity_map_summary, claims_table, generated_files, replace_block,
+                               rules_markdown)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,8 +49,6 @@ def test_claims_table_escapes_pipes(tmp_path):
 
 
 def test_capacity_map_summary_prints_the_committed_map_in_the_rule_s_words(tmp_path):
-    from kdlab.studies.docs import capacity_map_summary
-
     assert "not been committed" in capacity_map_summary(tmp_path)
     results = json.loads((ROOT / "reports" / "capacity-map-quick" / "results.json").read_text())
     cell = results["cells"][0]

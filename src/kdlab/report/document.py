@@ -14,16 +14,12 @@ from typing import Any, Sequence
 
 from ..io import atomic_write_text
 from .figures import draw_figure
+from .format import markdown_table
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%}
 pre{background:#f6f6f6;padding:8px;overflow-x:auto}.holds{color:#137333}.fails{color:#b3261e}.na{color:#666}"""
-
-
-def _md_cell(text: str) -> str:
-    """A Markdown table cell: a literal pipe (e.g. KL(p||q)) would start a new column, so it is escaped."""
-    return text.replace("|", "\\|")
 
 
 @dataclass
@@ -105,10 +101,7 @@ class Report:
                 out += [f"- {item}" for item in value] + [""]
             elif kind == "table":
                 headers, rows = value
-                out.append("| " + " | ".join(_md_cell(h) for h in headers) + " |")
-                out.append("|" + "|".join("---" for _ in headers) + "|")
-                out += ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in rows]
-                out.append("")
+                out += [*markdown_table(headers, rows), ""]
             elif kind == "figure":
                 out += [f"![{value[-1]}]({value[0]})", ""]
             elif kind == "code":

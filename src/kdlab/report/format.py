@@ -1,8 +1,10 @@
-"""Formatting of statistics for tables and evidence text: mean +- std and paired differences with intervals."""
+"""Formatting of statistics for tables and evidence text: mean +- std, paired differences with intervals, Markdown
+tables."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -79,3 +81,16 @@ def model_name(spec: dict[str, Any], params: int | None = None) -> str:
     if params is not None:
         text += f", {format_params(params)} params"
     return text
+
+
+def markdown_cell(value: Any) -> str:
+    """A Markdown table cell: a literal pipe (e.g. KL(p||q)) would start a new column and a newline would end the row,
+    so the pipe is escaped and the newline becomes a space."""
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(headers: Sequence[Any], rows: Sequence[Sequence[Any]]) -> list[str]:
+    """The lines of a Markdown table: header, rule, one line per row; every cell through :func:`markdown_cell`."""
+    def line(cells: Sequence[Any]) -> str:
+        return "| " + " | ".join(markdown_cell(c) for c in cells) + " |"
+    return [line(headers), "|" + "|".join("---" for _ in headers) + "|", *(line(r) for r in rows)]

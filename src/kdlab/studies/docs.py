@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..analysis.verdict import verdict_word
-from ..report.format import format_interval, format_pm
+from ..report.format import format_interval, format_pm, markdown_table
 from .base import STUDIES
 from .capacity_map_report import cell_rows, remedy_lines, where_mismatch_appears
 from .capacity_tuning import values_text
@@ -61,13 +61,9 @@ def rules_markdown(name: str) -> str:
     return "\n".join(lines)
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def claims_table(reports: Path) -> str:
     """The README's claims table: study, claim, verdict and evidence exactly as each committed results.json says."""
-    rows = ["| study | claim | verdict | evidence (from results.json) |", "|---|---|---|---|"]
+    rows = []
     for name in REPORTS:
         path = reports / name / "results.json"
         if not path.is_file():
@@ -75,9 +71,8 @@ def claims_table(reports: Path) -> str:
         results = json.loads(path.read_text())
         link = f"[{results['study']}](reports/{name}/report.md)"
         for c in results["claims"]:
-            rows.append(f"| {link} | {_cell(c['claim'])} | {verdict_word(c['holds'], c.get('not_applicable'))} | "
-                        f"{_cell(c['evidence'])} |")
-    return "\n".join(rows)
+            rows.append([link, c["claim"], verdict_word(c["holds"], c.get("not_applicable")), c["evidence"]])
+    return "\n".join(markdown_table(["study", "claim", "verdict", "evidence (from results.json)"], rows))
 
 
 def method_ranking(reports: Path) -> str:
@@ -91,16 +86,16 @@ def method_ranking(reports: Path) -> str:
             if r["teacher"] == largest["name"]}
     ce = results["ce_student"]
     lines = [f"From the largest teacher ({largest['label']}, {largest['name']}), mean ± std over "
-             f"{ce['n']} evaluation seeds; CE only: {format_pm(ce)}. Ordered by validation accuracy.", "",
-             "| rank | method | tuned values | val acc (%) | test acc (%) | test - CE (points, 95% CI) | "
-             "val - test gap of the tuning (points) |", "|---|---|---|---|---|---|---|"]
+             f"{ce['n']} evaluation seeds; CE only: {format_pm(ce)}. Ordered by validation accuracy.", ""]
     ranked = sorted(row, key=lambda m: row[m]["val_accuracy"]["mean"], reverse=True)
+    rows = []
     for rank, m in enumerate(ranked, start=1):
         cell = row[m]
         gap = f"{gaps[m] * 100:+.2f}" if gaps.get(m) is not None else "—"
-        lines.append(f"| {rank} | {m} | {_cell(values_text(cell.get('values') or {}))} | "
-                     f"{format_pm(cell['val_accuracy'])} | {format_pm(cell['test_accuracy'])} | "
-                     f"{format_interval(cell['minus_ce'])} | {gap} |")
+        rows.append([rank, m, values_text(cell.get("values") or {}), format_pm(cell["val_accuracy"]),
+                     format_pm(cell["test_accuracy"]), format_interval(cell["minus_ce"]), gap])
+    lines += markdown_table(["rank", "method", "tuned values", "val acc (%)", "test acc (%)",
+                             "test - CE (points, 95% CI)", "val - test gap of the tuning (points)"], rows)
     return "\n".join(lines)
 
 
@@ -114,9 +109,8 @@ def capacity_map_summary(reports: Path) -> str:
     results = json.loads(path.read_text())
     lines = [line for paragraph in (*where_mismatch_appears(results), *remedy_lines(results))
              for line in (paragraph, "")]
-    lines += ["| cell | best teacher B (validation) | largest L | G (points) [95%] | BH-adjusted interval | verdict |",
-              "|---|---|---|---|---|---|"]
-    lines += [f"| {' | '.join(_cell(v) for v in row)} |" for row in cell_rows(results)]
+    lines += markdown_table(["cell", "best teacher B (validation)", "largest L", "G (points) [95%]",
+                             "BH-adjusted interval", "verdict"], cell_rows(results))
     return "\n".join(lines)
 
 
