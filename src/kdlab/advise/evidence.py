@@ -146,16 +146,18 @@ def evaluate_setting(name: str, raw: dict[str, Any], budgets: Sequence[float], w
             "full_ranking": sorted(full_scores, key=lambda p: -full_scores[p]), "pilots": pilots}
 
 
+# every setting's pilot: 4 methods x 6 points of each method's space, 3 rungs of successive halving
+PILOT: dict[str, Any] = {"methods": ["kd", "dkd", "dist", "logit_std"], "points": 6, "seeds": [0, 1, 2],
+                         "rungs": [{"epochs": 0.25, "subset": 0.5, "seeds": 1, "keep": 4},
+                                   {"epochs": 0.5, "subset": 1.0, "seeds": 1, "keep": 2},
+                                   {"epochs": 1.0, "subset": 1.0, "seeds": 3}]}
 SETTINGS: dict[str, dict[str, Any]] = {
     "digits_mlp": {
         "data": {"name": "digits", "val_size": 300},
         "teachers": {"mlp_256x2": {"model": {"name": "mlp", "width": 256, "depth": 2}, "epochs": 20},
                      "mlp_64x1": {"model": {"name": "mlp", "width": 64, "depth": 1}, "epochs": 20}},
         "student": {"model": {"name": "mlp", "width": 32, "depth": 1}, "epochs": 15, "train_subset": 500},
-        "pilot": {"methods": ["kd", "dkd", "dist", "logit_std"], "points": 6, "seeds": [0, 1, 2],
-                  "rungs": [{"epochs": 0.25, "subset": 0.5, "seeds": 1, "keep": 4},
-                            {"epochs": 0.5, "subset": 1.0, "seeds": 1, "keep": 2},
-                            {"epochs": 1.0, "subset": 1.0, "seeds": 3}]},
+        "pilot": PILOT,
         "threads": 1,
     },
     "fmnist_subset_mlp": {
@@ -163,10 +165,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "teachers": {"mlp_512x2": {"model": {"name": "mlp", "width": 512, "depth": 2}, "epochs": 3},
                      "mlp_64x1": {"model": {"name": "mlp", "width": 64, "depth": 1}, "epochs": 3}},
         "student": {"model": {"name": "mlp", "width": 64, "depth": 1}, "epochs": 20, "train_subset": 2000},
-        "pilot": {"methods": ["kd", "dkd", "dist", "logit_std"], "points": 6, "seeds": [0, 1, 2],
-                  "rungs": [{"epochs": 0.25, "subset": 0.5, "seeds": 1, "keep": 4},
-                            {"epochs": 0.5, "subset": 1.0, "seeds": 1, "keep": 2},
-                            {"epochs": 1.0, "subset": 1.0, "seeds": 3}]},
+        "pilot": PILOT,
         "threads": 1,
     },
 }
