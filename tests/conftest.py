@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+from kdlab.cli import main
 
 
 @pytest.fixture(autouse=True)
@@ -22,6 +25,18 @@ def tiny_run() -> dict[str, Any]:
         "schedule": {"name": "cosine", "warmup_epochs": 1},
         "train": {"epochs": 4, "batch_size": 64, "seed": 3, "progress": False},
     }
+
+
+@pytest.fixture
+def assert_report_rebuilds():
+    """Check that ``kdlab report OUT`` writes ``files`` (deleted first) back byte for byte from results.json."""
+    def check(out: Path, files: list[str]) -> None:
+        before = {name: (out / name).read_bytes() for name in files}
+        for name in before:
+            (out / name).unlink()
+        assert main(["report", str(out)]) == 0
+        assert {name: (out / name).read_bytes() for name in before} == before
+    return check
 
 
 @pytest.fixture

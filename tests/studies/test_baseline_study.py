@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 
-from kdlab.cli import main
 from kdlab.studies import STUDIES, run_study
 from kdlab.studies.baseline import BASELINE, BaselineStudyConfig, claims
 
@@ -13,7 +12,7 @@ TINY = ["data.name=digits", "data.val_size=150", "teacher.train_subset=400", "te
         "student.train_subset=200", "student.batch_size=64", "seeds=[0,1]"]
 
 
-def test_baseline_end_to_end_report_rebuilds_byte_identically(tmp_path):
+def test_baseline_end_to_end_report_rebuilds_byte_identically(tmp_path, assert_report_rebuilds):
     assert STUDIES.get("baseline") is BASELINE
     results = run_study(BASELINE, out=tmp_path, preset="quick", overrides=TINY, progress=False)
     saved = json.loads((tmp_path / "results.json").read_text())
@@ -23,11 +22,7 @@ def test_baseline_end_to_end_report_rebuilds_byte_identically(tmp_path):
     assert claim["n"] == 2 and claim["rule"].startswith("holds if the 95% interval lies above 0 points")
     assert {"rule", "statistic", "interval", "n", "selected_on", "evidence", "holds"} <= set(claim)
     assert saved["report_files"] == ["student_accuracy.png", "report.md", "report.html"]
-    before = {name: (tmp_path / name).read_bytes() for name in saved["report_files"]}
-    for name in before:
-        (tmp_path / name).unlink()
-    assert main(["report", str(tmp_path)]) == 0
-    assert {name: (tmp_path / name).read_bytes() for name in before} == before
+    assert_report_rebuilds(tmp_path, saved["report_files"])
     again = run_study(BASELINE, out=tmp_path, preset="quick", overrides=TINY, progress=False)
     assert again["runs_trained"] == 0 and again["runs_reused"] == 5
     assert again["methods"] == results["methods"]

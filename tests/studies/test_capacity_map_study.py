@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from kdlab.analysis.mismatch_gap import difference_interval
-from kdlab.cli import main
 from kdlab.store import RunStore
 from kdlab.studies import STUDIES, run_study
 from kdlab.studies.capacity_map import (CAPACITY_MAP, PREREGISTRATION, CapacityMapConfig, _assistant_jobs,
@@ -175,7 +174,7 @@ def test_full_plan_trains_the_declared_runs(tmp_path) -> None:
 
 
 @pytest.mark.slow
-def test_quick_preset_end_to_end_with_remedies_and_a_byte_identical_rebuild(tmp_path) -> None:
+def test_quick_preset_end_to_end_with_remedies_and_a_byte_identical_rebuild(tmp_path, assert_report_rebuilds) -> None:
     assert STUDIES.get("capacity-map") is CAPACITY_MAP
     # remedies in every cell (not only where mismatch is present) so the remedy path runs on the tiny corner
     overrides = ["remedy_cells=all", "remedies=[ats,ats_symmetric,eskd]"]
@@ -202,11 +201,7 @@ def test_quick_preset_end_to_end_with_remedies_and_a_byte_identical_rebuild(tmp_
     markdown = (tmp_path / "report.md").read_text()
     assert markdown.startswith("# kdlab capacity map — QUICK PRESET, not the map")
     assert saved["preregistration"]["sha256"] == PREREGISTERED_SHA256
-    before = {name: (tmp_path / name).read_bytes() for name in saved["report_files"]}
-    for name in before:
-        (tmp_path / name).unlink()
-    assert main(["report", str(tmp_path)]) == 0
-    assert {name: (tmp_path / name).read_bytes() for name in before} == before
+    assert_report_rebuilds(tmp_path, saved["report_files"])
     again = run_study(CAPACITY_MAP, out=tmp_path, preset="quick", overrides=overrides, progress=False)
     assert again["runs_trained"] == 0 and again["runs_reused"] == saved["runs_trained"]
     assert again["cells"] == results["cells"]

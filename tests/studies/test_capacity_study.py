@@ -7,7 +7,6 @@ import math
 
 import pytest
 
-from kdlab.cli import main
 from kdlab.config import parse_config
 from kdlab.errors import ConfigError
 from kdlab.store import RunStore
@@ -25,7 +24,7 @@ def run_capacity(**kwargs):
     return run_study(CAPACITY, **kwargs)
 
 
-def test_capacity_study_end_to_end_and_rerun_reuses_everything(tmp_path):
+def test_capacity_study_end_to_end_and_rerun_reuses_everything(tmp_path, assert_report_rebuilds):
     results = run_capacity(out=tmp_path, preset="quick", overrides=TINY + ["teacher_seeds=[0,1]"], progress=False)
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["study"] == "capacity"
@@ -81,11 +80,7 @@ def test_capacity_study_end_to_end_and_rerun_reuses_everything(tmp_path):
     assert "capacity-mismatch curve" in md and "MLP 2x64, 8.97k params" in md
     assert "## Tuning: equal budget, chosen on validation" in md and "dkd from MLP 2x64" in md
     assert (tmp_path / "report.html").read_text().count("data:image/png;base64,") == 4
-    before = {name: (tmp_path / name).read_bytes() for name in saved["report_files"]}
-    for name in before:
-        (tmp_path / name).unlink()
-    assert main(["report", str(tmp_path)]) == 0
-    assert {name: (tmp_path / name).read_bytes() for name in before} == before
+    assert_report_rebuilds(tmp_path, saved["report_files"])
     again = run_capacity(out=tmp_path, preset="quick", overrides=TINY + ["teacher_seeds=[0,1]"], progress=False)
     assert again["runs_trained"] == 0 and again["runs_reused"] == results["runs_trained"]
     assert [s["test_accuracy"] for s in again["students"]] == [s["test_accuracy"] for s in results["students"]]
